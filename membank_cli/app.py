@@ -1,0 +1,25 @@
+"""The ``membank`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from membank_cli import bench, collection, config
+from membank_cli.serve import serve
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="membank",
+    help="membank: a memory bank for AI agents.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command()(serve)
+app.command(name="bench")(bench.bench)
+app.add_typer(collection.app, name="collection")
+app.add_typer(config.app, name="config")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,331 @@
+"""``membank bench``: ingest and search figures over HTTP, against a server it starts.
+
+Black-box: it talks HTTP to a ``membank serve`` process on a free loopback port
+with a fresh data folder (or to ``--url``), so the figures include the server,
+the JSON codec and the store, as a client sees them. Request bodies are made
+before the clock starts, so the client's own encoding is not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import msgspec
+import numpy as np
+import typer
+from rich.progress import Progress
+
+from membank_cli.output import console, fail, print_json, table
+
+__all__ = ["bench"]
+
+_WORDS = [
+    "coffee",
+    "tea",
+    "hiking",
+    "Lisbon",
+    "sister",
+    "dentist",
+    "Tuesday",
+    "peanuts",
+    "allergy",
+    "guitar",
+    "piano",
+    "Toyota",
+    "marathon",
+    "vegetarian",
+    "sushi",
+    "Berlin",
+    "daughter",
+    "birthday",
+    "March",
+    "office",
+    "remote",
+    "python",
+    "garden",
+    "cat",
+    "dog",
+    "swimming",
+    "yoga",
+    "meeting",
+    "flight",
+    "Tokyo",
+    "budget",
+    "novel",
+    "jazz",
+    "cycling",
+    "sourdough",
+]
+
+
+@dataclass
+class Phase:
+    phase: str
+    count: int
+    seconds: float
+    per_second: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _server(data_dir: Path) -> Iterator[tuple[str, int]]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MEMBANK_STORAGE__EDGE__PATH": str(data_dir),
+        "MEMBANK_SERVER__PORT": str(port),
+        "MEMBANK_SERVER__LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "membank_cli", "serve"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                fail(f"the server exited with code {proc.returncode} before it was ready")
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            fail("the server was not ready within 60 s")
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _rss_mib(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def _vectors(rng: np.random.Generator, n: int, dim: int) -> list[list[float]]:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return np.round(v, 6).tolist()  # type: ignore[no-any-return]
+
+
+def _sentence(rng: random.Random, i: int) -> str:
+    return f"memory {i}: " + " ".join(rng.choices(_WORDS, k=rng.randint(5, 20)))
+
+
+def _pct(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+
+async def _drive(
+    url: str,
+    method: str,
+    path: str,
+    bodies: Sequence[bytes],
+    concurrency: int,
+    progress: Progress,
+    label: str,
+) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    task = progress.add_task(label, total=len(bodies))
+    queue = iter(bodies)
+    headers = {"content-type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+
+        async def worker() -> None:
+            for body in queue:
+                started = time.perf_counter()
+                r = await client.request(method, path, content=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                if r.status_code >= 300:
+                    raise RuntimeError(f"{path} answered {r.status_code}: {r.text[:300]}")
+                progress.advance(task)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies
+
+
+async def _run(
+    url: str,
+    n: int,
+    users: int,
+    embed_n: int,
+    searches: int,
+    text_searches: int,
+    concurrency: int,
+    dim: int,
+    seed: int,
+) -> list[Phase]:
+    rng, prng = np.random.default_rng(seed), random.Random(seed)
+    enc = msgspec.json.encode
+    phases: list[Phase] = []
+    batch = 1000
+    with Progress(console=console, transient=True) as progress:
+        bodies = [
+            enc(
+                {
+                    "memories": [
+                        {
+                            "user_id": f"user-{prng.randrange(users)}",
+                            "content": _sentence(prng, start + j),
+                            "vector": vec,
+                        }
+                        for j, vec in enumerate(_vectors(rng, min(batch, n - start), dim))
+                    ]
+                }
+            )
+            for start in range(0, n, batch)
+        ]
+        took, _ = await _drive(
+            url, "POST", "/v1/memories/batch", bodies, 2, progress, f"ingest {n:,} with vectors"
+        )
+        phases.append(Phase("ingest, client vectors (batch API)", n, took, n / took))
+        bodies = [
+            enc(
+                {
+                    "memories": [
+                        {
+                            "user_id": f"user-{prng.randrange(users)}",
+                            "content": _sentence(prng, n + start + j),
+                        }
+                        for j in range(min(100, embed_n - start))
+                    ]
+                }
+            )
+            for start in range(0, embed_n, 100)
+        ]
+        if bodies:
+            took, _ = await _drive(
+                url,
+                "POST",
+                "/v1/memories/batch",
+                bodies,
+                2,
+                progress,
+                f"ingest {embed_n:,} with embedding",
+            )
+            phases.append(Phase("ingest, server embeds (batch API)", embed_n, took, embed_n / took))
+        for label, bodies in (
+            (
+                "search, client vector",
+                [
+                    enc({"user_id": f"user-{prng.randrange(users)}", "vector": v, "limit": 10})
+                    for v in _vectors(rng, searches, dim)
+                ],
+            ),
+            (
+                "search, text query",
+                [
+                    enc(
+                        {
+                            "user_id": f"user-{prng.randrange(users)}",
+                            "query": " ".join(prng.choices(_WORDS, k=6)),
+                            "limit": 10,
+                        }
+                    )
+                    for _ in range(text_searches)
+                ],
+            ),
+        ):
+            if not bodies:
+                continue
+            took, lat = await _drive(
+                url, "POST", "/v1/search", bodies, concurrency, progress, label
+            )
+            phases.append(
+                Phase(
+                    f"{label} (c={concurrency})",
+                    len(bodies),
+                    took,
+                    len(bodies) / took,
+                    _pct(lat, 0.5),
+                    _pct(lat, 0.99),
+                )
+            )
+    return phases
+
+
+def bench(
+    n: int = typer.Option(100_000, "--n", help="Memories ingested with client vectors."),
+    users: int = typer.Option(1_000, help="Distinct users the memories spread over."),
+    embed_n: int = typer.Option(2_000, "--embed-n", help="Memories ingested with embedding."),
+    searches: int = typer.Option(5_000, help="Searches with client vectors."),
+    text_searches: int = typer.Option(500, help="Searches with a text query."),
+    concurrency: int = typer.Option(4, help="Requests in flight during searches."),
+    dim: int = typer.Option(384, help="Vector size of the server's embedder."),
+    url: str = typer.Option(None, help="Bench a running server instead of starting one."),
+    seed: int = typer.Option(7, help="Random seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print figures as JSON."),
+) -> None:
+    """Measure ingest rate and search latency (p50/p99) over HTTP at N memories."""
+    if url and not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
+        fail("bench only targets a server on this machine (127.0.0.1/localhost)")
+
+    def measure(target: str, pid: int | None) -> None:
+        phases = asyncio.run(
+            _run(target, n, users, embed_n, searches, text_searches, concurrency, dim, seed)
+        )
+        rss = _rss_mib(pid)
+        if as_json:
+            print_json(
+                {
+                    "n": n,
+                    "users": users,
+                    "server_rss_mib": rss,
+                    "phases": [asdict(p) for p in phases],
+                }
+            )
+            return
+        table(
+            f"membank bench: {n:,} memories, {users:,} users"
+            + (f", server RSS {rss:,.0f} MiB" if rss else ""),
+            ["phase", "count", "seconds", "per second", "p50 ms", "p99 ms"],
+            [
+                (
+                    p.phase,
+                    f"{p.count:,}",
+                    f"{p.seconds:.2f}",
+                    f"{p.per_second:,.0f}",
+                    p.p50_ms if p.p50_ms is not None else "",
+                    p.p99_ms if p.p99_ms is not None else "",
+                )
+                for p in phases
+            ],
+        )
+
+    if url:
+        measure(url, None)
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="membank-bench-") as tmp,
+        _server(Path(tmp)) as (
+            target,
+            pid,
+        ),
+    ):
+        measure(target, pid)

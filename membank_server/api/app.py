@@ -1,0 +1,107 @@
+"""The Litestar application: routes, limits, errors, metrics, OpenAPI at /schema."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, MediaType, Response, Router, get
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from membank_server.api.controllers import (
+    BatchController,
+    MemoryController,
+    SearchController,
+    require_json,
+)
+from membank_server.api.errors import error_response, exception_handlers
+from membank_server.config import Settings
+from membank_server.services.runtime import Runtime
+
+__all__ = ["create_app"]
+
+
+class _Metrics(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+@get("/health", tags=["ops"], summary="Liveness", sync_to_thread=False)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/ready", tags=["ops"], summary="Readiness: 503 until storage and embedder are ready")
+async def ready(state: State) -> Response[Any]:
+    runtime: Runtime = state.runtime
+    checks = {"storage": runtime.store_ready, "embedder": runtime.embedder_ready}
+    if runtime.ready:
+        return Response({"status": "ready", **checks}, media_type=MediaType.JSON)
+    reason = runtime.embedder_error or "warming up"
+    return error_response(503, "not_ready", reason, checks, {"Retry-After": "1"})
+
+
+@get("/v1/collection", tags=["ops"], summary="Collection configuration and counts")
+async def collection(state: State) -> dict[str, Any]:
+    runtime: Runtime = state.runtime
+    info = await runtime.store.info()
+    return {
+        "backend": info.backend,
+        "name": info.name,
+        "dimension": info.dimension,
+        "distance": info.distance,
+        "points": info.points,
+        "indexed_vectors": info.indexed_vectors,
+        "segments": info.segments,
+        "live_memories": await runtime.memories.count(),
+        "embedder": runtime.embedder.model,
+        "extra": dict(info.extra),
+    }
+
+
+def create_app(runtime: Runtime, settings: Settings) -> Litestar:
+    """Build the app around a runtime that its lifespan starts and closes."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    v1 = Router(
+        path="/",
+        route_handlers=[MemoryController, SearchController, collection],
+        request_max_body_size=settings.server.max_body_bytes,
+        before_request=require_json,
+    )
+    batch = Router(
+        path="/",
+        route_handlers=[BatchController],
+        request_max_body_size=settings.server.batch_max_body_bytes,
+        before_request=require_json,
+    )
+    prometheus = PrometheusConfig(
+        app_name="membank", prefix="membank", group_path=True, exclude=["/metrics"]
+    )
+    return Litestar(
+        route_handlers=[v1, batch, health, ready, _Metrics],
+        lifespan=[lifespan],
+        state=State({"runtime": runtime}),
+        exception_handlers=exception_handlers,
+        middleware=[prometheus.middleware],
+        openapi_config=OpenAPIConfig(
+            title="membank",
+            version="0.1.0",
+            description="A memory bank for AI agents.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        logging_config=None,
+        debug=False,
+    )

@@ -1,0 +1,228 @@
+"""HTTP handlers: parse, call one service method, shape the answer."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from membank_server.api.errors import responses
+from membank_server.api.schemas import (
+    BatchCreate,
+    BatchRead,
+    Deleted,
+    HistoryList,
+    HistoryRead,
+    MemoryCreate,
+    MemoryPage,
+    MemoryRead,
+    MemoryUpdate,
+    SearchBody,
+    SearchResponse,
+    SearchResult,
+)
+from membank_server.domain.model import USER_ID_PATTERN
+from membank_server.services.memories import MemoryService
+from membank_server.services.runtime import Runtime
+
+__all__ = [
+    "BatchController",
+    "MemoryController",
+    "SearchController",
+    "provide_memories",
+    "require_json",
+]
+
+UserQuery = Annotated[
+    str,
+    Parameter(
+        query="user_id",
+        min_length=1,
+        max_length=128,
+        pattern=USER_ID_PATTERN.pattern,
+        description="the end user whose memories these are",
+    ),
+]
+OptionalId = Annotated[
+    str | None, Parameter(min_length=1, max_length=128, pattern=USER_ID_PATTERN.pattern)
+]
+
+
+def provide_memories(state: State) -> MemoryService:
+    runtime: Runtime = state.runtime
+    return runtime.memories
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit():
+        raise HTTPException(
+            status_code=400, detail='If-Match must be a memory version, e.g. If-Match: "3"'
+        )
+    return int(tag)
+
+
+def _etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}
+
+
+class MemoryController(Controller):
+    path = "/v1/memories"
+    tags = ["memories"]
+    dependencies = {"memories": Provide(provide_memories, sync_to_thread=False)}
+
+    @post(
+        status_code=HTTP_201_CREATED,
+        summary="Store a memory",
+        description=(
+            "201 with the new memory. An exact duplicate of a live memory of the same user "
+            "answers 200 with the existing one. With `Idempotency-Key`, a replay of the same "
+            "request answers as the first did and stores nothing; the key with another body "
+            "is a 409. With `id`, the call is an idempotent upsert of that memory."
+        ),
+        responses=responses(400, 409, 413, 415, 422, 503),
+    )
+    async def create(
+        self,
+        data: MemoryCreate,
+        memories: MemoryService,
+        idempotency_key: Annotated[
+            str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=255)
+        ] = None,
+    ) -> Response[MemoryRead]:
+        memory, created = await memories.remember(data.to_domain(), idempotency_key)
+        return Response(
+            MemoryRead.of(memory),
+            status_code=HTTP_201_CREATED if created else HTTP_200_OK,
+            headers=_etag(memory.version),
+        )
+
+    @get("/{memory_id:uuid}", summary="Read a memory", responses=responses(404, 422, 503))
+    async def read(
+        self, memory_id: UUID, user_id: UserQuery, memories: MemoryService
+    ) -> Response[MemoryRead]:
+        memory = await memories.get(user_id, memory_id)
+        return Response(MemoryRead.of(memory), headers=_etag(memory.version))
+
+    @get(
+        summary="List a user's memories",
+        description="Ascending id (creation) order; follow next_cursor for the next page.",
+        responses=responses(422, 503),
+    )
+    async def list_memories(
+        self,
+        user_id: UserQuery,
+        memories: MemoryService,
+        agent_id: OptionalId = None,
+        session_id: OptionalId = None,
+        limit: Annotated[int, Parameter(ge=1)] = 100,
+        cursor: Annotated[str | None, Parameter(max_length=64)] = None,
+    ) -> MemoryPage:
+        page = await memories.list_page(
+            user_id, limit=limit, cursor=cursor, agent_id=agent_id, session_id=session_id
+        )
+        return MemoryPage([MemoryRead.of(m) for m in page.items], page.next_cursor)
+
+    @patch(
+        "/{memory_id:uuid}",
+        summary="Change a memory",
+        responses=responses(400, 404, 412, 413, 415, 422, 503),
+    )
+    async def update(
+        self,
+        memory_id: UUID,
+        user_id: UserQuery,
+        data: MemoryUpdate,
+        memories: MemoryService,
+        if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
+    ) -> Response[MemoryRead]:
+        memory = await memories.update(user_id, memory_id, data.to_domain(), _if_match(if_match))
+        return Response(MemoryRead.of(memory), headers=_etag(memory.version))
+
+    @get(
+        "/{memory_id:uuid}/history",
+        summary="Every version of a memory, oldest first",
+        responses=responses(404, 422, 503),
+    )
+    async def history(
+        self, memory_id: UUID, user_id: UserQuery, memories: MemoryService
+    ) -> HistoryList:
+        events = await memories.history(user_id, memory_id)
+        return HistoryList([HistoryRead.of(e) for e in events])
+
+    @delete(
+        "/{memory_id:uuid}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete a memory",
+        responses=responses(404, 422, 503),
+    )
+    async def remove(self, memory_id: UUID, user_id: UserQuery, memories: MemoryService) -> None:
+        await memories.forget(user_id, memory_id)
+
+    @delete(
+        status_code=HTTP_200_OK,
+        summary="Erase all of a user's memories and their history",
+        responses=responses(422, 503),
+    )
+    async def erase_user(self, user_id: UserQuery, memories: MemoryService) -> Deleted:
+        return Deleted(await memories.forget_user(user_id))
+
+
+class BatchController(Controller):
+    """Batch writes, under their own (larger) body size limit."""
+
+    path = "/v1/memories/batch"
+    tags = ["memories"]
+    dependencies = {"memories": Provide(provide_memories, sync_to_thread=False)}
+
+    @post(
+        status_code=HTTP_201_CREATED,
+        summary="Store many memories",
+        description="All or nothing on validation: one bad item is a 422 naming its index.",
+        responses=responses(400, 409, 413, 415, 422, 503),
+    )
+    async def create_batch(self, data: BatchCreate, memories: MemoryService) -> BatchRead:
+        results = await memories.remember_many([m.to_domain() for m in data.memories])
+        return BatchRead(
+            items=[MemoryRead.of(m) for m, _ in results],
+            created=sum(created for _, created in results),
+        )
+
+
+class SearchController(Controller):
+    path = "/v1/search"
+    tags = ["search"]
+    dependencies = {"memories": Provide(provide_memories, sync_to_thread=False)}
+
+    @post(
+        status_code=HTTP_200_OK,
+        summary="Semantic search of one user's memories",
+        description="Give `query` (text, embedded by the server) or `vector`, not both.",
+        responses=responses(400, 413, 415, 422, 503),
+    )
+    async def search(self, data: SearchBody, memories: MemoryService) -> SearchResponse:
+        started = time.perf_counter()
+        hits = await memories.search(data.to_domain())
+        return SearchResponse(
+            results=[SearchResult(MemoryRead.of(h.memory), h.score) for h in hits],
+            took_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+
+def require_json(request: Request[Any, Any, Any]) -> None:
+    """415 for a body that is not JSON, before anything tries to decode it."""
+    if request.method in ("POST", "PATCH", "PUT"):
+        kind = request.headers.get("content-type", "")
+        if kind.split(";", 1)[0].strip().lower() != "application/json":
+            raise HTTPException(
+                status_code=415, detail=f"send JSON (Content-Type: application/json), not {kind!r}"
+            )

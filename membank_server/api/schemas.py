@@ -1,0 +1,231 @@
+"""The HTTP edge: msgspec Structs for requests and responses, and their mapping to the domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from msgspec import Meta, Struct
+
+from membank_server.domain.errors import InvalidInput
+from membank_server.domain.model import (
+    USER_ID_PATTERN,
+    HistoryEvent,
+    Memory,
+    MetadataCondition,
+    SearchFilter,
+)
+from membank_server.services.inputs import MemoryPatch, NewMemory, RecallQuery
+
+__all__ = [
+    "BatchCreate",
+    "BatchRead",
+    "Deleted",
+    "ErrorBody",
+    "ErrorInfo",
+    "HistoryList",
+    "HistoryRead",
+    "IdStr",
+    "MemoryCreate",
+    "MemoryPage",
+    "MemoryRead",
+    "MemoryUpdate",
+    "MetadataOp",
+    "SearchBody",
+    "SearchFilters",
+    "SearchResponse",
+    "SearchResult",
+]
+
+IdStr = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        pattern=USER_ID_PATTERN.pattern,
+        description="1-128 characters of [A-Za-z0-9_.:@-]",
+    ),
+]
+_METADATA_KEY = r"^[A-Za-z0-9_-]{1,64}$"
+Content = Annotated[str, Meta(min_length=1, description="the memory's text")]
+Scalar = str | int | float | bool
+
+
+class _In(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class MemoryCreate(_In):
+    user_id: IdStr
+    content: Content
+    metadata: dict[str, Any] = {}
+    agent_id: IdStr | None = None
+    session_id: IdStr | None = None
+    expires_at: datetime | None = None
+    id: UUID | None = None
+    vector: list[float] | None = None
+
+    def to_domain(self) -> NewMemory:
+        return NewMemory(
+            user_id=self.user_id,
+            content=self.content,
+            metadata=self.metadata,
+            agent_id=self.agent_id,
+            session_id=self.session_id,
+            expires_at=self.expires_at,
+            id=self.id,
+            vector=self.vector,
+        )
+
+
+class BatchCreate(_In):
+    memories: list[MemoryCreate]
+
+
+class MemoryUpdate(_In):
+    content: Content | None = None
+    metadata: dict[str, Any] | None = None
+    expires_at: datetime | None = None
+    vector: list[float] | None = None
+
+    def to_domain(self) -> MemoryPatch:
+        if self.content is None and self.metadata is None and self.expires_at is None:
+            raise InvalidInput("give content, metadata or expires_at to change", {"field": "body"})
+        return MemoryPatch(self.content, self.metadata, self.expires_at, self.vector)
+
+
+class MetadataOp(_In):
+    """A metadata condition other than equality: ``in`` a list, or a ``gte``/``lte`` range."""
+
+    in_: list[str | int] | None = msgspec.field(default=None, name="in")
+    gte: float | None = None
+    lte: float | None = None
+
+
+class SearchFilters(_In):
+    agent_id: IdStr | None = None
+    session_id: IdStr | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    metadata: dict[Annotated[str, Meta(pattern=_METADATA_KEY)], Scalar | MetadataOp] = {}
+
+    def to_domain(self) -> SearchFilter:
+        conditions = []
+        for key, cond in self.metadata.items():
+            if isinstance(cond, MetadataOp):
+                given = (cond.in_ is not None) + (cond.gte is not None or cond.lte is not None)
+                if given != 1:
+                    raise InvalidInput(
+                        f"metadata filter {key!r} needs either 'in' or 'gte'/'lte'",
+                        {"field": f"filters.metadata.{key}"},
+                    )
+                any_of = tuple(cond.in_) if cond.in_ is not None else None
+                conditions.append(MetadataCondition(key, None, any_of, cond.gte, cond.lte))
+            else:
+                conditions.append(MetadataCondition(key, cond))
+        return SearchFilter(
+            agent_id=self.agent_id,
+            session_id=self.session_id,
+            created_after=self.created_after,
+            created_before=self.created_before,
+            metadata=tuple(conditions),
+        )
+
+
+class SearchBody(_In):
+    user_id: IdStr
+    query: str | None = None
+    vector: list[float] | None = None
+    limit: Annotated[int, Meta(ge=1)] = 10
+    min_score: float | None = None
+    filters: SearchFilters | None = None
+
+    def to_domain(self) -> RecallQuery:
+        filters = self.filters.to_domain() if self.filters else SearchFilter()
+        return RecallQuery(
+            self.user_id, self.query, self.vector, self.limit, self.min_score, filters
+        )
+
+
+class MemoryRead(Struct):
+    id: UUID
+    user_id: str
+    content: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    content_hash: str
+    agent_id: str | None
+    session_id: str | None
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, m: Memory) -> MemoryRead:
+        return cls(
+            m.id,
+            m.user_id,
+            m.content,
+            dict(m.metadata),
+            m.created_at,
+            m.updated_at,
+            m.version,
+            m.content_hash,
+            m.agent_id,
+            m.session_id,
+            m.expires_at,
+        )
+
+
+class BatchRead(Struct):
+    items: list[MemoryRead]
+    created: int
+
+
+class MemoryPage(Struct):
+    items: list[MemoryRead]
+    next_cursor: str | None
+
+
+class HistoryRead(Struct):
+    event: str
+    version: int
+    content: str
+    metadata: dict[str, Any]
+    at: datetime
+
+    @classmethod
+    def of(cls, h: HistoryEvent) -> HistoryRead:
+        return cls(h.event.value, h.version, h.content, dict(h.metadata), h.at)
+
+
+class HistoryList(Struct):
+    items: list[HistoryRead]
+
+
+class Deleted(Struct):
+    deleted: int
+
+
+class SearchResult(Struct):
+    memory: MemoryRead
+    score: float
+
+
+class SearchResponse(Struct):
+    results: list[SearchResult]
+    took_ms: float
+
+
+class ErrorInfo(Struct):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ErrorBody(Struct):
+    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorInfo

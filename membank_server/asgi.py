@@ -1,0 +1,22 @@
+"""The ASGI entry point: ``uvicorn --factory membank_server.asgi:create_app``.
+
+Settings come from the environment (``membank serve`` passes its options there),
+so every worker process builds the same app.
+"""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from membank_server.api.app import create_app as _create_app
+from membank_server.bootstrap import build_runtime
+from membank_server.config import load_settings
+from membank_server.observability import PrometheusTelemetry, configure_logging
+
+__all__ = ["create_app"]
+
+
+def create_app() -> Litestar:
+    settings = load_settings()
+    configure_logging(settings.server.log_level, settings.server.log_json)
+    return _create_app(build_runtime(settings, telemetry=PrometheusTelemetry()), settings)

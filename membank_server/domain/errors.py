@@ -1,0 +1,86 @@
+"""The errors membank raises, one tree under :class:`MembankError`.
+
+    MembankError
+    ├── InvalidInput            a request is well-formed but its values are wrong (422)
+    │   └── DimensionMismatch   a client vector has the wrong number of components
+    ├── NotFound                no such memory for this user (404)
+    ├── Conflict                the id or idempotency key is taken by something else (409)
+    ├── PreconditionFailed      If-Match named a version that is not the current one (412)
+    ├── ConfigError             a setting is missing or wrong (fails at start)
+    └── Unavailable             a dependency cannot answer now (503)
+        ├── StorageUnavailable  the memory store
+        └── EmbedderUnavailable the embedding model or provider
+
+Adapters translate their driver's exceptions into these at the boundary
+(``raise StorageUnavailable(...) from exc``); the HTTP layer maps them to a
+status code in one table and the CLI to one line and an exit code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "Conflict",
+    "DimensionMismatch",
+    "EmbedderUnavailable",
+    "InvalidInput",
+    "MembankError",
+    "NotFound",
+    "PreconditionFailed",
+    "StorageUnavailable",
+    "Unavailable",
+]
+
+
+class MembankError(Exception):
+    """Root of every error membank raises on purpose.
+
+    Args:
+        message: One line a human can act on.
+        details: Machine-readable context (field names, indexes, limits).
+    """
+
+    code = "error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class InvalidInput(MembankError):
+    code = "invalid_input"
+
+
+class DimensionMismatch(InvalidInput):
+    code = "dimension_mismatch"
+
+
+class NotFound(MembankError):
+    code = "not_found"
+
+
+class Conflict(MembankError):
+    code = "conflict"
+
+
+class PreconditionFailed(MembankError):
+    code = "precondition_failed"
+
+
+class ConfigError(MembankError):
+    code = "config_error"
+
+
+class Unavailable(MembankError):
+    code = "unavailable"
+
+
+class StorageUnavailable(Unavailable):
+    code = "storage_unavailable"
+
+
+class EmbedderUnavailable(Unavailable):
+    code = "embedder_unavailable"

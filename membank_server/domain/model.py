@@ -1,0 +1,155 @@
+"""Memories, their history, search filters and hits: plain frozen dataclasses."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+__all__ = [
+    "USER_ID_PATTERN",
+    "CollectionInfo",
+    "Event",
+    "HistoryEvent",
+    "Memory",
+    "MemoryRecord",
+    "MetadataCondition",
+    "Page",
+    "SearchFilter",
+    "SearchHit",
+    "VectorQuery",
+    "content_hash",
+]
+
+#: user_id, agent_id and session_id: 1-128 characters of this set.
+USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+
+MetadataValue = str | int | float | bool
+
+
+class Event(StrEnum):
+    ADD = "ADD"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+
+
+def content_hash(content: str) -> str:
+    """The digest that makes two memories of one user exact duplicates.
+
+    NFC-normalised and stripped, so the same text typed twice is one memory;
+    case and inner spacing still count, because they can carry meaning.
+    """
+    normal = unicodedata.normalize("NFC", content).strip()
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """One thing an agent knows about one end user."""
+
+    id: UUID
+    user_id: str
+    content: str
+    metadata: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    content_hash: str
+    agent_id: str | None = None
+    session_id: str | None = None
+    expires_at: datetime | None = None
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One version of a memory as it was written."""
+
+    event: Event
+    version: int
+    content: str
+    metadata: Mapping[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    """What a store keeps for a memory: the memory, its vector and its history.
+
+    A deleted memory stays as a tombstone (``deleted_at`` set) so its history
+    can still be read; stores never return tombstones from list or search.
+    ``idempotency`` is the digest of the request that created it under an
+    ``Idempotency-Key``, so a replay can be told from a reuse.
+    """
+
+    memory: Memory
+    vector: list[float]
+    history: tuple[HistoryEvent, ...] = ()
+    deleted_at: datetime | None = None
+    idempotency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataCondition:
+    """A condition on one metadata key: equality, membership or a range."""
+
+    key: str
+    equals: MetadataValue | None = None
+    any_of: tuple[str | int, ...] | None = None
+    gte: float | None = None
+    lte: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    agent_id: str | None = None
+    session_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    metadata: tuple[MetadataCondition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VectorQuery:
+    """A nearest-neighbour query within one user's live memories."""
+
+    user_id: str
+    vector: list[float]
+    limit: int
+    now: datetime
+    min_score: float | None = None
+    filters: SearchFilter = field(default_factory=SearchFilter)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    memory: Memory
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing; ``next_cursor`` is opaque and None on the last page."""
+
+    items: tuple[Memory, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    backend: str
+    name: str
+    dimension: int
+    distance: str
+    points: int
+    indexed_vectors: int
+    segments: int
+    extra: Mapping[str, Any] = field(default_factory=dict)

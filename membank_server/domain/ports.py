@@ -1,0 +1,116 @@
+"""The ports the services work through; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from membank_server.domain.model import (
+    CollectionInfo,
+    Memory,
+    MemoryRecord,
+    Page,
+    SearchHit,
+    VectorQuery,
+)
+
+__all__ = ["Embedder", "MemoryStore"]
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors of a fixed dimension."""
+
+    @property
+    def model(self) -> str:
+        """A name that changes whenever the vectors would (model + version)."""
+        ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    async def start(self) -> None:
+        """Load the model or open the client; ready to embed after this returns."""
+        ...
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed texts in order, batching internally.
+
+        Raises:
+            EmbedderUnavailable: the model or provider cannot answer.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryStore(Protocol):
+    """Durable storage and vector search of memory records, partitioned by user.
+
+    Every method that reads takes the ``user_id`` it reads for and never returns
+    another user's record. A write returns only once it is durable.
+    All methods raise ``StorageUnavailable`` when the backend cannot answer.
+    """
+
+    @property
+    def backend(self) -> str: ...
+
+    async def start(self) -> None:
+        """Open the store and create the collection and its indexes if missing."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
+        """Write records whole (memory, vector, history, tombstone), durably."""
+        ...
+
+    async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
+        """Records by id for this user, tombstones included; missing ids are absent."""
+        ...
+
+    async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
+        """The user owning each existing id, to refuse an id taken by another user."""
+        ...
+
+    async def find_by_hash(
+        self, pairs: Sequence[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], Memory]:
+        """Live memories by (user_id, content_hash)."""
+        ...
+
+    async def list_page(
+        self,
+        user_id: str,
+        *,
+        now: datetime,
+        limit: int,
+        cursor: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> Page:
+        """Live memories of a user in ascending id order, a page at a time."""
+        ...
+
+    async def search(self, query: VectorQuery) -> list[SearchHit]:
+        """Nearest live memories of one user, best first."""
+        ...
+
+    async def delete_user(self, user_id: str) -> int:
+        """Erase every record of a user, history included; returns how many live ones."""
+        ...
+
+    async def purge_expired(self, now: datetime) -> int:
+        """Erase records whose ``expires_at`` has passed."""
+        ...
+
+    async def count(self, user_id: str | None = None) -> int:
+        """Live (not deleted) memories, of one user or of all."""
+        ...
+
+    async def info(self) -> CollectionInfo: ...
+
+    async def drop(self) -> None:
+        """Remove the collection and its data."""
+        ...

@@ -1,0 +1,119 @@
+"""What callers hand to the services, and the checks that depend on settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from membank_server.domain.errors import DimensionMismatch, InvalidInput
+from membank_server.domain.model import SearchFilter
+
+__all__ = ["Limits", "MemoryPatch", "NewMemory", "RecallQuery", "check_vector", "request_digest"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    content_max_chars: int = 8192
+    metadata_max_bytes: int = 16 * 1024
+    batch_max_items: int = 1000
+    search_max_limit: int = 100
+    list_max_limit: int = 1000
+
+    def check_content(self, content: str, where: dict[str, Any]) -> None:
+        if not content.strip():
+            raise InvalidInput("content must not be blank", {**where, "field": "content"})
+        if len(content) > self.content_max_chars:
+            raise InvalidInput(
+                f"content is {len(content)} characters; at most {self.content_max_chars} allowed",
+                {**where, "field": "content", "limit": self.content_max_chars},
+            )
+
+    def check_metadata(self, metadata: Mapping[str, Any], where: dict[str, Any]) -> None:
+        size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > self.metadata_max_bytes:
+            raise InvalidInput(
+                f"metadata is {size} bytes as JSON; at most {self.metadata_max_bytes} allowed",
+                {**where, "field": "metadata", "limit": self.metadata_max_bytes},
+            )
+
+
+def check_vector(vector: Sequence[float], dimension: int, where: dict[str, Any]) -> None:
+    if len(vector) != dimension:
+        raise DimensionMismatch(
+            f"vector has {len(vector)} dimensions; this server stores {dimension}",
+            {**where, "field": "vector", "expected": dimension, "got": len(vector)},
+        )
+    if not all(math.isfinite(x) for x in vector) or not any(vector):
+        raise InvalidInput(
+            "vector must be finite numbers, not all zero", {**where, "field": "vector"}
+        )
+
+
+def check_expiry(expires_at: datetime | None, now: datetime, where: dict[str, Any]) -> None:
+    if expires_at is None:
+        return
+    if expires_at.tzinfo is None:
+        raise InvalidInput(
+            "expires_at needs a timezone (e.g. 2030-01-01T00:00:00Z)",
+            {**where, "field": "expires_at"},
+        )
+    if expires_at <= now:
+        raise InvalidInput("expires_at is in the past", {**where, "field": "expires_at"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewMemory:
+    """A memory to store; ``id`` makes it an idempotent upsert, ``vector`` skips embedding."""
+
+    user_id: str
+    content: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    agent_id: str | None = None
+    session_id: str | None = None
+    expires_at: datetime | None = None
+    id: UUID | None = None
+    vector: list[float] | None = None
+
+
+def request_digest(item: NewMemory) -> str:
+    """A digest of everything a create request says, to tell a replay from a reuse."""
+    body = {
+        "user_id": item.user_id,
+        "content": item.content,
+        "metadata": item.metadata,
+        "agent_id": item.agent_id,
+        "session_id": item.session_id,
+        "expires_at": item.expires_at.isoformat() if item.expires_at else None,
+        "id": str(item.id) if item.id else None,
+        "vector": item.vector,
+    }
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPatch:
+    """A change to a memory; fields left None stay as they are."""
+
+    content: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    expires_at: datetime | None = None
+    vector: list[float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecallQuery:
+    """A semantic search: exactly one of ``query`` (text) or ``vector``."""
+
+    user_id: str
+    query: str | None = None
+    vector: list[float] | None = None
+    limit: int = 10
+    min_score: float | None = None
+    filters: SearchFilter = field(default_factory=SearchFilter)

@@ -1,0 +1,181 @@
+"""The payload layout shared by the Qdrant-family stores, and the neutral filter spec.
+
+A point's payload holds the whole record: the memory fields, numeric timestamps
+for range filters, its state (``live`` or ``deleted``) and its history. Both
+Qdrant adapters (Edge and qdrant-client) write and read exactly this layout, so
+a collection can move between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from membank_server.domain.model import (
+    Event,
+    HistoryEvent,
+    Memory,
+    MemoryRecord,
+    SearchFilter,
+)
+
+__all__ = [
+    "HISTORY",
+    "INDEXED_KEYWORDS",
+    "INDEXED_NUMBERS",
+    "LIVE",
+    "NEVER",
+    "Cond",
+    "live_conditions",
+    "record_from_payload",
+    "record_to_payload",
+    "search_conditions",
+]
+
+LIVE = "live"
+DELETED = "deleted"
+HISTORY = "history"
+#: expires_ts of a memory that never expires: far beyond any real date.
+NEVER = 253402300799.0  # 9999-12-31T23:59:59Z
+
+INDEXED_KEYWORDS = ("content_hash", "state", "agent_id", "session_id")
+INDEXED_NUMBERS = ("created_ts", "expires_ts")
+
+
+@dataclass(frozen=True, slots=True)
+class Cond:
+    """One filter condition, independent of the client library.
+
+    ``op`` is ``eq`` (value), ``any`` (values), or ``range`` (gte/lte/gt).
+    """
+
+    op: str
+    key: str
+    value: Any = None
+    gte: float | None = None
+    lte: float | None = None
+    gt: float | None = None
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+def _dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def record_to_payload(record: MemoryRecord) -> dict[str, Any]:
+    m = record.memory
+    payload: dict[str, Any] = {
+        "user_id": m.user_id,
+        "content": m.content,
+        "metadata": dict(m.metadata),
+        "created_at": _iso(m.created_at),
+        "updated_at": _iso(m.updated_at),
+        "created_ts": m.created_at.timestamp(),
+        "expires_ts": m.expires_at.timestamp() if m.expires_at else NEVER,
+        "version": m.version,
+        "content_hash": m.content_hash,
+        "state": DELETED if record.deleted_at else LIVE,
+        HISTORY: [
+            {
+                "event": h.event.value,
+                "version": h.version,
+                "content": h.content,
+                "metadata": dict(h.metadata),
+                "at": _iso(h.at),
+            }
+            for h in record.history
+        ],
+    }
+    for key, value in (
+        ("agent_id", m.agent_id),
+        ("session_id", m.session_id),
+        ("expires_at", m.expires_at and _iso(m.expires_at)),
+        ("deleted_at", record.deleted_at and _iso(record.deleted_at)),
+        ("idempotency", record.idempotency),
+    ):
+        if value is not None:
+            payload[key] = value
+    return payload
+
+
+def memory_from_payload(point_id: UUID | str, p: Mapping[str, Any]) -> Memory:
+    expires = p.get("expires_at")
+    return Memory(
+        id=point_id if isinstance(point_id, UUID) else UUID(str(point_id)),
+        user_id=p["user_id"],
+        content=p["content"],
+        metadata=p.get("metadata") or {},
+        created_at=_dt(p["created_at"]),
+        updated_at=_dt(p["updated_at"]),
+        version=int(p["version"]),
+        content_hash=p["content_hash"],
+        agent_id=p.get("agent_id"),
+        session_id=p.get("session_id"),
+        expires_at=_dt(expires) if expires else None,
+    )
+
+
+def record_from_payload(
+    point_id: UUID | str, p: Mapping[str, Any], vector: list[float] | None
+) -> MemoryRecord:
+    deleted = p.get("deleted_at")
+    return MemoryRecord(
+        memory=memory_from_payload(point_id, p),
+        vector=vector or [],
+        history=tuple(
+            HistoryEvent(
+                event=Event(h["event"]),
+                version=int(h["version"]),
+                content=h["content"],
+                metadata=h.get("metadata") or {},
+                at=_dt(h["at"]),
+            )
+            for h in p.get(HISTORY) or ()
+        ),
+        deleted_at=_dt(deleted) if deleted else None,
+        idempotency=p.get("idempotency"),
+    )
+
+
+def live_conditions(user_id: str, now: datetime) -> list[Cond]:
+    """A user's memories that are neither deleted nor expired."""
+    return [
+        Cond("eq", "user_id", user_id),
+        Cond("eq", "state", LIVE),
+        Cond("range", "expires_ts", gt=now.timestamp()),
+    ]
+
+
+def search_conditions(user_id: str, now: datetime, f: SearchFilter) -> list[Cond]:
+    conds = live_conditions(user_id, now)
+    if f.agent_id is not None:
+        conds.append(Cond("eq", "agent_id", f.agent_id))
+    if f.session_id is not None:
+        conds.append(Cond("eq", "session_id", f.session_id))
+    if f.created_after is not None or f.created_before is not None:
+        conds.append(
+            Cond(
+                "range",
+                "created_ts",
+                gte=f.created_after.timestamp() if f.created_after else None,
+                lte=f.created_before.timestamp() if f.created_before else None,
+            )
+        )
+    for mc in f.metadata:
+        key = f"metadata.{mc.key}"
+        if mc.any_of is not None:
+            conds.append(Cond("any", key, list(mc.any_of)))
+        elif isinstance(mc.equals, float):
+            # Exact match takes str/int/bool only; a float equality is a closed range.
+            conds.append(Cond("range", key, gte=mc.equals, lte=mc.equals))
+        elif mc.equals is not None:
+            conds.append(Cond("eq", key, mc.equals))
+        else:
+            conds.append(Cond("range", key, gte=mc.gte, lte=mc.lte))
+    return conds
