@@ -1,0 +1,1 @@
+"""Adapters of the MemoryStore port: EdgeStore (embedded Qdrant Edge), QdrantStore (qdrant-client)."""
