@@ -49,7 +49,10 @@ def check_vector(vector: Sequence[float], dimension: int, where: dict[str, Any])
             f"vector has {len(vector)} dimensions; this server stores {dimension}",
             {**where, "field": "vector", "expected": dimension, "got": len(vector)},
         )
-    if not all(math.isfinite(x) for x in vector) or not any(vector):
+    # One pass in C: the sum of magnitudes is finite only if every component is,
+    # and zero only if all are.
+    magnitude = sum(map(abs, vector))
+    if not math.isfinite(magnitude) or magnitude == 0:
         raise InvalidInput(
             "vector must be finite numbers, not all zero", {**where, "field": "vector"}
         )

@@ -1,1 +1,1 @@
-"""Adapters of the MemoryStore port: EdgeStore (embedded Qdrant Edge), QdrantStore (qdrant-client)."""
+"""MemoryStore adapters: EdgeStore (embedded Qdrant Edge) and QdrantStore (qdrant-client)."""

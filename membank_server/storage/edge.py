@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
+import numpy as np
 import qdrant_edge as qe
 
 from membank_server.domain.errors import ConfigError, StorageUnavailable
@@ -57,8 +58,21 @@ _DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid"}
 
 def _condition(c: Cond) -> Any:
     if c.op == "eq":
-        return qe.FieldCondition(key=c.key, match=qe.MatchValue(c.value))
+        # The binding reads a Python bool as an integer (bool subclasses int), so
+        # MatchValue(False) would match 0 and never false; numpy's bool_ stays a bool.
+        value: Any = np.bool_(c.value) if isinstance(c.value, bool) else c.value
+        return qe.FieldCondition(key=c.key, match=qe.MatchValue(value))
     if c.op == "any":
+        strings = [v for v in c.value if isinstance(v, str)]
+        numbers = [v for v in c.value if not isinstance(v, str)]
+        if strings and numbers:
+            # MatchAny takes values of one type; a mixed list is either of two.
+            return qe.Filter(
+                should=[
+                    qe.FieldCondition(key=c.key, match=qe.MatchAny(strings)),
+                    qe.FieldCondition(key=c.key, match=qe.MatchAny(numbers)),
+                ]
+            )
         return qe.FieldCondition(key=c.key, match=qe.MatchAny(c.value))
     return qe.FieldCondition(key=c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte, gt=c.gt))
 

@@ -25,8 +25,14 @@ def _create(http: httpx.Client, user: str, content: str, **extra: object) -> htt
 
 def test_create_returns_the_stored_memory(http: httpx.Client) -> None:
     user = _user()
-    r = _create(http, user, "I am allergic to peanuts", metadata={"topic": "health"},
-                agent_id="agent-1", session_id="s-1")
+    r = _create(
+        http,
+        user,
+        "I am allergic to peanuts",
+        metadata={"topic": "health"},
+        agent_id="agent-1",
+        session_id="s-1",
+    )
     assert r.status_code == 201, r.text
     m = r.json()
     assert m["user_id"] == user and m["content"] == "I am allergic to peanuts"
@@ -89,8 +95,9 @@ def test_get_other_users_memory_is_404(http: httpx.Client) -> None:
     m = _create(http, _user(), "I work as a nurse").json()
     r = http.get(f"/v1/memories/{m['id']}", params={"user_id": _user()})
     assert r.status_code == 404
-    assert r.json() == {"error": {"code": "not_found", "message": r.json()["error"]["message"],
-                                  "details": {}}}
+    assert r.json() == {
+        "error": {"code": "not_found", "message": r.json()["error"]["message"], "details": {}}
+    }
     assert http.get(f"/v1/memories/{uuid.uuid4()}", params={"user_id": "x"}).status_code == 404
 
 
@@ -98,8 +105,9 @@ def test_batch_creates_all_and_embeds_in_batches(http: httpx.Client) -> None:
     user = _user()
     before = _metric(http, "membank_embedding_seconds_count")
     texts = [f"fact number {i} about my garden" for i in range(40)]
-    r = http.post("/v1/memories/batch",
-                  json={"memories": [{"user_id": user, "content": t} for t in texts]})
+    r = http.post(
+        "/v1/memories/batch", json={"memories": [{"user_id": user, "content": t} for t in texts]}
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["created"] == 40 and [m["content"] for m in body["items"]] == texts
@@ -129,8 +137,12 @@ def test_pagination_through_2500_memories(http: httpx.Client) -> None:
     user, other = _user(), _user()
     for start in range(0, 2500, 500):
         batch = [
-            {"user_id": user, "content": f"memory {i}", "vector": _vec(i),
-             "agent_id": "even" if i % 2 == 0 else "odd"}
+            {
+                "user_id": user,
+                "content": f"memory {i}",
+                "vector": _vec(i),
+                "agent_id": "even" if i % 2 == 0 else "odd",
+            }
             for i in range(start, start + 500)
         ]
         assert http.post("/v1/memories/batch", json={"memories": batch}).status_code == 201
@@ -162,10 +174,15 @@ def test_patch_history_and_if_match(http: httpx.Client) -> None:
     stale = http.patch(url, params=params, json={"content": "x"}, headers={"If-Match": '"7"'})
     assert stale.status_code == 412
     assert stale.json()["error"]["details"]["current_version"] == 1
-    assert http.patch(url, params=params, json={"content": "x"},
-                      headers={"If-Match": "v1"}).status_code == 400
-    r = http.patch(url, params=params, json={"content": "I moved to Madrid"},
-                   headers={"If-Match": '"1"'})
+    assert (
+        http.patch(
+            url, params=params, json={"content": "x"}, headers={"If-Match": "v1"}
+        ).status_code
+        == 400
+    )
+    r = http.patch(
+        url, params=params, json={"content": "I moved to Madrid"}, headers={"If-Match": '"1"'}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 2 and r.json()["content"] == "I moved to Madrid"
     assert r.json()["created_at"] == m["created_at"] and r.headers["etag"] == '"2"'
@@ -174,8 +191,13 @@ def test_patch_history_and_if_match(http: httpx.Client) -> None:
     # Re-embedded: a search finds the new content.
     hits = http.post("/v1/search", json={"user_id": user, "query": "which city in Spain?"})
     assert hits.json()["results"][0]["memory"]["content"] == "I moved to Madrid"
-    for forbidden in ({"user_id": "bob"}, {"id": str(uuid.uuid4())}, {"version": 9},
-                      {"created_at": "2020-01-01T00:00:00Z"}, {}):
+    for forbidden in (
+        {"user_id": "bob"},
+        {"id": str(uuid.uuid4())},
+        {"version": 9},
+        {"created_at": "2020-01-01T00:00:00Z"},
+        {},
+    ):
         r = http.patch(url, params=params, json=forbidden)
         assert r.status_code == 422, (forbidden, r.text)
     assert http.patch(url, params={"user_id": _user()}, json={"content": "x"}).status_code == 404
@@ -187,7 +209,11 @@ def test_patch_history_and_if_match(http: httpx.Client) -> None:
     assert history.status_code == 200
     events = history.json()["items"]
     assert [(e["event"], e["version"]) for e in events] == [
-        ("ADD", 1), ("UPDATE", 2), ("UPDATE", 3), ("DELETE", 4)]
+        ("ADD", 1),
+        ("UPDATE", 2),
+        ("UPDATE", 3),
+        ("DELETE", 4),
+    ]
     assert events[0]["content"] == "I live in Porto"
     assert events[1]["content"] == "I moved to Madrid"
     assert events[2]["metadata"] == {"city": "Madrid"}

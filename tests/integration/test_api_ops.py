@@ -25,8 +25,15 @@ def test_health_ready_metrics(http: httpx.Client) -> None:
 def test_openapi_documents_every_route_and_error(http: httpx.Client) -> None:
     spec = http.get("/schema/openapi.json").json()
     paths = spec["paths"]
-    for path in ("/v1/memories", "/v1/memories/batch", "/v1/memories/{memory_id}",
-                 "/v1/memories/{memory_id}/history", "/v1/search", "/health", "/ready"):
+    for path in (
+        "/v1/memories",
+        "/v1/memories/batch",
+        "/v1/memories/{memory_id}",
+        "/v1/memories/{memory_id}/history",
+        "/v1/search",
+        "/health",
+        "/ready",
+    ):
         assert path in paths, path
     create = paths["/v1/memories"]["post"]["responses"]
     assert {"201", "409", "413", "415", "422", "503"} <= set(create)
@@ -35,7 +42,9 @@ def test_openapi_documents_every_route_and_error(http: httpx.Client) -> None:
 
 
 def test_transport_errors_are_clear_4xx(http: httpx.Client) -> None:
-    r = http.post("/v1/memories", content=b"{not json", headers={"content-type": "application/json"})
+    r = http.post(
+        "/v1/memories", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400 and "JSON" in r.json()["error"]["message"]
     r = http.post("/v1/memories", content=b"user_id=a", headers={"content-type": "text/plain"})
     assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
@@ -46,8 +55,9 @@ def test_transport_errors_are_clear_4xx(http: httpx.Client) -> None:
     batch = {"memories": [{"user_id": "u", "content": "y" * 8000} for _ in range(160)]}
     r = http.post("/v1/memories/batch", json=batch)
     assert r.status_code == 201, r.text[:300]
-    r = http.post("/v1/memories", json={"user_id": "u", "content": "z", "metadata": {
-        "blob": "m" * 17000}})
+    r = http.post(
+        "/v1/memories", json={"user_id": "u", "content": "z", "metadata": {"blob": "m" * 17000}}
+    )
     assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "metadata"
     r = http.post("/v1/memories", json={"user_id": "u", "content": "z", "surprise": 1})
     assert r.status_code == 422 and "surprise" in r.json()["error"]["message"]
@@ -55,13 +65,15 @@ def test_transport_errors_are_clear_4xx(http: httpx.Client) -> None:
     assert r.status_code == 422
     r = http.post("/v1/memories", json={"user_id": "u", "content": ""})
     assert r.status_code == 422
-    r = http.post("/v1/memories", json={"user_id": "u", "content": "z",
-                                        "expires_at": "2030-01-01T00:00:00"})
+    r = http.post(
+        "/v1/memories", json={"user_id": "u", "content": "z", "expires_at": "2030-01-01T00:00:00"}
+    )
     assert r.status_code == 422 and "timezone" in r.json()["error"]["message"]
     r = http.post("/v1/memories", json=[1, 2])
     assert r.status_code == 422
     r = http.get("/v1/memories/not-a-uuid", params={"user_id": "u"})
     assert r.status_code in (404, 422)
-    r = http.post("/v1/memories", json={"user_id": "u", "content": "z"},
-                  headers={"Idempotency-Key": ""})
+    r = http.post(
+        "/v1/memories", json={"user_id": "u", "content": "z"}, headers={"Idempotency-Key": ""}
+    )
     assert r.status_code in (400, 422)

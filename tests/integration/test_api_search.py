@@ -26,8 +26,9 @@ def _search(http: httpx.Client, **body: object) -> httpx.Response:
 def test_semantic_recall_and_isolation(http: httpx.Client) -> None:
     alice, bob = _user(), _user()
     facts = ["I am allergic to peanuts", "My sister lives in Lisbon", "I drive a blue Toyota"]
-    r = http.post("/v1/memories/batch",
-                  json={"memories": [{"user_id": alice, "content": f} for f in facts]})
+    r = http.post(
+        "/v1/memories/batch", json={"memories": [{"user_id": alice, "content": f} for f in facts]}
+    )
     assert r.status_code == 201
     res = _search(http, user_id=alice, query="what food should I avoid?").json()
     assert res["results"][0]["memory"]["content"] == "I am allergic to peanuts"
@@ -46,10 +47,18 @@ def test_vector_search_never_crosses_users(http: httpx.Client) -> None:
     rng = np.random.default_rng(3)
     target = rng.standard_normal(DIM)
     # The other user holds the exact vector; I hold only distant ones.
-    http.post("/v1/memories", json={"user_id": theirs, "content": "secret", "vector": _unit(target)})
+    http.post(
+        "/v1/memories", json={"user_id": theirs, "content": "secret", "vector": _unit(target)}
+    )
     for i in range(5):
-        http.post("/v1/memories", json={"user_id": mine, "content": f"mine {i}",
-                                        "vector": _unit(rng.standard_normal(DIM))})
+        http.post(
+            "/v1/memories",
+            json={
+                "user_id": mine,
+                "content": f"mine {i}",
+                "vector": _unit(rng.standard_normal(DIM)),
+            },
+        )
     res = _search(http, user_id=mine, vector=_unit(target), limit=100).json()["results"]
     assert len(res) == 5 and all(h["memory"]["user_id"] == mine for h in res)
     top = _search(http, user_id=theirs, vector=_unit(target), limit=1).json()["results"]
@@ -66,9 +75,17 @@ def test_filters(http: httpx.Client) -> None:
         ("b1", "agent-b", "s3", {"kind": "music", "stars": 4, "price": 30.0, "vegan": True}),
     ]
     for i, (content, agent, session, meta) in enumerate(rows):
-        r = http.post("/v1/memories", json={
-            "user_id": user, "content": content, "agent_id": agent, "session_id": session,
-            "metadata": meta, "vector": _unit(base + 0.01 * i)})
+        r = http.post(
+            "/v1/memories",
+            json={
+                "user_id": user,
+                "content": content,
+                "agent_id": agent,
+                "session_id": session,
+                "metadata": meta,
+                "vector": _unit(base + 0.01 * i),
+            },
+        )
         assert r.status_code == 201
 
     def found(filters: dict[str, object], **extra: object) -> set[str]:
@@ -91,7 +108,11 @@ def test_filters(http: httpx.Client) -> None:
     now = dt.datetime.now(dt.UTC)
     assert found({"created_before": (now - dt.timedelta(hours=1)).isoformat()}) == set()
     assert found({"created_after": (now - dt.timedelta(hours=1)).isoformat()}) == {
-        "a0", "a1", "b0", "b1"}
+        "a0",
+        "a1",
+        "b0",
+        "b1",
+    }
     assert len(found({}, min_score=0.99999)) <= 1
     limited = _search(http, user_id=user, vector=_unit(base), limit=2).json()["results"]
     assert len(limited) == 2
@@ -107,8 +128,10 @@ def test_search_rejects_bad_requests(http: httpx.Client) -> None:
         ({"user_id": user, "query": "x", "limit": 101}, "limit"),
         ({"user_id": user, "query": "   "}, "query"),
         ({"user_id": "bad user", "query": "x"}, None),
-        ({"user_id": user, "query": "x", "filters": {"metadata": {"k": {"in": [1], "gte": 2}}}},
-         None),
+        (
+            {"user_id": user, "query": "x", "filters": {"metadata": {"k": {"in": [1], "gte": 2}}}},
+            None,
+        ),
         ({"user_id": user, "query": "x", "filters": {"nope": 1}}, None),
     ]
     for body, field in cases:

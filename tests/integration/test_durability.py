@@ -23,8 +23,12 @@ def _vectors(n: int, seed: int) -> list[list[float]]:
 
 
 async def _ingest(
-    url: str, bodies: list[dict[str, object]], acked: dict[str, str], workers: int,
-    stop_after: int, stopped: threading.Event,
+    url: str,
+    bodies: list[dict[str, object]],
+    acked: dict[str, str],
+    workers: int,
+    stop_after: int,
+    stopped: threading.Event,
 ) -> None:
     queue = iter(bodies)
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
@@ -67,7 +71,11 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
             for user in users:
                 cursor = None
                 while True:
-                    params = {"user_id": user, "limit": 1000, **({"cursor": cursor} if cursor else {})}
+                    params = {
+                        "user_id": user,
+                        "limit": 1000,
+                        **({"cursor": cursor} if cursor else {}),
+                    }
                     page = http.get("/v1/memories", params=params).json()
                     for m in page["items"]:
                         stored.setdefault(m["content"], []).append(m["id"])
@@ -87,21 +95,31 @@ def test_restart_keeps_everything_searchable(tmp_path: Path) -> None:
     user = f"restart-{uuid.uuid4().hex[:8]}"
     try:
         with server.client() as http:
-            facts = ["I am allergic to peanuts", "My sister lives in Lisbon",
-                     "I drive a blue Toyota"]
-            r = http.post("/v1/memories/batch",
-                          json={"memories": [{"user_id": user, "content": f} for f in facts]})
+            facts = [
+                "I am allergic to peanuts",
+                "My sister lives in Lisbon",
+                "I drive a blue Toyota",
+            ]
+            r = http.post(
+                "/v1/memories/batch",
+                json={"memories": [{"user_id": user, "content": f} for f in facts]},
+            )
             ids = {m["content"]: m["id"] for m in r.json()["items"]}
-            upd = http.patch(f"/v1/memories/{ids[facts[2]]}", params={"user_id": user},
-                             json={"content": "I drive a red Honda"})
+            upd = http.patch(
+                f"/v1/memories/{ids[facts[2]]}",
+                params={"user_id": user},
+                json={"content": "I drive a red Honda"},
+            )
             assert upd.status_code == 200
             http.delete(f"/v1/memories/{ids[facts[1]]}", params={"user_id": user})
         server.stop()
         server.start()
         with server.client() as http:
             items = http.get("/v1/memories", params={"user_id": user}).json()["items"]
-            assert sorted(m["content"] for m in items) == ["I am allergic to peanuts",
-                                                             "I drive a red Honda"]
+            assert sorted(m["content"] for m in items) == [
+                "I am allergic to peanuts",
+                "I drive a red Honda",
+            ]
             hit = http.post("/v1/search", json={"user_id": user, "query": "what car do I drive?"})
             assert hit.json()["results"][0]["memory"]["content"] == "I drive a red Honda"
             food = http.post("/v1/search", json={"user_id": user, "query": "food to avoid"})

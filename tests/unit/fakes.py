@@ -1,0 +1,158 @@
+"""In-memory fakes of the ports, for unit tests of the services (no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from uuid import UUID
+
+from membank_server.domain.model import (
+    CollectionInfo,
+    Memory,
+    MemoryRecord,
+    Page,
+    SearchHit,
+    VectorQuery,
+)
+
+
+class FakeEmbedder:
+    """Deterministic unit vectors from a hash of the text; counts its calls."""
+
+    model = "fake"
+    dimension = 8
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(list(texts))
+        out = []
+        for t in texts:
+            raw = hashlib.sha256(t.encode()).digest()[: self.dimension]
+            v = [b - 127.5 for b in raw]
+            n = math.sqrt(sum(x * x for x in v))
+            out.append([x / n for x in v])
+        return out
+
+    async def aclose(self) -> None:
+        return None
+
+
+class InMemoryStore:
+    backend = "memory"
+
+    def __init__(self) -> None:
+        self.records: dict[UUID, MemoryRecord] = {}
+        self.upserts = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    async def optimize(self) -> bool:
+        return False
+
+    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
+        self.upserts += 1
+        for r in records:
+            self.records[r.memory.id] = r
+
+    def _live(self, user_id: str, now: datetime) -> list[MemoryRecord]:
+        return sorted(
+            (
+                r
+                for r in self.records.values()
+                if r.memory.user_id == user_id
+                and r.deleted_at is None
+                and not r.memory.is_expired(now)
+            ),
+            key=lambda r: r.memory.id,
+        )
+
+    async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
+        return {
+            i: self.records[i]
+            for i in memory_ids
+            if i in self.records and self.records[i].memory.user_id == user_id
+        }
+
+    async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
+        return {i: self.records[i].memory.user_id for i in memory_ids if i in self.records}
+
+    async def find_by_hash(
+        self, pairs: Sequence[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], Memory]:
+        out = {}
+        for user_id, digest in pairs:
+            for r in self._live(user_id, now):
+                if r.memory.content_hash == digest:
+                    out[(user_id, digest)] = r.memory
+        return out
+
+    async def list_page(
+        self,
+        user_id: str,
+        *,
+        now: datetime,
+        limit: int,
+        cursor: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> Page:
+        rows = [
+            r.memory
+            for r in self._live(user_id, now)
+            if (agent_id is None or r.memory.agent_id == agent_id)
+            and (session_id is None or r.memory.session_id == session_id)
+            and (cursor is None or r.memory.id >= UUID(cursor))
+        ]
+        nxt = str(rows[limit].id) if len(rows) > limit else None
+        return Page(tuple(rows[:limit]), nxt)
+
+    async def search(self, query: VectorQuery) -> list[SearchHit]:
+        hits = [
+            SearchHit(r.memory, sum(a * b for a, b in zip(r.vector, query.vector, strict=True)))
+            for r in self._live(query.user_id, query.now)
+        ]
+        hits = [h for h in hits if query.min_score is None or h.score >= query.min_score]
+        return sorted(hits, key=lambda h: -h.score)[: query.limit]
+
+    async def delete_user(self, user_id: str) -> int:
+        live = len(self._live(user_id, datetime.now(UTC)))
+        self.records = {k: v for k, v in self.records.items() if v.memory.user_id != user_id}
+        return live
+
+    async def purge_expired(self, now: datetime) -> int:
+        gone = [k for k, v in self.records.items() if v.memory.is_expired(now)]
+        for k in gone:
+            del self.records[k]
+        return len(gone)
+
+    async def count(self, user_id: str | None = None) -> int:
+        now = datetime.now(UTC)
+        return sum(
+            1
+            for r in self.records.values()
+            if r.deleted_at is None
+            and not r.memory.is_expired(now)
+            and (user_id is None or r.memory.user_id == user_id)
+        )
+
+    async def info(self) -> CollectionInfo:
+        return CollectionInfo("memory", "fake", 8, "dot", len(self.records), 0, 1)
+
+    async def drop(self) -> None:
+        self.records.clear()
+
+
+def tombstone(record: MemoryRecord, at: datetime) -> MemoryRecord:
+    return replace(record, deleted_at=at)

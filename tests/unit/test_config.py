@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from membank_server.config import load_settings, masked
+from membank_server.domain.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_store() -> None:
+    s = load_settings(environ={})
+    assert (s.server.host, s.server.port, s.server.workers) == ("127.0.0.1", 8080, 1)
+    assert s.storage.backend == "edge" and s.embedder.provider == "onnx"
+
+
+def test_toml_then_env(tmp_path: Path) -> None:
+    f = tmp_path / "m.toml"
+    f.write_text('[server]\nport = 9000\n[storage.edge]\npath = "/x"\n')
+    s = load_settings(f, environ={"MEMBANK_SERVER__PORT": "9100"})
+    assert s.server.port == 9100 and s.storage.edge.path == "/x"
+    s = load_settings(environ={"MEMBANK_CONFIG": str(f)})
+    assert s.server.port == 9000
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"MEMBANK_SERVER__PORT": "eighty"}, "server.port"),
+        ({"MEMBANK_SERVER__PORT": "0"}, "server.port"),
+        ({"MEMBANK_SERVR__PORT": "1"}, "servr"),
+        ({"MEMBANK_STORAGE__BACKEND": "mongo"}, "storage.backend"),
+        ({"MEMBANK_SERVER__WORKERS": "2"}, "server.workers"),
+        ({"MEMBANK_STORAGE__BACKEND": "qdrant"}, "storage.qdrant.url"),
+        ({"MEMBANK_LIMITS__BATCH_MAX_ITEMS": "-1"}, "limits.batch_max_items"),
+    ],
+)
+def test_bad_settings_name_the_setting(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ=env)
+    assert needle in err.value.message and "\n" not in err.value.message
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(bad, environ={})
+
+
+def test_masked_hides_secrets() -> None:
+    s = load_settings(
+        environ={"MEMBANK_STORAGE__QDRANT__API_KEY": "s3cret", "MEMBANK_EMBEDDER__API_KEY": "k"}
+    )
+    shown = masked(s)
+    assert shown["storage"]["qdrant"]["api_key"] == "***"
+    assert shown["embedder"]["api_key"] == "***"
+    assert "s3cret" not in str(shown)
