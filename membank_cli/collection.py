@@ -104,7 +104,7 @@ def optimize(config: Path = ConfigOption) -> None:
         from membank_cli.output import console
 
         with console.status("building HNSW (this takes about a minute per 100k memories)"):
-            await store.optimize()  # type: ignore[attr-defined]
+            await store.optimize()
         return await store.info()
 
     built = _with_store(settings, work)

@@ -33,13 +33,12 @@ def serve(
         "MEMBANK_SERVER__WORKERS": workers,
         "MEMBANK_STORAGE__EDGE__PATH": data_dir,
     }
-    for name, value in overrides.items():
-        if value is not None:
-            os.environ[name] = str(value)
+    given = {name: str(value) for name, value in overrides.items() if value is not None}
     try:
-        settings = load_settings()
+        settings = load_settings(environ={**os.environ, **given})
     except ConfigError as exc:
         fail(exc)
+    os.environ.update(given)
     s = settings.server
     uvicorn.run(
         "membank_server.asgi:create_app",

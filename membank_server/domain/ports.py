@@ -114,3 +114,7 @@ class MemoryStore(Protocol):
     async def drop(self) -> None:
         """Remove the collection and its data."""
         ...
+
+    async def optimize(self) -> bool:
+        """Build pending vector indexes now; False when there was nothing to do."""
+        ...

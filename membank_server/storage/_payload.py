@@ -8,6 +8,7 @@ a collection can move between them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,16 +82,22 @@ def record_to_payload(record: MemoryRecord) -> dict[str, Any]:
         "version": m.version,
         "content_hash": m.content_hash,
         "state": DELETED if record.deleted_at else LIVE,
-        HISTORY: [
-            {
-                "event": h.event.value,
-                "version": h.version,
-                "content": h.content,
-                "metadata": dict(h.metadata),
-                "at": _iso(h.at),
-            }
-            for h in record.history
-        ],
+        # One JSON string, not a nested list: the engines convert a nested
+        # payload field by field, which made history most of a write's cost.
+        HISTORY: json.dumps(
+            [
+                {
+                    "event": h.event.value,
+                    "version": h.version,
+                    "content": h.content,
+                    "metadata": dict(h.metadata),
+                    "at": _iso(h.at),
+                }
+                for h in record.history
+            ],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ),
     }
     for key, value in (
         ("agent_id", m.agent_id),
@@ -136,7 +143,7 @@ def record_from_payload(
                 metadata=h.get("metadata") or {},
                 at=_dt(h["at"]),
             )
-            for h in p.get(HISTORY) or ()
+            for h in json.loads(p.get(HISTORY) or "[]")
         ),
         deleted_at=_dt(deleted) if deleted else None,
         idempotency=p.get("idempotency"),

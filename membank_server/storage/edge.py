@@ -316,16 +316,25 @@ class EdgeStore:
             ]
         )
         selector = qe.PayloadSelector.Exclude([HISTORY])
-        request = qe.ScrollRequest(limit=len(pairs) * 2 + 8, filter=flt, with_payload=selector)
-        records, _ = await self._read(lambda shard: shard.scroll(request))
         wanted = set(pairs)
         out: dict[tuple[str, str], Memory] = {}
-        for rec in records:
-            memory = memory_from_payload(rec.id, rec.payload)
-            key = (memory.user_id, memory.content_hash)
-            if key in wanted and key not in out:
-                out[key] = memory
+        offset: Any = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset, limit=len(pairs) + 16, filter=flt, with_payload=selector
+            )
+            records, offset = await self._scroll(request)
+            for rec in records:
+                memory = memory_from_payload(rec.id, rec.payload)
+                key = (memory.user_id, memory.content_hash)
+                if key in wanted and key not in out:
+                    out[key] = memory
+            if offset is None or len(out) == len(wanted):
+                break
         return out
+
+    async def _scroll(self, request: Any) -> tuple[list[Any], Any]:
+        return await self._read(lambda shard: shard.scroll(request))
 
     async def list_page(
         self,

@@ -1,0 +1,500 @@
+"""QdrantStore: memories in a Qdrant server or cluster, through ``qdrant-client``.
+
+Points use the payload layout of :mod:`membank_server.storage._payload`, the one
+``EdgeStore`` writes, so a collection can move between the two backends.
+
+Every call passes :meth:`QdrantStore._call`, the one boundary where transient
+failures (transport errors, 5xx, gRPC ``UNAVAILABLE``) are retried with backoff
+and every driver error becomes :class:`StorageUnavailable`. A 4xx is never
+retried: it would fail the same way. Writes are idempotent (whole points,
+deletes by filter), so a retry cannot apply anything twice.
+
+``location=":memory:"`` or ``path=...`` select qdrant-client's local mode: an
+in-process, brute-force stand-in for the server (tests, tiny setups) that runs
+on the event loop and has no HNSW, quantization or payload indexes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, TypeVar
+from uuid import UUID
+
+import grpc  # type: ignore[import-untyped]
+import httpx
+import stamina
+from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.common.client_exceptions import QdrantException
+from qdrant_client.http.exceptions import (
+    ApiException,
+    ResponseHandlingException,
+    UnexpectedResponse,
+)
+
+from membank_server.domain.errors import ConfigError, StorageUnavailable
+from membank_server.domain.model import (
+    CollectionInfo,
+    Memory,
+    MemoryRecord,
+    Page,
+    SearchHit,
+    VectorQuery,
+)
+from membank_server.storage._payload import (
+    HISTORY,
+    INDEXED_KEYWORDS,
+    INDEXED_NUMBERS,
+    Cond,
+    live_conditions,
+    memory_from_payload,
+    record_from_payload,
+    record_to_payload,
+    search_conditions,
+)
+
+__all__ = ["QdrantStore"]
+
+_T = TypeVar("_T")
+_Client = AsyncQdrantClient
+_DISTANCES = {
+    "cosine": models.Distance.COSINE,
+    "dot": models.Distance.DOT,
+    "euclid": models.Distance.EUCLID,
+}
+_QUANTIZATIONS: dict[str, models.QuantizationConfig] = {
+    "scalar": models.ScalarQuantization(
+        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+    ),
+    "binary": models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True)),
+}
+_REMOTE_ERRORS = (ApiException, QdrantException, httpx.HTTPError, grpc.RpcError)
+# Local mode reports a missing collection, a closed client or a locked folder
+# with builtin exceptions.
+_DRIVER_ERRORS = (*_REMOTE_ERRORS, OSError, RuntimeError, ValueError)
+_TRANSIENT_GRPC = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_WITHOUT_HISTORY = models.PayloadSelectorExclude(exclude=[HISTORY])
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether the same request may succeed if sent again a little later."""
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code is not None and exc.status_code >= 500
+    if isinstance(exc, ResponseHandlingException):
+        return isinstance(exc.source, httpx.TransportError)
+    if isinstance(exc, grpc.RpcError):
+        code = getattr(exc, "code", None)
+        return callable(code) and bool(code() in _TRANSIENT_GRPC)
+    return isinstance(exc, httpx.TransportError)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, UnexpectedResponse):
+        try:
+            detail = str(exc.structured()["status"]["error"])
+        except (ValueError, KeyError, TypeError):
+            detail = exc.content[:200].decode("utf-8", "replace")
+        return f"HTTP {exc.status_code} {exc.reason_phrase}: {detail}"
+    if isinstance(exc, ResponseHandlingException):
+        return _describe(exc.source)
+    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "details", None)):
+        return f"gRPC {exc.code().name}: {exc.details()}"
+    return str(exc) or type(exc).__name__
+
+
+def _condition(c: Cond) -> models.Condition:
+    if c.op == "eq":
+        return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
+    if c.op == "any":
+        strings = [v for v in c.value if isinstance(v, str)]
+        numbers = [v for v in c.value if not isinstance(v, str)]
+        if strings and numbers:
+            # MatchAny takes values of one type; a mixed list is either of two.
+            return models.Filter(
+                should=[
+                    models.FieldCondition(key=c.key, match=models.MatchAny(any=strings)),
+                    models.FieldCondition(key=c.key, match=models.MatchAny(any=numbers)),
+                ]
+            )
+        return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.value)))
+    return models.FieldCondition(key=c.key, range=models.Range(gte=c.gte, lte=c.lte, gt=c.gt))
+
+
+def _filter(conds: Sequence[Cond]) -> models.Filter:
+    return models.Filter(must=[_condition(c) for c in conds])
+
+
+def _vector(raw: Any) -> list[float] | None:
+    return [float(x) for x in raw] if isinstance(raw, list) else None
+
+
+class QdrantStore:
+    """A :class:`~membank_server.domain.ports.MemoryStore` on a Qdrant server or cluster.
+
+    Args:
+        collection: Collection name.
+        dimension: Vector size; must match an existing collection.
+        distance: ``cosine``, ``dot`` or ``euclid``.
+        url: Server URL, e.g. ``http://qdrant:6333``.
+        api_key: Server API key; never written into a message.
+        location: ``":memory:"`` for qdrant-client's in-process local mode.
+        path: A folder for qdrant-client's on-disk local mode.
+        timeout: Seconds per request (the client rounds it up to whole seconds).
+        retries: Attempts in all for a request that fails transiently.
+        batch_size: Points per upsert request.
+        hnsw_m: HNSW graph degree.
+        hnsw_ef_construct: HNSW build-time beam.
+        hnsw_ef: Search-time beam.
+        quantization: ``None``, ``"scalar"`` (int8) or ``"binary"``.
+        on_disk: Keep vectors, HNSW graph and payload on disk rather than in RAM.
+        shard_number: Shards of a new collection (cluster).
+        replication_factor: Copies of each shard (cluster).
+        write_consistency_factor: Replicas that must confirm a write (cluster).
+        prefer_grpc: Talk gRPC rather than REST to the server.
+    """
+
+    backend = "qdrant"
+
+    def __init__(
+        self,
+        *,
+        collection: str,
+        dimension: int,
+        distance: str = "cosine",
+        url: str | None = None,
+        api_key: str | None = None,
+        location: str | None = None,
+        path: str | None = None,
+        timeout: float = 10.0,
+        retries: int = 3,
+        batch_size: int = 256,
+        hnsw_m: int = 16,
+        hnsw_ef_construct: int = 100,
+        hnsw_ef: int = 128,
+        quantization: str | None = None,
+        on_disk: bool = False,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        write_consistency_factor: int | None = None,
+        prefer_grpc: bool = False,
+    ) -> None:
+        if distance not in _DISTANCES:
+            raise ConfigError(f"storage distance must be one of {sorted(_DISTANCES)}")
+        if quantization is not None and quantization not in _QUANTIZATIONS:
+            raise ConfigError(f"qdrant quantization must be one of {sorted(_QUANTIZATIONS)}")
+        if sum(x is not None for x in (url, location, path)) > 1:
+            raise ConfigError("give the qdrant store one of url, location or path")
+        if retries < 1 or batch_size < 1:
+            raise ConfigError("qdrant retries and batch_size must be at least 1")
+        self.collection = collection
+        self.dimension = dimension
+        self.distance = distance
+        # The rule qdrant-client itself applies to pick its in-process backend.
+        self.local = location == ":memory:" or path is not None
+        self._api_key = api_key
+        self._connect = partial(
+            _Client,
+            location=location,
+            url=url,
+            path=path,
+            api_key=api_key,
+            timeout=math.ceil(timeout),
+            prefer_grpc=prefer_grpc,
+        )
+        self._retries = retries
+        self._batch_size = batch_size
+        self._vectors = models.VectorParams(
+            size=dimension, distance=_DISTANCES[distance], on_disk=on_disk
+        )
+        self._layout: dict[str, Any] = {
+            "hnsw_config": models.HnswConfigDiff(
+                m=hnsw_m, ef_construct=hnsw_ef_construct, on_disk=on_disk
+            ),
+            "quantization_config": _QUANTIZATIONS[quantization] if quantization else None,
+            "on_disk_payload": on_disk,
+            "shard_number": shard_number,
+            "replication_factor": replication_factor,
+            "write_consistency_factor": write_consistency_factor,
+        }
+        # Local mode is exact anyway, and warns that search params do nothing.
+        self._search_params = None if self.local else models.SearchParams(hnsw_ef=hnsw_ef)
+        self._client: _Client | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._client is None:
+            try:
+                self._client = self._connect()
+            except _DRIVER_ERRORS as exc:
+                raise StorageUnavailable(self._message("connect", exc)) from exc
+        try:
+            await self._ensure_collection()
+        except BaseException:
+            # Local mode locks its folder until the client is closed.
+            await self.aclose()
+            raise
+
+    async def _exists(self) -> bool:
+        return await self._call(
+            "find the collection", lambda c: c.collection_exists(self.collection)
+        )
+
+    async def _ensure_collection(self) -> None:
+        name = self.collection
+        if not await self._exists():
+            try:
+                await self._call(
+                    "create the collection",
+                    lambda c: c.create_collection(
+                        name, vectors_config=self._vectors, **self._layout
+                    ),
+                )
+            except StorageUnavailable:
+                # Another membank instance may have created it since we looked.
+                if not await self._exists():
+                    raise
+        info = await self._call("read the collection", lambda c: c.get_collection(name))
+        vectors = info.config.params.vectors
+        if not isinstance(vectors, models.VectorParams):
+            raise ConfigError(f"qdrant collection {name!r} has named vectors; membank needs one")
+        if vectors.size != self.dimension or vectors.distance != self._vectors.distance:
+            raise ConfigError(
+                f"qdrant collection {name!r} has vectors of size {vectors.size} "
+                f"({vectors.distance.value}), but storage is set to dimension "
+                f"{self.dimension} ({self._vectors.distance.value})"
+            )
+        if self.local:
+            return  # local mode scans everything and warns that indexes do nothing
+        tenant = models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
+        wanted: dict[str, models.PayloadSchemaType | models.KeywordIndexParams] = {
+            "user_id": tenant,
+            **{key: models.PayloadSchemaType.KEYWORD for key in INDEXED_KEYWORDS},
+            **{key: models.PayloadSchemaType.FLOAT for key in INDEXED_NUMBERS},
+        }
+        for key, schema in wanted.items():
+            if key not in info.payload_schema:
+                await self._call(
+                    f"index {key}",
+                    partial(
+                        _Client.create_payload_index,
+                        collection_name=name,
+                        field_name=key,
+                        field_schema=schema,
+                        wait=True,
+                    ),
+                )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            try:
+                await client.close()
+            except _DRIVER_ERRORS as exc:
+                raise StorageUnavailable(self._message("close the client", exc)) from exc
+
+    # -- plumbing ----------------------------------------------------------
+
+    async def _call(self, what: str, op: Callable[[_Client], Awaitable[_T]]) -> _T:
+        """Run one client call: retry transient failures, translate every driver error."""
+        client = self._client
+        if client is None:
+            raise StorageUnavailable("the Qdrant store is not open")
+        try:
+            async for attempt in stamina.retry_context(on=_transient, attempts=self._retries):
+                with attempt:
+                    return await op(client)
+        except _DRIVER_ERRORS as exc:
+            raise StorageUnavailable(self._message(what, exc)) from exc
+        raise AssertionError("unreachable: stamina makes at least one attempt")
+
+    def _message(self, what: str, exc: BaseException) -> str:
+        text = f"Qdrant cannot {what} ({self.collection!r}): {_describe(exc)}"
+        return text.replace(self._api_key, "***") if self._api_key else text
+
+    async def _count(self, conds: Sequence[Cond]) -> int:
+        flt = _filter(conds)
+        result = await self._call(
+            "count", lambda c: c.count(self.collection, count_filter=flt, exact=True)
+        )
+        return int(result.count)
+
+    async def _delete(self, what: str, conds: Sequence[Cond]) -> None:
+        selector = models.FilterSelector(filter=_filter(conds))
+        await self._call(
+            what, lambda c: c.delete(self.collection, points_selector=selector, wait=True)
+        )
+
+    async def _scroll(
+        self, what: str, flt: models.Filter, limit: int, offset: str | None
+    ) -> tuple[list[Memory], str | None]:
+        records, next_offset = await self._call(
+            what,
+            lambda c: c.scroll(
+                self.collection,
+                scroll_filter=flt,
+                limit=limit,
+                offset=offset,
+                with_payload=_WITHOUT_HISTORY,
+            ),
+        )
+        memories = [memory_from_payload(str(r.id), r.payload or {}) for r in records]
+        return memories, (str(next_offset) if next_offset is not None else None)
+
+    # -- writes ------------------------------------------------------------
+
+    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
+        points = [
+            models.PointStruct(
+                id=str(r.memory.id), vector=list(r.vector), payload=record_to_payload(r)
+            )
+            for r in records
+        ]
+        for start in range(0, len(points), self._batch_size):
+            await self._call(
+                "upsert",
+                partial(
+                    _Client.upsert,
+                    collection_name=self.collection,
+                    points=points[start : start + self._batch_size],
+                    wait=True,
+                ),
+            )
+
+    async def delete_user(self, user_id: str) -> int:
+        live = await self.count(user_id)
+        await self._delete("delete a user", [Cond("eq", "user_id", user_id)])
+        return live
+
+    async def purge_expired(self, now: datetime) -> int:
+        expired = [Cond("range", "expires_ts", lte=now.timestamp())]
+        n = await self._count(expired)
+        if n:
+            await self._delete("purge expired memories", expired)
+        return n
+
+    # -- reads -------------------------------------------------------------
+
+    async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
+        if not memory_ids:
+            return {}
+        ids: list[models.ExtendedPointId] = [str(i) for i in memory_ids]
+        found = await self._call(
+            "get", lambda c: c.retrieve(self.collection, ids, with_payload=True, with_vectors=True)
+        )
+        out: dict[UUID, MemoryRecord] = {}
+        for rec in found:
+            if rec.payload and rec.payload.get("user_id") == user_id:
+                r = record_from_payload(str(rec.id), rec.payload, _vector(rec.vector))
+                out[r.memory.id] = r
+        return out
+
+    async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
+        if not memory_ids:
+            return {}
+        ids: list[models.ExtendedPointId] = [str(i) for i in memory_ids]
+        found = await self._call(
+            "look up owners", lambda c: c.retrieve(self.collection, ids, with_payload=["user_id"])
+        )
+        return {UUID(str(r.id)): str(r.payload["user_id"]) for r in found if r.payload}
+
+    async def find_by_hash(
+        self, pairs: Sequence[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], Memory]:
+        by_user: dict[str, set[str]] = {}
+        for user_id, digest in pairs:
+            by_user.setdefault(user_id, set()).add(digest)
+        if not by_user:
+            return {}
+        flt = models.Filter(
+            should=[
+                _filter([*live_conditions(u, now), Cond("any", "content_hash", sorted(hs))])
+                for u, hs in sorted(by_user.items())
+            ]
+        )
+        out: dict[tuple[str, str], Memory] = {}
+        offset: str | None = None
+        while True:
+            # Pages until the end: duplicates of one pair must not hide another pair.
+            memories, offset = await self._scroll("find by hash", flt, 256, offset)
+            for m in memories:
+                out.setdefault((m.user_id, m.content_hash), m)
+            if offset is None:
+                return out
+
+    async def list_page(
+        self,
+        user_id: str,
+        *,
+        now: datetime,
+        limit: int,
+        cursor: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> Page:
+        conds = live_conditions(user_id, now)
+        if agent_id is not None:
+            conds.append(Cond("eq", "agent_id", agent_id))
+        if session_id is not None:
+            conds.append(Cond("eq", "session_id", session_id))
+        memories, next_cursor = await self._scroll("list", _filter(conds), limit, cursor)
+        return Page(items=tuple(memories), next_cursor=next_cursor)
+
+    async def search(self, query: VectorQuery) -> list[SearchHit]:
+        flt = _filter(search_conditions(query.user_id, query.now, query.filters))
+        response = await self._call(
+            "search",
+            lambda c: c.query_points(
+                self.collection,
+                query=list(query.vector),
+                query_filter=flt,
+                limit=query.limit,
+                with_payload=_WITHOUT_HISTORY,
+                score_threshold=query.min_score,
+                search_params=self._search_params,
+            ),
+        )
+        return [
+            SearchHit(memory_from_payload(str(p.id), p.payload or {}), float(p.score))
+            for p in response.points
+        ]
+
+    async def count(self, user_id: str | None = None) -> int:
+        conds = live_conditions(user_id or "", datetime.now(UTC))
+        if user_id is None:
+            conds = [c for c in conds if c.key != "user_id"]
+        return await self._count(conds)
+
+    async def info(self) -> CollectionInfo:
+        info = await self._call("read the collection", lambda c: c.get_collection(self.collection))
+        hnsw = info.config.hnsw_config
+        quantization = info.config.quantization_config
+        return CollectionInfo(
+            backend=self.backend,
+            name=self.collection,
+            dimension=self.dimension,
+            distance=self.distance,
+            points=int(info.points_count or 0),
+            indexed_vectors=int(info.indexed_vectors_count or 0),
+            segments=int(info.segments_count),
+            extra={
+                "status": info.status.value,
+                "quantization": (
+                    type(quantization).__name__.removesuffix("Quantization").lower()
+                    if quantization
+                    else None
+                ),
+                "hnsw": {"m": hnsw.m, "ef_construct": hnsw.ef_construct, "on_disk": hnsw.on_disk},
+                "local": self.local,
+                "payload_indexes": sorted(info.payload_schema),
+            },
+        )
+
+    async def optimize(self) -> bool:
+        """Nothing to do: a Qdrant server builds its indexes itself, in the background."""
+        return False
+
+    async def drop(self) -> None:
+        await self._call("drop the collection", lambda c: c.delete_collection(self.collection))
