@@ -8,9 +8,9 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from membank_server.api.errors import responses
@@ -42,16 +42,17 @@ __all__ = [
 
 UserQuery = Annotated[
     str,
-    Parameter(
-        query="user_id",
+    QueryParameter(
+        name="user_id",
         min_length=1,
         max_length=128,
         pattern=USER_ID_PATTERN.pattern,
         description="the end user whose memories these are",
     ),
 ]
+Memories = NamedDependency[MemoryService]
 OptionalId = Annotated[
-    str | None, Parameter(min_length=1, max_length=128, pattern=USER_ID_PATTERN.pattern)
+    str | None, QueryParameter(min_length=1, max_length=128, pattern=USER_ID_PATTERN.pattern)
 ]
 
 
@@ -93,10 +94,10 @@ class MemoryController(Controller):
     )
     async def create(
         self,
-        data: MemoryCreate,
-        memories: MemoryService,
+        data: JSONBody[MemoryCreate],
+        memories: Memories,
         idempotency_key: Annotated[
-            str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=255)
+            str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255)
         ] = None,
     ) -> Response[MemoryRead]:
         memory, created = await memories.remember(data.to_domain(), idempotency_key)
@@ -108,7 +109,7 @@ class MemoryController(Controller):
 
     @get("/{memory_id:uuid}", summary="Read a memory", responses=responses(404, 422, 503))
     async def read(
-        self, memory_id: UUID, user_id: UserQuery, memories: MemoryService
+        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories
     ) -> Response[MemoryRead]:
         memory = await memories.get(user_id, memory_id)
         return Response(MemoryRead.of(memory), headers=_etag(memory.version))
@@ -121,11 +122,11 @@ class MemoryController(Controller):
     async def list_memories(
         self,
         user_id: UserQuery,
-        memories: MemoryService,
+        memories: Memories,
         agent_id: OptionalId = None,
         session_id: OptionalId = None,
-        limit: Annotated[int, Parameter(ge=1)] = 100,
-        cursor: Annotated[str | None, Parameter(max_length=64)] = None,
+        limit: Annotated[int, QueryParameter(ge=1)] = 100,
+        cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> MemoryPage:
         page = await memories.list_page(
             user_id, limit=limit, cursor=cursor, agent_id=agent_id, session_id=session_id
@@ -139,11 +140,11 @@ class MemoryController(Controller):
     )
     async def update(
         self,
-        memory_id: UUID,
+        memory_id: FromPath[UUID],
         user_id: UserQuery,
-        data: MemoryUpdate,
-        memories: MemoryService,
-        if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
+        data: JSONBody[MemoryUpdate],
+        memories: Memories,
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
     ) -> Response[MemoryRead]:
         memory = await memories.update(user_id, memory_id, data.to_domain(), _if_match(if_match))
         return Response(MemoryRead.of(memory), headers=_etag(memory.version))
@@ -154,7 +155,7 @@ class MemoryController(Controller):
         responses=responses(404, 422, 503),
     )
     async def history(
-        self, memory_id: UUID, user_id: UserQuery, memories: MemoryService
+        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories
     ) -> HistoryList:
         events = await memories.history(user_id, memory_id)
         return HistoryList([HistoryRead.of(e) for e in events])
@@ -165,7 +166,9 @@ class MemoryController(Controller):
         summary="Delete a memory",
         responses=responses(404, 422, 503),
     )
-    async def remove(self, memory_id: UUID, user_id: UserQuery, memories: MemoryService) -> None:
+    async def remove(
+        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories
+    ) -> None:
         await memories.forget(user_id, memory_id)
 
     @delete(
@@ -173,7 +176,7 @@ class MemoryController(Controller):
         summary="Erase all of a user's memories and their history",
         responses=responses(422, 503),
     )
-    async def erase_user(self, user_id: UserQuery, memories: MemoryService) -> Deleted:
+    async def erase_user(self, user_id: UserQuery, memories: Memories) -> Deleted:
         return Deleted(await memories.forget_user(user_id))
 
 
@@ -190,7 +193,7 @@ class BatchController(Controller):
         description="All or nothing on validation: one bad item is a 422 naming its index.",
         responses=responses(400, 409, 413, 415, 422, 503),
     )
-    async def create_batch(self, data: BatchCreate, memories: MemoryService) -> BatchRead:
+    async def create_batch(self, data: JSONBody[BatchCreate], memories: Memories) -> BatchRead:
         results = await memories.remember_many([m.to_domain() for m in data.memories])
         return BatchRead(
             items=[MemoryRead.of(m) for m, _ in results],
@@ -209,7 +212,7 @@ class SearchController(Controller):
         description="Give `query` (text, embedded by the server) or `vector`, not both.",
         responses=responses(400, 413, 415, 422, 503),
     )
-    async def search(self, data: SearchBody, memories: MemoryService) -> SearchResponse:
+    async def search(self, data: JSONBody[SearchBody], memories: Memories) -> SearchResponse:
         started = time.perf_counter()
         hits = await memories.search(data.to_domain())
         return SearchResponse(
