@@ -23,7 +23,8 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from membank_server.domain.errors import ConfigError, EmbedderUnavailable, InvalidInput
+from membank_server.domain.errors import ConfigError, EmbedderUnavailable
+from membank_server.embeddings._texts import checked_texts
 
 __all__ = ["OnnxEmbedder"]
 
@@ -121,7 +122,7 @@ class OnnxEmbedder:
             InvalidInput: ``texts`` is a bare string, or holds a non-string or blank text.
             EmbedderUnavailable: The embedder is not started, or inference failed.
         """
-        items = _checked(texts)
+        items = checked_texts(texts)
         if not items:
             return []
         model, executor = self._model, self._executor
@@ -176,21 +177,6 @@ async def _run(executor: ThreadPoolExecutor, fn: Callable[..., _T], *args: objec
         # aclose() shut the pool down while this call was between two batches.
         raise EmbedderUnavailable("the embedder was closed while embedding") from exc
     return await future
-
-
-def _checked(texts: Sequence[str]) -> list[str]:
-    # A bare string is a Sequence[str] too; embedding it letter by letter is never meant.
-    if isinstance(texts, str):
-        raise InvalidInput("texts must be a list of strings, not a single string")
-    items = list(texts)
-    for index, text in enumerate(items):
-        if not isinstance(text, str):
-            raise InvalidInput(
-                f"text {index} is a {type(text).__name__}, not a string", {"index": index}
-            )
-        if not text.strip():
-            raise InvalidInput(f"text {index} is blank", {"index": index})
-    return items
 
 
 def _default_model_path() -> Path:

@@ -18,7 +18,8 @@ import httpx
 import numpy as np
 import stamina
 
-from membank_server.domain.errors import ConfigError, EmbedderUnavailable, InvalidInput
+from membank_server.domain.errors import ConfigError, EmbedderUnavailable
+from membank_server.embeddings._texts import checked_texts
 
 __all__ = ["OpenAIEmbedder"]
 
@@ -138,7 +139,7 @@ class OpenAIEmbedder:
             EmbedderUnavailable: The provider failed after the retries, refused the
                 request, or answered something that is not the expected vectors.
         """
-        items = _checked(texts)
+        items = checked_texts(texts)
         if not items:
             return []
         client = self._client
@@ -253,18 +254,3 @@ def _parse(content: bytes, expected: int, dimensions: int) -> list[list[float]]:
         raise _MalformedResponse("sent an all-zero vector, which has no direction")
     rows: list[list[float]] = (matrix / norms).tolist()
     return rows
-
-
-def _checked(texts: Sequence[str]) -> list[str]:
-    # A bare string is a Sequence[str] too; embedding it letter by letter is never meant.
-    if isinstance(texts, str):
-        raise InvalidInput("texts must be a list of strings, not a single string")
-    items = list(texts)
-    for index, text in enumerate(items):
-        if not isinstance(text, str):
-            raise InvalidInput(
-                f"text {index} is a {type(text).__name__}, not a string", {"index": index}
-            )
-        if not text.strip():
-            raise InvalidInput(f"text {index} is blank", {"index": index})
-    return items

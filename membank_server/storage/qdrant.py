@@ -23,16 +23,8 @@ from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
-import grpc  # type: ignore[import-untyped]
-import httpx
 import stamina
 from qdrant_client import AsyncQdrantClient, models
-from qdrant_client.common.client_exceptions import QdrantException
-from qdrant_client.http.exceptions import (
-    ApiException,
-    ResponseHandlingException,
-    UnexpectedResponse,
-)
 
 from membank_server.domain.errors import ConfigError, StorageUnavailable
 from membank_server.domain.model import (
@@ -54,6 +46,7 @@ from membank_server.storage._payload import (
     record_to_payload,
     search_conditions,
 )
+from membank_server.storage._qdrant_errors import DRIVER_ERRORS, describe, transient
 
 __all__ = ["QdrantStore"]
 
@@ -70,38 +63,7 @@ _QUANTIZATIONS: dict[str, models.QuantizationConfig] = {
     ),
     "binary": models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True)),
 }
-_REMOTE_ERRORS = (ApiException, QdrantException, httpx.HTTPError, grpc.RpcError)
-# Local mode reports a missing collection, a closed client or a locked folder
-# with builtin exceptions.
-_DRIVER_ERRORS = (*_REMOTE_ERRORS, OSError, RuntimeError, ValueError)
-_TRANSIENT_GRPC = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _WITHOUT_HISTORY = models.PayloadSelectorExclude(exclude=[HISTORY])
-
-
-def _transient(exc: Exception) -> bool:
-    """Whether the same request may succeed if sent again a little later."""
-    if isinstance(exc, UnexpectedResponse):
-        return exc.status_code is not None and exc.status_code >= 500
-    if isinstance(exc, ResponseHandlingException):
-        return isinstance(exc.source, httpx.TransportError)
-    if isinstance(exc, grpc.RpcError):
-        code = getattr(exc, "code", None)
-        return callable(code) and bool(code() in _TRANSIENT_GRPC)
-    return isinstance(exc, httpx.TransportError)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, UnexpectedResponse):
-        try:
-            detail = str(exc.structured()["status"]["error"])
-        except (ValueError, KeyError, TypeError):
-            detail = exc.content[:200].decode("utf-8", "replace")
-        return f"HTTP {exc.status_code} {exc.reason_phrase}: {detail}"
-    if isinstance(exc, ResponseHandlingException):
-        return _describe(exc.source)
-    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "details", None)):
-        return f"gRPC {exc.code().name}: {exc.details()}"
-    return str(exc) or type(exc).__name__
 
 
 def _condition(c: Cond) -> models.Condition:
@@ -228,7 +190,7 @@ class QdrantStore:
         if self._client is None:
             try:
                 self._client = self._connect()
-            except _DRIVER_ERRORS as exc:
+            except DRIVER_ERRORS as exc:
                 raise StorageUnavailable(self._message("connect", exc)) from exc
         try:
             await self._ensure_collection()
@@ -292,7 +254,7 @@ class QdrantStore:
             client, self._client = self._client, None
             try:
                 await client.close()
-            except _DRIVER_ERRORS as exc:
+            except DRIVER_ERRORS as exc:
                 raise StorageUnavailable(self._message("close the client", exc)) from exc
 
     # -- plumbing ----------------------------------------------------------
@@ -303,15 +265,15 @@ class QdrantStore:
         if client is None:
             raise StorageUnavailable("the Qdrant store is not open")
         try:
-            async for attempt in stamina.retry_context(on=_transient, attempts=self._retries):
+            async for attempt in stamina.retry_context(on=transient, attempts=self._retries):
                 with attempt:
                     return await op(client)
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             raise StorageUnavailable(self._message(what, exc)) from exc
         raise AssertionError("unreachable: stamina makes at least one attempt")
 
     def _message(self, what: str, exc: BaseException) -> str:
-        text = f"Qdrant cannot {what} ({self.collection!r}): {_describe(exc)}"
+        text = f"Qdrant cannot {what} ({self.collection!r}): {describe(exc)}"
         return text.replace(self._api_key, "***") if self._api_key else text
 
     async def _count(self, conds: Sequence[Cond]) -> int:
