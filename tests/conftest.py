@@ -1,0 +1,29 @@
+"""Fixtures for the real services that scripts/services starts (see scripts/test)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        # Never skip: a real-service test that silently skips proves nothing.
+        pytest.fail(
+            f"{name} is not set: run the suite through scripts/test, which starts the services"
+        )
+    return value
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the real Redis (valkey-server) that scripts/services started."""
+    return _required("MEMBANK_TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """DSN of the real PostgreSQL 18 + pgvector that scripts/services started."""
+    return _required("MEMBANK_TEST_PG_DSN")
