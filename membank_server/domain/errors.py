@@ -9,7 +9,8 @@
     ├── ConfigError             a setting is missing or wrong (fails at start)
     └── Unavailable             a dependency cannot answer now (503)
         ├── StorageUnavailable  the memory store
-        └── EmbedderUnavailable the embedding model or provider
+        ├── EmbedderUnavailable the embedding model or provider
+        └── CacheUnavailable    a cache level (callers fall back, never answer 503 for it)
 
 Adapters translate their driver's exceptions into these at the boundary
 (``raise StorageUnavailable(...) from exc``); the HTTP layer maps them to a
@@ -21,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "CacheUnavailable",
     "ConfigError",
     "Conflict",
     "DimensionMismatch",
@@ -84,3 +86,7 @@ class StorageUnavailable(Unavailable):
 
 class EmbedderUnavailable(Unavailable):
     code = "embedder_unavailable"
+
+
+class CacheUnavailable(Unavailable):
+    code = "cache_unavailable"

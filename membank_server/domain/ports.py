@@ -16,7 +16,7 @@ from membank_server.domain.model import (
     VectorQuery,
 )
 
-__all__ = ["Embedder", "MemoryStore"]
+__all__ = ["Cache", "Embedder", "MemoryStore"]
 
 
 class Embedder(Protocol):
@@ -118,3 +118,30 @@ class MemoryStore(Protocol):
     async def optimize(self) -> bool:
         """Build pending vector indexes now; False when there was nothing to do."""
         ...
+
+
+class Cache(Protocol):
+    """A byte cache with TTLs; one level of the tiered cache (L1, L2 or L3).
+
+    Implementations never raise on a miss; a backend that cannot answer raises
+    ``CacheUnavailable`` (the tiered cache treats that level as a miss and skips it).
+    """
+
+    @property
+    def name(self) -> str:
+        """The level's label in metrics: ``l1``, ``l2`` or ``l3``."""
+        ...
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    async def delete(self, keys: Sequence[str]) -> None: ...
+
+    async def clear(self, prefix: str = "") -> int:
+        """Remove every entry whose key starts with ``prefix``; returns how many."""
+        ...
+
+    async def aclose(self) -> None: ...
