@@ -212,12 +212,18 @@ class SearchController(Controller):
         description="Give `query` (text, embedded by the server) or `vector`, not both.",
         responses=responses(400, 413, 415, 422, 503),
     )
-    async def search(self, data: JSONBody[SearchBody], memories: Memories) -> SearchResponse:
+    async def search(
+        self, data: JSONBody[SearchBody], memories: Memories
+    ) -> Response[SearchResponse]:
         started = time.perf_counter()
-        hits = await memories.search(data.to_domain())
-        return SearchResponse(
-            results=[SearchResult(MemoryRead.of(h.memory), h.score) for h in hits],
-            took_ms=round((time.perf_counter() - started) * 1000, 3),
+        hits, cache = await memories.recall(data.to_domain())
+        return Response(
+            SearchResponse(
+                results=[SearchResult(MemoryRead.of(h.memory), h.score) for h in hits],
+                took_ms=round((time.perf_counter() - started) * 1000, 3),
+                cache=cache,
+            ),
+            headers={"X-Membank-Cache": cache},
         )
 
 

@@ -217,6 +217,9 @@ class SearchResult(Struct):
 class SearchResponse(Struct):
     results: list[SearchResult]
     took_ms: float
+    cache: str = "off"
+    """``hit`` (served from the result cache), ``miss`` (computed, then cached),
+    ``bypass`` (cache unavailable, computed) or ``off`` (no result cache)."""
 
 
 class ErrorInfo(Struct):

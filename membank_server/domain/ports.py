@@ -16,7 +16,7 @@ from membank_server.domain.model import (
     VectorQuery,
 )
 
-__all__ = ["Cache", "Embedder", "MemoryStore"]
+__all__ = ["Cache", "Embedder", "Generations", "MemoryStore", "PopularQueries"]
 
 
 class Embedder(Protocol):
@@ -145,3 +145,27 @@ class Cache(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class Generations(Protocol):
+    """A counter per user, bumped on every write, that cache keys include.
+
+    A read builds its cache key with the user's current generation, so entries
+    written before the user's last change are never read again, on any instance.
+    """
+
+    async def current(self, keys: Sequence[str]) -> list[int]:
+        """The counters of several users (one round trip); 0 for one never bumped."""
+        ...
+
+    async def bump(self, key: str) -> int: ...
+
+
+class PopularQueries(Protocol):
+    """Counts searches per (user, query) in time windows, for cache warmup."""
+
+    async def record(self, user_id: str, query: bytes) -> None: ...
+
+    async def top(self, k: int) -> list[tuple[str, bytes, float]]:
+        """The ``k`` most asked (user_id, query, count) of the current and last window."""
+        ...

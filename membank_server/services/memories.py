@@ -34,6 +34,7 @@ from membank_server.services.inputs import (
     check_vector,
     request_digest,
 )
+from membank_server.services.recall_cache import RecallCache
 
 __all__ = ["MemoryService", "new_memory_id"]
 
@@ -103,6 +104,7 @@ class MemoryService:
         limits: Limits | None = None,
         telemetry: Telemetry | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        recall_cache: RecallCache | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -110,6 +112,7 @@ class MemoryService:
         self.telemetry = telemetry or NullTelemetry()
         self._clock = clock
         self._locks = _UserLocks()
+        self.recall_cache = recall_cache
         self._ids = _MemoryIds()
 
     # -- writes ------------------------------------------------------------
@@ -240,6 +243,7 @@ class MemoryService:
             for i, item, old in plans
         ]
         await self.store.upsert(records)
+        await self._invalidate(r.memory.user_id for r in records)
         for (i, _, old), record in zip(plans, records, strict=True):
             results[i] = (record.memory, old is None or old.deleted_at is not None)
         for i, item in enumerate(items):
@@ -293,6 +297,7 @@ class MemoryService:
             )
             record = _build(item, old, vector, old.idempotency, now, m.id)
             await self.store.upsert([record])
+            await self._invalidate([user_id])
             return record.memory
 
     async def forget(self, user_id: str, memory_id: UUID) -> None:
@@ -305,11 +310,14 @@ class MemoryService:
             await self.store.upsert(
                 [replace(old, memory=m, history=(*old.history, event), deleted_at=now)]
             )
+            await self._invalidate([user_id])
 
     async def forget_user(self, user_id: str) -> int:
         """Erase every memory of a user and its history; returns how many were live."""
         async with self._locks.hold([user_id]):
-            return await self.store.delete_user(user_id)
+            erased = await self.store.delete_user(user_id)
+            await self._invalidate([user_id])
+            return erased
 
     async def purge_expired(self) -> int:
         return await self.store.purge_expired(self._clock())
@@ -356,6 +364,12 @@ class MemoryService:
 
     async def search(self, q: RecallQuery) -> list[SearchHit]:
         """The user's live memories nearest to a text or a vector, best first."""
+        hits, _ = await self.recall(q)
+        return hits
+
+    async def recall(self, q: RecallQuery) -> tuple[list[SearchHit], str]:
+        """Like :meth:`search`, and says where the answer came from: ``hit``, ``miss``
+        (computed, then cached), ``bypass`` (cache counters down) or ``off`` (no cache)."""
         if (q.query is None) == (q.vector is None):
             raise InvalidInput("give exactly one of query or vector", {"field": "query"})
         if not 1 <= q.limit <= self.limits.search_max_limit:
@@ -364,19 +378,42 @@ class MemoryService:
             )
         if q.vector is not None:
             check_vector(q.vector, self.embedder.dimension, {})
-            vector = q.vector
         else:
             assert q.query is not None
             if not q.query.strip():
                 raise InvalidInput("query must not be blank", {"field": "query"})
             self.limits.check_content(q.query, {"field": "query"})
-            vector = (await self._embed([q.query]))[0]
+        if self.recall_cache is None:
+            return await self._search(q), "off"
+        hits, outcome = await self.recall_cache.search(
+            q, self.embedder.model, lambda: self._search(q)
+        )
+        if outcome == "hit":
+            # A cached answer may hold a memory that has expired since.
+            now = self._clock()
+            hits = [h for h in hits if not h.memory.is_expired(now)]
+        return hits, outcome
+
+    async def _search(self, q: RecallQuery) -> list[SearchHit]:
+        vector = q.vector if q.vector is not None else await self._query_vector(q.query or "")
         started = time.perf_counter()
         hits = await self.store.search(
             VectorQuery(q.user_id, vector, q.limit, self._clock(), q.min_score, q.filters)
         )
         self.telemetry.search(time.perf_counter() - started, len(hits))
         return hits
+
+    async def _query_vector(self, text: str) -> list[float]:
+        async def compute() -> list[float]:
+            return (await self._embed([text]))[0]
+
+        if self.recall_cache is None:
+            return await compute()
+        return await self.recall_cache.embedding(self.embedder.model, text, compute)
+
+    async def _invalidate(self, user_ids: Iterable[str]) -> None:
+        if self.recall_cache is not None:
+            await self.recall_cache.invalidate(user_ids)
 
     async def count(self, user_id: str | None = None) -> int:
         n = await self.store.count(user_id)

@@ -156,3 +156,72 @@ class InMemoryStore:
 
 def tombstone(record: MemoryRecord, at: datetime) -> MemoryRecord:
     return replace(record, deleted_at=at)
+
+
+class DictCache:
+    """A Cache that keeps everything in a dict and ignores TTLs."""
+
+    name = "dict"
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self.data.get(k) for k in keys]
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self.data[key] = value
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        for k in keys:
+            self.data.pop(k, None)
+
+    async def clear(self, prefix: str = "") -> int:
+        gone = [k for k in self.data if k.startswith(prefix)]
+        for k in gone:
+            del self.data[k]
+        return len(gone)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class DictGenerations:
+    """Generation counters in a dict; ``down`` makes them raise like a dead Redis."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            from membank_server.domain.errors import CacheUnavailable
+
+            raise CacheUnavailable("generations are down")
+
+    async def current(self, keys: Sequence[str]) -> list[int]:
+        self._check()
+        return [self.values.get(k, 0) for k in keys]
+
+    async def bump(self, key: str) -> int:
+        self._check()
+        self.values[key] = self.values.get(key, 0) + 1
+        return self.values[key]
+
+
+class ListPopular:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bytes]] = []
+
+    async def record(self, user_id: str, query: bytes) -> None:
+        self.seen.append((user_id, query))
+
+    async def top(self, k: int) -> list[tuple[str, bytes, float]]:
+        counts: dict[tuple[str, bytes], int] = {}
+        for item in self.seen:
+            counts[item] = counts.get(item, 0) + 1
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:k]
+        return [(u, q, float(n)) for (u, q), n in ranked]
