@@ -10,6 +10,7 @@ A bad setting fails at start with one line naming it.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,9 +21,12 @@ import msgspec
 from membank_server.domain.errors import ConfigError
 
 __all__ = [
+    "CacheSettings",
     "EdgeSettings",
     "EmbedderSettings",
+    "HybridSettings",
     "LimitSettings",
+    "PostgresSettings",
     "QdrantSettings",
     "ServerSettings",
     "Settings",
@@ -33,6 +37,7 @@ __all__ = [
 
 _PREFIX = "MEMBANK_"
 _SECRET_KEYS = ("api_key", "password", "secret", "token")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 MiB = 1024 * 1024
 
 
@@ -88,11 +93,68 @@ class QdrantSettings(_Section):
     write_consistency_factor: int | None = None
 
 
+class PostgresSettings(_Section):
+    dsn: str | None = None
+    schema: str = "membank"
+    table_prefix: str = "memories"
+    pool_min: int = 1
+    pool_max: int = 10
+    connect_timeout: float = 10.0
+    command_timeout: float = 30.0
+    statement_timeout_ms: int = 10_000
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+    hnsw_ef_search: int = 100
+    migrate_on_start: bool = True
+
+
+class HybridSettings(_Section):
+    """Two stores: a record store of truth (primary) and a vector index (secondary)."""
+
+    primary: Literal["pgvector", "edge", "qdrant"] = "pgvector"
+    secondary: Literal["pgvector", "edge", "qdrant"] = "qdrant"
+    write: Literal["primary_only", "both", "async_both"] = "async_both"
+    read: Literal["primary_first", "fastest", "both", "routed"] = "routed"
+    consistency: Literal["eventual", "strong"] = "eventual"
+    #: With read=routed: vector search goes to the primary below this many live
+    #: memories and to the secondary at or above it; exact look-ups stay on the primary.
+    route_threshold: int = 1_000_000
+    outbox_batch: int = 256
+
+
+Backend = Literal["edge", "qdrant", "pgvector", "hybrid"]
+
+
 class StorageSettings(_Section):
-    backend: Literal["edge", "qdrant"] = "edge"
+    backend: Backend = "edge"
     distance: Literal["cosine", "dot", "euclid"] = "cosine"
     edge: EdgeSettings = msgspec.field(default_factory=EdgeSettings)
     qdrant: QdrantSettings = msgspec.field(default_factory=QdrantSettings)
+    postgres: PostgresSettings = msgspec.field(default_factory=PostgresSettings)
+    hybrid: HybridSettings = msgspec.field(default_factory=HybridSettings)
+
+
+class CacheSettings(_Section):
+    """L1 in process, L2 a shared Redis, L3 a persistent (AOF) Redis."""
+
+    enabled: bool = True
+    l1_policy: Literal["lru", "lfu", "fifo"] = "lru"
+    l1_max_entries: int = 10_000
+    l1_max_bytes: int = 64 * MiB
+    l1_ttl: float = 60.0
+    redis_url: str | None = None
+    l2_ttl: float = 600.0
+    l3_url: str | None = None
+    l3_ttl: float = 86_400.0
+    search_ttl: float = 300.0
+    embedding_ttl: float = 86_400.0
+    redis_timeout: float = 0.25
+    popular_window_seconds: int = 3600
+    warmup_strategy: Literal["eager", "lazy", "scheduled"] | None = None
+    warmup_cron: str = "*/15 * * * *"
+    warmup_sample: float = 0.1
+    warmup_top: int = 50
+    warmup_batch_size: int = 32
 
 
 class EmbedderSettings(_Section):
@@ -112,6 +174,7 @@ class Settings(_Section):
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     embedder: EmbedderSettings = msgspec.field(default_factory=EmbedderSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
@@ -158,21 +221,50 @@ def _check(settings: Settings) -> None:
             raise ConfigError(f"setting {name} must be positive, got {value}")
     if settings.server.port > 65535:
         raise ConfigError(f"setting server.port must be at most 65535, got {settings.server.port}")
-    if settings.storage.backend == "edge" and settings.server.workers > 1:
+    storage = settings.storage
+    used = _stores_used(storage)
+    if "edge" in used and settings.server.workers > 1:
         raise ConfigError(
             "setting server.workers must be 1 with storage.backend=edge: an embedded "
             "Qdrant Edge folder is opened by one process only (use storage.backend=qdrant "
             "to run several workers)"
         )
-    if settings.storage.backend == "qdrant":
-        q = settings.storage.qdrant
+    if "pgvector" in used and not storage.postgres.dsn:
+        raise ConfigError("storage.postgres.dsn is required to use the pgvector store")
+    if storage.backend == "hybrid":
+        h = storage.hybrid
+        if h.primary == h.secondary:
+            raise ConfigError("storage.hybrid.primary and storage.hybrid.secondary must differ")
+        if h.consistency == "strong" and h.write != "both":
+            raise ConfigError(
+                "storage.hybrid.consistency=strong needs storage.hybrid.write=both "
+                "(a 2xx only once both stores have the write)"
+            )
+        if h.write == "async_both" and h.primary != "pgvector":
+            raise ConfigError(
+                "storage.hybrid.write=async_both keeps its outbox in PostgreSQL: "
+                "storage.hybrid.primary must be pgvector"
+            )
+    if "qdrant" in used:
+        q = storage.qdrant
         if sum(x is not None for x in (q.url, q.location, q.path)) != 1:
             raise ConfigError(
                 "storage.backend=qdrant needs exactly one of storage.qdrant.url, "
                 "storage.qdrant.location (':memory:') or storage.qdrant.path"
             )
+    c = settings.cache
+    if c.l3_url and not c.redis_url:
+        raise ConfigError("setting cache.l3_url needs cache.redis_url (L3 sits behind L2)")
+    if not 0 < c.warmup_sample <= 1:
+        raise ConfigError(f"setting cache.warmup_sample must be in (0, 1], got {c.warmup_sample}")
     if settings.embedder.provider == "openai" and not settings.embedder.base_url:
         raise ConfigError("setting embedder.base_url is required with embedder.provider=openai")
+
+
+def _stores_used(storage: StorageSettings) -> set[str]:
+    if storage.backend == "hybrid":
+        return {storage.hybrid.primary, storage.hybrid.secondary}
+    return {storage.backend}
 
 
 def load_settings(
@@ -217,6 +309,9 @@ def masked(settings: Settings) -> dict[str, Any]:
                 k: ("***" if v and any(s in k for s in _SECRET_KEYS) else mask(v))
                 for k, v in node.items()
             }
+        if isinstance(node, str):
+            # A password inside a URL or DSN: scheme://user:password@host
+            return _URL_PASSWORD.sub(r"\1***@", node)
         return node
 
     return dict(mask(msgspec.to_builtins(settings)))

@@ -58,3 +58,46 @@ def test_masked_hides_secrets() -> None:
     assert shown["storage"]["qdrant"]["api_key"] == "***"
     assert shown["embedder"]["api_key"] == "***"
     assert "s3cret" not in str(shown)
+
+
+def test_masked_hides_passwords_in_urls() -> None:
+    s = load_settings(
+        environ={
+            "MEMBANK_STORAGE__BACKEND": "pgvector",
+            "MEMBANK_STORAGE__POSTGRES__DSN": "postgresql://app:hunter2@db:5432/membank",
+            "MEMBANK_CACHE__REDIS_URL": "redis://:redispw@cache:6379/0",
+        }
+    )
+    shown = str(masked(s))
+    assert "hunter2" not in shown and "redispw" not in shown
+    assert "postgresql://app:***@db:5432/membank" in shown
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"MEMBANK_STORAGE__BACKEND": "pgvector"}, "storage.postgres.dsn"),
+        (
+            {
+                "MEMBANK_STORAGE__BACKEND": "hybrid",
+                "MEMBANK_STORAGE__POSTGRES__DSN": "postgresql://x/y",
+                "MEMBANK_STORAGE__HYBRID__SECONDARY": "pgvector",
+            },
+            "must differ",
+        ),
+        (
+            {
+                "MEMBANK_STORAGE__BACKEND": "hybrid",
+                "MEMBANK_STORAGE__POSTGRES__DSN": "postgresql://x/y",
+                "MEMBANK_STORAGE__QDRANT__URL": "http://q:6333",
+                "MEMBANK_STORAGE__HYBRID__CONSISTENCY": "strong",
+            },
+            "write=both",
+        ),
+        ({"MEMBANK_CACHE__L3_URL": "redis://x"}, "cache.redis_url"),
+    ],
+)
+def test_storage_and_cache_combinations(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ=env)
+    assert needle in err.value.message
