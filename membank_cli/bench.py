@@ -27,7 +27,7 @@ import numpy as np
 import typer
 from rich.progress import Progress
 
-from membank_cli.output import console, fail, print_json, table
+from membank_cli.output import console, fail, print_json, table, warning
 
 __all__ = ["bench"]
 
@@ -87,13 +87,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _server(data_dir: Path) -> Iterator[tuple[str, int]]:
+def _server(data_dir: Path, extra: dict[str, str]) -> Iterator[tuple[str, int]]:
     port = _free_port()
     env = {
         **os.environ,
-        "MEMBANK_STORAGE__EDGE__PATH": str(data_dir),
+        "MEMBANK_STORAGE__EDGE__PATH": str(data_dir / "edge"),
         "MEMBANK_SERVER__PORT": str(port),
         "MEMBANK_SERVER__LOG_LEVEL": "warning",
+        **extra,
     }
     proc = subprocess.Popen([sys.executable, "-m", "membank_cli", "serve"], env=env)
     url = f"http://127.0.0.1:{port}"
@@ -204,7 +205,7 @@ async def _run(
         took, _ = await _drive(
             url, "POST", "/v1/memories/batch", bodies, 2, progress, f"ingest {n:,} with vectors"
         )
-        phases.append(Phase("ingest, client vectors (batch API)", n, took, n / took))
+        phases.append(Phase("ingest, vectors", n, took, n / took))
         bodies = [
             enc(
                 {
@@ -229,17 +230,17 @@ async def _run(
                 progress,
                 f"ingest {embed_n:,} with embedding",
             )
-            phases.append(Phase("ingest, server embeds (batch API)", embed_n, took, embed_n / took))
+            phases.append(Phase("ingest, embed", embed_n, took, embed_n / took))
         for label, bodies in (
             (
-                "search, client vector",
+                "search, vector",
                 [
                     enc({"user_id": f"user-{prng.randrange(users)}", "vector": v, "limit": 10})
                     for v in _vectors(rng, searches, dim)
                 ],
             ),
             (
-                "search, text query",
+                "search, text",
                 [
                     enc(
                         {
@@ -270,6 +271,52 @@ async def _run(
     return phases
 
 
+_BACKENDS = ("edge", "qdrant", "pgvector", "hybrid")
+
+
+def _backend_env(
+    backend: str, tmp: Path, pg_dsn: str | None, qdrant_url: str | None
+) -> dict[str, str]:
+    """Settings that put a fresh bench server on one backend (own schema / collection)."""
+    run = f"bench_{os.getpid()}_{backend}"
+    env = {"MEMBANK_STORAGE__BACKEND": backend}
+    if backend in ("pgvector", "hybrid"):
+        if not pg_dsn:
+            fail(f"--backend {backend} needs --pg-dsn (or MEMBANK_STORAGE__POSTGRES__DSN)")
+        env |= {"MEMBANK_STORAGE__POSTGRES__DSN": pg_dsn, "MEMBANK_STORAGE__POSTGRES__SCHEMA": run}
+    if backend in ("qdrant", "hybrid"):
+        where = (
+            {"MEMBANK_STORAGE__QDRANT__URL": qdrant_url}
+            if qdrant_url
+            else {"MEMBANK_STORAGE__QDRANT__PATH": str(tmp / "qdrant-local")}
+        )
+        env |= where | {"MEMBANK_STORAGE__QDRANT__COLLECTION": run}
+    if backend == "hybrid":
+        env |= {"MEMBANK_STORAGE__HYBRID__SECONDARY": "qdrant" if qdrant_url else "edge"}
+    return env
+
+
+def _render(runs: list[tuple[str, float | None, list[Phase]]], n: int, users: int) -> None:
+    table(
+        f"membank bench: {n:,} memories, {users:,} users",
+        ["backend", "phase", "count", "seconds", "per second", "p50 ms", "p99 ms", "RSS MiB"],
+        [
+            (
+                backend,
+                p.phase,
+                f"{p.count:,}",
+                f"{p.seconds:.2f}",
+                f"{p.per_second:,.0f}",
+                p.p50_ms if p.p50_ms is not None else "",
+                p.p99_ms if p.p99_ms is not None else "",
+                f"{rss:,.0f}" if rss and i == 0 else "",
+            )
+            for backend, rss, phases in runs
+            for i, p in enumerate(phases)
+        ],
+    )
+
+
 def bench(
     n: int = typer.Option(100_000, "--n", help="Memories ingested with client vectors."),
     users: int = typer.Option(1_000, help="Distinct users the memories spread over."),
@@ -278,54 +325,56 @@ def bench(
     text_searches: int = typer.Option(500, help="Searches with a text query."),
     concurrency: int = typer.Option(4, help="Requests in flight during searches."),
     dim: int = typer.Option(384, help="Vector size of the server's embedder."),
+    backend: list[str] = typer.Option(
+        ["edge"], "--backend", "-b", help="edge, qdrant, pgvector or hybrid; repeat to compare."
+    ),
+    pg_dsn: str = typer.Option(
+        None, envvar="MEMBANK_STORAGE__POSTGRES__DSN", help="PostgreSQL for pgvector/hybrid."
+    ),
+    qdrant_url: str = typer.Option(
+        None, help="A Qdrant server for qdrant/hybrid (else qdrant-client local mode)."
+    ),
     url: str = typer.Option(None, help="Bench a running server instead of starting one."),
     seed: int = typer.Option(7, help="Random seed."),
     as_json: bool = typer.Option(False, "--json", help="Print figures as JSON."),
 ) -> None:
-    """Measure ingest rate and search latency (p50/p99) over HTTP at N memories."""
+    """Measure ingest rate and search latency (p50/p99) over HTTP at N memories, per backend."""
     if url and not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
         fail("bench only targets a server on this machine (127.0.0.1/localhost)")
+    unknown = sorted(set(backend) - set(_BACKENDS))
+    if unknown:
+        fail(f"unknown backend {unknown[0]!r}: choose from {', '.join(_BACKENDS)}")
+    if "qdrant" in backend and not qdrant_url:
+        warning(
+            "no --qdrant-url: the qdrant backend runs on qdrant-client's local mode, which is "
+            "brute force in the server's event loop; its figures say nothing about a Qdrant server"
+        )
 
-    def measure(target: str, pid: int | None) -> None:
-        phases = asyncio.run(
+    def measure(target: str) -> list[Phase]:
+        return asyncio.run(
             _run(target, n, users, embed_n, searches, text_searches, concurrency, dim, seed)
         )
-        rss = _rss_mib(pid)
-        if as_json:
-            print_json(
-                {
-                    "n": n,
-                    "users": users,
-                    "server_rss_mib": rss,
-                    "phases": [asdict(p) for p in phases],
-                }
-            )
-            return
-        table(
-            f"membank bench: {n:,} memories, {users:,} users"
-            + (f", server RSS {rss:,.0f} MiB" if rss else ""),
-            ["phase", "count", "seconds", "per second", "p50 ms", "p99 ms"],
-            [
-                (
-                    p.phase,
-                    f"{p.count:,}",
-                    f"{p.seconds:.2f}",
-                    f"{p.per_second:,.0f}",
-                    p.p50_ms if p.p50_ms is not None else "",
-                    p.p99_ms if p.p99_ms is not None else "",
-                )
-                for p in phases
-            ],
-        )
 
+    runs: list[tuple[str, float | None, list[Phase]]] = []
     if url:
-        measure(url, None)
-        return
-    with (
-        tempfile.TemporaryDirectory(prefix="membank-bench-") as tmp,
-        _server(Path(tmp)) as (
-            target,
-            pid,
-        ),
-    ):
-        measure(target, pid)
+        runs.append(("(running server)", None, measure(url)))
+    else:
+        for name in backend:
+            with tempfile.TemporaryDirectory(prefix="membank-bench-") as tmp:
+                env = _backend_env(name, Path(tmp), pg_dsn, qdrant_url)
+                with _server(Path(tmp), env) as (target, pid):
+                    phases = measure(target)
+                    runs.append((name, _rss_mib(pid), phases))
+    if as_json:
+        print_json(
+            {
+                "n": n,
+                "users": users,
+                "runs": [
+                    {"backend": b, "server_rss_mib": rss, "phases": [asdict(p) for p in ph]}
+                    for b, rss, ph in runs
+                ],
+            }
+        )
+    else:
+        _render(runs, n, users)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -14,7 +15,8 @@ from membank_server.domain.errors import ConfigError, MembankError, Unavailable
 
 __all__ = ["console", "fail", "print_json", "success", "table", "warning"]
 
-console = Console()
+# Piped output (CI logs, files) gets room for wide tables instead of 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 _err = Console(stderr=True)
 
 #: Exit codes: 2 for a bad setting or argument, 3 for a dependency that is down, 1 otherwise.
