@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from membank_server.config import Settings
-from membank_server.domain.ports import Embedder, MemoryStore
+from membank_server.domain.ports import Cache, Embedder, Generations, MemoryStore, PopularQueries
 from membank_server.domain.telemetry import NullTelemetry, Telemetry
 from membank_server.services.inputs import Limits
 from membank_server.services.memories import MemoryService
+from membank_server.services.recall_cache import RecallCache
 from membank_server.services.runtime import Runtime
 
-__all__ = ["build_embedder", "build_runtime", "build_store"]
+__all__ = ["build_embedder", "build_recall_cache", "build_runtime", "build_store"]
 
 #: The default embedder's vector size (all-MiniLM-L6-v2).
 ONNX_DIMENSION = 384
@@ -93,6 +94,76 @@ def limits_of(settings: Settings) -> Limits:
     )
 
 
+def build_recall_cache(settings: Settings, telemetry: Telemetry) -> RecallCache | None:
+    """The tiered cache: L1 in process, L2 the shared Redis, L3 the persistent Redis.
+
+    Without Redis the generation counters are in process, which is correct only when
+    one process sees every write: so search results are cached then only on the
+    embedded store (one process by construction); query embeddings are always safe.
+    """
+    c = settings.cache
+    if not c.enabled:
+        return None
+    from membank_server.cache.counters import (
+        LocalGenerations,
+        LocalPopularQueries,
+        RedisGenerations,
+        RedisPopularQueries,
+    )
+    from membank_server.cache.local import LocalCache
+    from membank_server.cache.tiered import TieredCache
+
+    levels: list[Cache] = []
+    if c.l1_max_entries > 0:
+        levels.append(
+            LocalCache(
+                policy=c.l1_policy,
+                max_entries=c.l1_max_entries,
+                max_bytes=c.l1_max_bytes,
+                default_ttl=c.l1_ttl,
+            )
+        )
+    generations: Generations
+    popular: PopularQueries
+    search_ttl: float | None = c.search_ttl
+    if c.redis_url:
+        from membank_server.cache.redis import RedisCache
+
+        l2 = RedisCache(
+            c.redis_url,
+            name="l2",
+            default_ttl=c.l2_ttl,
+            connect_timeout=c.redis_timeout,
+            timeout=c.redis_timeout,
+        )
+        levels.append(l2)
+        if c.l3_url:
+            levels.append(
+                RedisCache(
+                    c.l3_url,
+                    name="l3",
+                    default_ttl=c.l3_ttl,
+                    connect_timeout=c.redis_timeout,
+                    timeout=c.redis_timeout,
+                )
+            )
+        generations = RedisGenerations(l2)
+        popular = RedisPopularQueries(l2, window_seconds=c.popular_window_seconds)
+    else:
+        generations = LocalGenerations()
+        popular = LocalPopularQueries()
+        if settings.storage.backend != "edge":
+            search_ttl = None
+    return RecallCache(
+        TieredCache(levels, on_event=telemetry.cache_level),
+        generations,
+        popular,
+        search_ttl=search_ttl,
+        embedding_ttl=c.embedding_ttl,
+        on_search=telemetry.cached_search,
+    )
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -101,7 +172,11 @@ def build_runtime(
     telemetry: Telemetry | None = None,
 ) -> Runtime:
     """Build every service of one process; pass an adapter to override the configured one."""
+    telemetry = telemetry or NullTelemetry()
     store = store or build_store(settings)
     embedder = embedder or build_embedder(settings)
-    memories = MemoryService(store, embedder, limits_of(settings), telemetry or NullTelemetry())
+    recall_cache = build_recall_cache(settings, telemetry)
+    memories = MemoryService(
+        store, embedder, limits_of(settings), telemetry, recall_cache=recall_cache
+    )
     return Runtime(store, embedder, memories, settings.server.purge_interval_seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from typing import Any
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
@@ -15,31 +16,57 @@ _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 
 
 @functools.cache
-def _metrics() -> tuple[Histogram, Counter, Histogram, Gauge]:
+def _metrics() -> dict[str, Any]:
     # Registered once per process in the default registry that /metrics serves.
-    return (
-        Histogram("membank_embedding_seconds", "Time to embed one batch of texts", buckets=_FAST),
-        Counter("membank_embedded_texts", "Texts embedded"),
-        Histogram("membank_search_seconds", "Vector search time in the store", buckets=_FAST),
-        Gauge("membank_memories", "Live memories stored, as last counted"),
-    )
+    return {
+        "embed": Histogram(
+            "membank_embedding_seconds", "Time to embed one batch of texts", buckets=_FAST
+        ),
+        "texts": Counter("membank_embedded_texts", "Texts embedded"),
+        "search": Histogram(
+            "membank_search_seconds", "Vector search time in the store", buckets=_FAST
+        ),
+        "memories": Gauge("membank_memories", "Live memories stored, as last counted"),
+        "level": Counter(
+            "membank_cache_lookups", "Cache look-ups per level and outcome", ["level", "outcome"]
+        ),
+        "ratio": Gauge("membank_cache_hit_ratio", "Hits / (hits + misses) per level", ["level"]),
+        "cached": Counter(
+            "membank_cached_searches", "Searches through the result cache", ["outcome"]
+        ),
+        "lookup": Histogram(
+            "membank_cache_lookup_seconds", "Result cache look-up time", buckets=_FAST
+        ),
+    }
 
 
 class PrometheusTelemetry:
     """The :class:`~membank_server.domain.telemetry.Telemetry` port on prometheus_client."""
 
     def __init__(self) -> None:
-        self._embed, self._texts, self._search, self._memories = _metrics()
+        self._m = _metrics()
+        self._hits: dict[str, list[int]] = {}
 
     def embedding(self, seconds: float, texts: int) -> None:
-        self._embed.observe(seconds)
-        self._texts.inc(texts)
+        self._m["embed"].observe(seconds)
+        self._m["texts"].inc(texts)
 
     def search(self, seconds: float, hits: int) -> None:
-        self._search.observe(seconds)
+        self._m["search"].observe(seconds)
 
     def memories(self, count: int) -> None:
-        self._memories.set(count)
+        self._m["memories"].set(count)
+
+    def cache_level(self, level: str, outcome: str) -> None:
+        self._m["level"].labels(level, outcome).inc()
+        if outcome in ("hit", "miss"):
+            counts = self._hits.setdefault(level, [0, 0])
+            counts[outcome == "miss"] += 1
+            self._m["ratio"].labels(level).set(counts[0] / (counts[0] + counts[1]))
+
+    def cached_search(self, outcome: str, seconds: float) -> None:
+        self._m["cached"].labels(outcome).inc()
+        self._m["lookup"].observe(seconds)
 
 
 def configure_logging(level: str = "info", json: bool = False) -> None:

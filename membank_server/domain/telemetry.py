@@ -20,6 +20,15 @@ class Telemetry(Protocol):
         """The number of live memories stored, as last counted."""
         ...
 
+    def cache_level(self, level: str, outcome: str) -> None:
+        """One look-up in one cache level: ``hit``, ``miss`` or ``error``."""
+        ...
+
+    def cached_search(self, outcome: str, seconds: float) -> None:
+        """One search through the result cache (``hit``/``miss``/``bypass``), and the
+        time its cache look-up took."""
+        ...
+
 
 class NullTelemetry:
     """Telemetry that records nothing (unit tests, the CLI)."""
@@ -31,4 +40,10 @@ class NullTelemetry:
         return None
 
     def memories(self, count: int) -> None:
+        return None
+
+    def cache_level(self, level: str, outcome: str) -> None:
+        return None
+
+    def cached_search(self, outcome: str, seconds: float) -> None:
         return None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -46,8 +47,11 @@ def normalize_query(text: str) -> str:
 
 
 def search_prefix(user_id: str) -> str:
-    """The prefix of every cached search of one user (``cache flush --user``)."""
-    return f"s:{user_id}:"
+    """The prefix of every cached search of one user (``cache flush --user``).
+
+    ``%`` and ``:`` are escaped so user ``a``'s prefix never matches user ``a:b``'s keys.
+    """
+    return "s:" + user_id.replace("%", "%25").replace(":", "%3A") + ":"
 
 
 def _digest(*parts: bytes) -> str:
@@ -92,9 +96,10 @@ class RecallCache:
         cache: The tiered cache (or any one level).
         generations: Shared per-user counters (Redis) — or local ones for one instance.
         popular: Where searches are counted for warmup; None to not count.
-        search_ttl: Lifetime of a cached search result, seconds.
+        search_ttl: Lifetime of a cached search result, seconds; None caches only
+            query embeddings (results need shared generations to be cached safely).
         embedding_ttl: Lifetime of a cached query embedding, seconds.
-        on_search: Called with "hit", "miss" or "bypass" per cached search.
+        on_search: Called with "hit", "miss" or "bypass" and the cache look-up time.
     """
 
     def __init__(
@@ -103,16 +108,16 @@ class RecallCache:
         generations: Generations,
         popular: PopularQueries | None = None,
         *,
-        search_ttl: float = 300.0,
+        search_ttl: float | None = 300.0,
         embedding_ttl: float = 86_400.0,
-        on_search: Callable[[str], None] | None = None,
+        on_search: Callable[[str, float], None] | None = None,
     ) -> None:
         self.cache = cache
         self.generations = generations
         self.popular = popular
         self.search_ttl = search_ttl
         self.embedding_ttl = embedding_ttl
-        self._on_search = on_search or (lambda outcome: None)
+        self._on_search = on_search or (lambda outcome, seconds: None)
         self._missed_bumps: set[str] = set()
 
     async def search(
@@ -123,19 +128,22 @@ class RecallCache:
     ) -> tuple[list[SearchHit], str]:
         """Cached hits for ``q``, or ``compute()``'s, cached; and ``hit``, ``miss`` or
         ``bypass`` (the counters are down: computed, not cached)."""
+        if self.search_ttl is None:
+            return await compute(), "off"
         spec = _spec(q)
         if self.popular is not None and spec.text is not None:
             await self.popular.record(q.user_id, msgspec.json.encode(spec))
+        started = time.perf_counter()
         try:
             key = await self._search_key(q.user_id, _spec_key(spec, model))
         except CacheUnavailable:
-            self._on_search("bypass")
+            self._on_search("bypass", time.perf_counter() - started)
             return await compute(), "bypass"
         cached = await self.cache.get(key)
         if cached is not None:
-            self._on_search("hit")
+            self._on_search("hit", time.perf_counter() - started)
             return _hits.decode(cached), "hit"
-        self._on_search("miss")
+        self._on_search("miss", time.perf_counter() - started)
         hits = await compute()
         await self.cache.set(key, msgspec.json.encode(hits), self.search_ttl)
         return hits, "miss"
@@ -166,6 +174,11 @@ class RecallCache:
             return await self.cache.clear("")
         await self.invalidate([user_id])
         return await self.cache.clear(search_prefix(user_id))
+
+    async def aclose(self) -> None:
+        if self.popular is not None:
+            await self.popular.aclose()
+        await self.cache.aclose()
 
     async def _search_key(self, user_id: str, digest: str) -> str:
         if self._missed_bumps:

@@ -79,4 +79,6 @@ class Runtime:
                 await task
         self._tasks.clear()
         await self.embedder.aclose()
+        if self.memories.recall_cache is not None:
+            await self.memories.recall_cache.aclose()
         await self.store.aclose()
