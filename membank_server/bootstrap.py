@@ -9,8 +9,9 @@ from membank_server.domain.ports import Cache, Embedder, Generations, MemoryStor
 from membank_server.domain.telemetry import NullTelemetry, Telemetry
 from membank_server.services.inputs import Limits
 from membank_server.services.memories import MemoryService
-from membank_server.services.recall_cache import RecallCache
-from membank_server.services.runtime import Runtime
+from membank_server.services.recall_cache import CacheStats, RecallCache
+from membank_server.services.runtime import Runtime, WarmupPlan
+from membank_server.services.warmup import CacheWarmer, LockFactory, local_lock
 
 __all__ = ["build_embedder", "build_recall_cache", "build_runtime", "build_store"]
 
@@ -94,7 +95,9 @@ def limits_of(settings: Settings) -> Limits:
     )
 
 
-def build_recall_cache(settings: Settings, telemetry: Telemetry) -> RecallCache | None:
+def build_recall_cache(
+    settings: Settings, telemetry: Telemetry
+) -> tuple[RecallCache | None, LockFactory]:
     """The tiered cache: L1 in process, L2 the shared Redis, L3 the persistent Redis.
 
     Without Redis the generation counters are in process, which is correct only when
@@ -103,7 +106,7 @@ def build_recall_cache(settings: Settings, telemetry: Telemetry) -> RecallCache 
     """
     c = settings.cache
     if not c.enabled:
-        return None
+        return None, local_lock()
     from membank_server.cache.counters import (
         LocalGenerations,
         LocalPopularQueries,
@@ -149,19 +152,23 @@ def build_recall_cache(settings: Settings, telemetry: Telemetry) -> RecallCache 
             )
         generations = RedisGenerations(l2)
         popular = RedisPopularQueries(l2, window_seconds=c.popular_window_seconds)
+        lock: LockFactory = l2.lock
     else:
+        lock = local_lock()
         generations = LocalGenerations()
         popular = LocalPopularQueries()
         if settings.storage.backend != "edge":
             search_ttl = None
-    return RecallCache(
-        TieredCache(levels, on_event=telemetry.cache_level),
+    stats = CacheStats(telemetry)
+    recall = RecallCache(
+        TieredCache(levels, on_event=stats.level),
         generations,
         popular,
         search_ttl=search_ttl,
         embedding_ttl=c.embedding_ttl,
-        on_search=telemetry.cached_search,
+        stats=stats,
     )
+    return recall, lock
 
 
 def build_runtime(
@@ -175,8 +182,24 @@ def build_runtime(
     telemetry = telemetry or NullTelemetry()
     store = store or build_store(settings)
     embedder = embedder or build_embedder(settings)
-    recall_cache = build_recall_cache(settings, telemetry)
+    recall_cache, lock = build_recall_cache(settings, telemetry)
     memories = MemoryService(
         store, embedder, limits_of(settings), telemetry, recall_cache=recall_cache
     )
-    return Runtime(store, embedder, memories, settings.server.purge_interval_seconds)
+    c = settings.cache
+    warmer = (
+        CacheWarmer(memories, recall_cache.popular, lock)
+        if recall_cache is not None and recall_cache.popular is not None
+        else None
+    )
+    plan = WarmupPlan(
+        c.warmup_strategy, c.warmup_cron, c.warmup_top, c.warmup_sample, c.warmup_batch_size
+    )
+    return Runtime(
+        store,
+        embedder,
+        memories,
+        settings.server.purge_interval_seconds,
+        warmer=warmer,
+        warmup=plan,
+    )

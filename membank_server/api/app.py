@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from membank_server.api.cache import CacheController
 from membank_server.api.controllers import (
     BatchController,
     MemoryController,
@@ -76,7 +77,7 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
 
     v1 = Router(
         path="/",
-        route_handlers=[MemoryController, SearchController, collection],
+        route_handlers=[MemoryController, SearchController, CacheController, collection],
         request_max_body_size=settings.server.max_body_bytes,
         before_request=require_json,
     )

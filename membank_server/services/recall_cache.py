@@ -23,16 +23,26 @@ import logging
 import struct
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import msgspec
 
 from membank_server.domain.errors import CacheUnavailable
 from membank_server.domain.model import SearchFilter, SearchHit
 from membank_server.domain.ports import Cache, Generations, PopularQueries
+from membank_server.domain.telemetry import NullTelemetry, Telemetry
 from membank_server.services.inputs import RecallQuery
 
-__all__ = ["EPOCH_KEY", "RecallCache", "normalize_query", "replayable", "search_prefix"]
+__all__ = [
+    "EPOCH_KEY",
+    "CacheStats",
+    "RecallCache",
+    "normalize_query",
+    "replayable",
+    "search_prefix",
+]
 
 _log = logging.getLogger("membank.cache")
 #: The generation counter that stands for "every user" (bumped after an outage).
@@ -89,6 +99,36 @@ def replayable(user_id: str, query: bytes) -> RecallQuery:
     return RecallQuery(user_id, spec.text, spec.vector, spec.limit, spec.min_score, spec.filters)
 
 
+class CacheStats:
+    """Counts of cache outcomes in this process, forwarded to telemetry as they come."""
+
+    def __init__(self, telemetry: Telemetry | None = None) -> None:
+        self._telemetry = telemetry or NullTelemetry()
+        self.levels: dict[str, Counter[str]] = {}
+        self.searches: Counter[str] = Counter()
+
+    def level(self, level: str, outcome: str) -> None:
+        self.levels.setdefault(level, Counter())[outcome] += 1
+        self._telemetry.cache_level(level, outcome)
+
+    def search(self, outcome: str, seconds: float) -> None:
+        self.searches[outcome] += 1
+        self._telemetry.cached_search(outcome, seconds)
+
+    def snapshot(self) -> dict[str, Any]:
+        def ratio(c: Counter[str]) -> float | None:
+            seen = c["hit"] + c["miss"]
+            return round(c["hit"] / seen, 4) if seen else None
+
+        return {
+            "searches": dict(self.searches),
+            "search_hit_ratio": ratio(self.searches),
+            "levels": {
+                name: {**counts, "hit_ratio": ratio(counts)} for name, counts in self.levels.items()
+            },
+        }
+
+
 class RecallCache:
     """Read-through caching of recall, invalidated by per-user generations.
 
@@ -99,7 +139,7 @@ class RecallCache:
         search_ttl: Lifetime of a cached search result, seconds; None caches only
             query embeddings (results need shared generations to be cached safely).
         embedding_ttl: Lifetime of a cached query embedding, seconds.
-        on_search: Called with "hit", "miss" or "bypass" and the cache look-up time.
+        stats: Where outcomes are counted (and forwarded to telemetry).
     """
 
     def __init__(
@@ -110,14 +150,14 @@ class RecallCache:
         *,
         search_ttl: float | None = 300.0,
         embedding_ttl: float = 86_400.0,
-        on_search: Callable[[str, float], None] | None = None,
+        stats: CacheStats | None = None,
     ) -> None:
         self.cache = cache
         self.generations = generations
         self.popular = popular
         self.search_ttl = search_ttl
         self.embedding_ttl = embedding_ttl
-        self._on_search = on_search or (lambda outcome, seconds: None)
+        self.stats = stats or CacheStats()
         self._missed_bumps: set[str] = set()
 
     async def search(
@@ -137,13 +177,13 @@ class RecallCache:
         try:
             key = await self._search_key(q.user_id, _spec_key(spec, model))
         except CacheUnavailable:
-            self._on_search("bypass", time.perf_counter() - started)
+            self.stats.search("bypass", time.perf_counter() - started)
             return await compute(), "bypass"
         cached = await self.cache.get(key)
         if cached is not None:
-            self._on_search("hit", time.perf_counter() - started)
+            self.stats.search("hit", time.perf_counter() - started)
             return _hits.decode(cached), "hit"
-        self._on_search("miss", time.perf_counter() - started)
+        self.stats.search("miss", time.perf_counter() - started)
         hits = await compute()
         await self.cache.set(key, msgspec.json.encode(hits), self.search_ttl)
         return hits, "miss"
@@ -169,9 +209,13 @@ class RecallCache:
                 _log.warning("cache generation bump failed for a user; will bump the epoch")
 
     async def flush(self, user_id: str | None = None) -> int:
-        """Drop cached searches (of one user, or all, embeddings included)."""
+        """Drop cached searches (of one user, or all, embeddings included).
+
+        Only entries go: generation counters and popular-query counts stay, since a
+        counter that went back to an old value could make an old entry current again.
+        """
         if user_id is None:
-            return await self.cache.clear("")
+            return await self.cache.clear("s:") + await self.cache.clear("e:")
         await self.invalidate([user_id])
         return await self.cache.clear(search_prefix(user_id))
 

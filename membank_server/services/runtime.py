@@ -5,15 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from membank_server.domain.errors import EmbedderUnavailable, MembankError
 from membank_server.domain.ports import Embedder, MemoryStore
 from membank_server.services.memories import MemoryService
+from membank_server.services.warmup import CacheWarmer, WarmupReport
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "WarmupPlan"]
 
 _log = logging.getLogger("membank.runtime")
+
+
+@dataclass(frozen=True)
+class WarmupPlan:
+    strategy: str | None = None
+    cron: str = "*/15 * * * *"
+    top: int = 50
+    sample: float = 0.1
+    batch_size: int = 32
 
 
 @dataclass
@@ -33,11 +45,17 @@ class Runtime:
     store_ready: bool = False
     embedder_ready: bool = False
     embedder_error: str | None = None
+    warmer: CacheWarmer | None = None
+    warmup: WarmupPlan = field(default_factory=WarmupPlan)
+    warmed: bool = False
+    last_warmup: WarmupReport | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _scheduler: Any = None
 
     @property
     def ready(self) -> bool:
-        return self.store_ready and self.embedder_ready
+        eager = self.warmer is not None and self.warmup.strategy == "eager"
+        return self.store_ready and self.embedder_ready and (self.warmed or not eager)
 
     async def start(self, *, background: bool = True) -> None:
         await self.store.start()
@@ -59,6 +77,46 @@ class Runtime:
             return
         self.embedder_ready = True
         _log.info("embedder ready: %s (%d-d)", self.embedder.model, self.embedder.dimension)
+        await self._start_warmup()
+
+    async def warm(self, *, pause: float = 0.0) -> WarmupReport:
+        """One warmup round now, with the configured top/sample/batch size."""
+        if self.warmer is None:
+            return WarmupReport()
+        p = self.warmup
+        self.last_warmup = await self.warmer.run(
+            top=p.top, sample=p.sample, batch_size=p.batch_size, pause=pause
+        )
+        return self.last_warmup
+
+    async def _start_warmup(self) -> None:
+        strategy = self.warmup.strategy if self.warmer is not None else None
+        try:
+            if strategy == "eager":
+                await self.warm()
+            elif strategy == "lazy":
+                self._tasks.append(asyncio.create_task(self._warm_quietly()))
+            elif strategy == "scheduled":
+                from apscheduler.schedulers.asyncio import AsyncIOScheduler
+                from apscheduler.triggers.cron import CronTrigger
+
+                self._scheduler = AsyncIOScheduler()
+                self._scheduler.add_job(
+                    self._warm_quietly,
+                    CronTrigger.from_crontab(self.warmup.cron),
+                    id="membank-warmup",
+                    max_instances=1,
+                    coalesce=True,
+                )
+                self._scheduler.start()
+        finally:
+            self.warmed = True
+
+    async def _warm_quietly(self) -> None:
+        try:
+            await self.warm(pause=0.05)
+        except MembankError as exc:
+            _log.warning("cache warmup failed: %s", exc.message)
 
     async def _upkeep(self) -> None:
         while True:
@@ -71,7 +129,22 @@ class Runtime:
                 _log.warning("upkeep failed, will retry: %s", exc.message)
             await asyncio.sleep(self.purge_interval)
 
+    def background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` after the request that asked for it; cancelled at shutdown."""
+
+        async def run() -> None:
+            try:
+                report = await work
+                if isinstance(report, WarmupReport):
+                    self.last_warmup = report
+            except MembankError as exc:
+                _log.warning("background work failed: %s", exc.message)
+
+        self._tasks.append(asyncio.create_task(run()))
+
     async def aclose(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

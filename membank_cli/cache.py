@@ -1,0 +1,151 @@
+"""``membank cache warmup|stats|flush``: the cache of a running server, over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import typer
+from rich.progress import Progress
+
+from membank_cli.output import console, fail, print_json, success, table
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Warm, inspect or flush the search cache of a running server.", no_args_is_help=True
+)
+UrlOption = typer.Option("http://127.0.0.1:8080", "--url", help="The running membank server.")
+
+
+def _client(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=60)
+
+
+def _checked(r: httpx.Response) -> Any:
+    if r.status_code >= 400:
+        try:
+            message = r.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = r.text[:200]
+        fail(f"{r.request.method} {r.request.url.path} answered {r.status_code}: {message}")
+    return r.json()
+
+
+def _get(url: str, path: str, **params: Any) -> Any:
+    try:
+        with _client(url) as http:
+            return _checked(http.get(path, params=params))
+    except httpx.TransportError as exc:
+        fail(f"cannot reach the server at {url}: {exc}")
+
+
+async def _replay(url: str, bodies: list[dict[str, Any]], batch_size: int) -> dict[str, int]:
+    outcomes = {"warmed": 0, "already_cached": 0, "failed": 0}
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("warming", total=len(bodies))
+            for start in range(0, len(bodies), batch_size):
+                batch = bodies[start : start + batch_size]
+                answers = await asyncio.gather(*(http.post("/v1/search", json=b) for b in batch))
+                for r in answers:
+                    if r.status_code != 200:
+                        outcomes["failed"] += 1
+                    elif r.json().get("cache") == "hit":
+                        outcomes["already_cached"] += 1
+                    else:
+                        outcomes["warmed"] += 1
+                progress.advance(task, len(batch))
+    return outcomes
+
+
+@app.command()
+def warmup(
+    strategy: str = typer.Option(
+        "eager",
+        help="eager: replay now; lazy: the server warms in the background; "
+        "scheduled: show the server's cron schedule (set cache.warmup_strategy there).",
+    ),
+    sample: float = typer.Option(0.1, min=0.0001, max=1.0, help="Fraction of users to warm."),
+    batch_size: int = typer.Option(32, min=1, help="Searches replayed at once."),
+    top: int = typer.Option(50, min=1, help="How many of the most asked searches to consider."),
+    url: str = UrlOption,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Replay the most asked searches of a sample of users so they are cache hits."""
+    if strategy == "scheduled":
+        stats = _get(url, "/v1/cache/stats")["warmup"]
+        if stats["strategy"] != "scheduled":
+            fail(
+                "the server has no schedule: start it with cache.warmup_strategy=scheduled "
+                "and cache.warmup_cron='*/15 * * * *'"
+            )
+        print_json(stats) if as_json else success(f"server warms on cron {stats['cron']!r}")
+        return
+    if strategy == "lazy":
+        try:
+            with _client(url) as http:
+                _checked(
+                    http.post(
+                        "/v1/cache/warmup",
+                        json={
+                            "strategy": "lazy",
+                            "sample": sample,
+                            "batch_size": batch_size,
+                            "top": top,
+                        },
+                    )
+                )
+        except httpx.TransportError as exc:
+            fail(f"cannot reach the server at {url}: {exc}")
+        success("the server is warming its cache in the background")
+        return
+    if strategy != "eager":
+        fail("--strategy is eager, lazy or scheduled")
+    items = _get(url, "/v1/cache/popular", k=top, sample=sample)["items"]
+    outcomes = asyncio.run(_replay(url, [i["search"] for i in items], batch_size))
+    summary = {"selected": len(items), "users": len({i["user_id"] for i in items}), **outcomes}
+    if as_json:
+        print_json(summary)
+    else:
+        table("cache warmup", ["", "count"], summary.items())
+
+
+@app.command()
+def stats(url: str = UrlOption, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Hits, misses and hit ratio per cache level, as the server counts them."""
+    data = _get(url, "/v1/cache/stats")
+    if as_json or not data["enabled"]:
+        print_json(data)
+        return
+    rows = [
+        (name, c.get("hit", 0), c.get("miss", 0), c.get("error", 0), c.get("hit_ratio"))
+        for name, c in data["levels"].items()
+    ]
+    s = data["searches"]
+    rows.append(
+        (
+            "searches",
+            s.get("hit", 0),
+            s.get("miss", 0),
+            s.get("bypass", 0),
+            data["search_hit_ratio"],
+        )
+    )
+    table("membank cache", ["level", "hits", "misses", "errors/bypass", "hit ratio"], rows)
+
+
+@app.command()
+def flush(
+    user: str = typer.Option(None, "--user", help="Only this user's cached searches."),
+    url: str = UrlOption,
+) -> None:
+    """Drop cached searches (and, without --user, cached embeddings)."""
+    try:
+        with _client(url) as http:
+            params = {"user_id": user} if user else {}
+            n = _checked(http.delete("/v1/cache", params=params))["flushed"]
+    except httpx.TransportError as exc:
+        fail(f"cannot reach the server at {url}: {exc}")
+    success(f"flushed {n} cache entries")
