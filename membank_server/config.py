@@ -255,6 +255,11 @@ def _check(settings: Settings) -> None:
     c = settings.cache
     if c.l3_url and not c.redis_url:
         raise ConfigError("setting cache.l3_url needs cache.redis_url (L3 sits behind L2)")
+    if len(c.warmup_cron.split()) not in (5, 6):
+        raise ConfigError(
+            f"setting cache.warmup_cron must be a crontab line (5 fields, or 6 with seconds "
+            f"first), got {c.warmup_cron!r}"
+        )
     if not 0 < c.warmup_sample <= 1:
         raise ConfigError(f"setting cache.warmup_sample must be in (0, 1], got {c.warmup_sample}")
     if settings.embedder.provider == "openai" and not settings.embedder.base_url:

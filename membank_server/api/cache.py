@@ -77,6 +77,7 @@ class CacheController(Controller):
                 "strategy": runtime.warmup.strategy,
                 "cron": runtime.warmup.cron if runtime.warmup.strategy == "scheduled" else None,
                 "last": dataclasses.asdict(runtime.last_warmup) if runtime.last_warmup else None,
+                "rounds": runtime.warmup_rounds,
             },
         }
 

@@ -19,6 +19,17 @@ __all__ = ["Runtime", "WarmupPlan"]
 _log = logging.getLogger("membank.runtime")
 
 
+def _cron(spec: str, trigger: Any) -> Any:
+    """A crontab line; six fields put seconds first (``*/30 * * * * *``)."""
+    fields = spec.split()
+    if len(fields) == 6:
+        second, minute, hour, day, month, dow = fields
+        return trigger(
+            second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=dow
+        )
+    return trigger.from_crontab(spec)
+
+
 @dataclass(frozen=True)
 class WarmupPlan:
     strategy: str | None = None
@@ -49,6 +60,7 @@ class Runtime:
     warmup: WarmupPlan = field(default_factory=WarmupPlan)
     warmed: bool = False
     last_warmup: WarmupReport | None = None
+    warmup_rounds: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _scheduler: Any = None
 
@@ -87,6 +99,7 @@ class Runtime:
         self.last_warmup = await self.warmer.run(
             top=p.top, sample=p.sample, batch_size=p.batch_size, pause=pause
         )
+        self.warmup_rounds += 1
         return self.last_warmup
 
     async def _start_warmup(self) -> None:
@@ -103,7 +116,7 @@ class Runtime:
                 self._scheduler = AsyncIOScheduler()
                 self._scheduler.add_job(
                     self._warm_quietly,
-                    CronTrigger.from_crontab(self.warmup.cron),
+                    _cron(self.warmup.cron, CronTrigger),
                     id="membank-warmup",
                     max_instances=1,
                     coalesce=True,

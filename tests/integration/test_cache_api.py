@@ -125,3 +125,37 @@ def test_warmup_makes_popular_queries_hits(cached_server: ServerProcess) -> None
             assert _search(http, u, "what food should I avoid?").json()["cache"] == "hit"
         stats = CliRunner().invoke(app, ["cache", "stats", "--url", cached_server.url])
         assert stats.exit_code == 0 and "l1" in stats.stdout
+
+
+def test_scheduled_warmup_runs_on_its_cron(tmp_path: Path, valkey: ValkeyProcess) -> None:
+    server = ServerProcess(
+        tmp_path / "data",
+        env={
+            "MEMBANK_CACHE__REDIS_URL": valkey.url,
+            "MEMBANK_CACHE__WARMUP_STRATEGY": "scheduled",
+            "MEMBANK_CACHE__WARMUP_CRON": "*/1 * * * * *",
+            "MEMBANK_CACHE__WARMUP_SAMPLE": "1",
+        },
+    ).start()
+    user = f"s-{uuid.uuid4().hex[:8]}"
+    try:
+        with server.client() as http:
+            http.post("/v1/memories", json={"user_id": user, "content": "I play the cello"})
+            _search(http, user, "which instrument?")
+            time.sleep(1.5)
+            http.delete("/v1/cache")
+            flushed_at = http.get("/v1/cache/stats").json()["warmup"]["rounds"]
+            # Two more rounds: the first may have started before the flush.
+            for _ in range(100):
+                time.sleep(0.1)
+                if http.get("/v1/cache/stats").json()["warmup"]["rounds"] >= flushed_at + 2:
+                    break
+            warmup = http.get("/v1/cache/stats").json()["warmup"]
+            assert warmup["rounds"] >= flushed_at + 2 and warmup["last"]["selected"] >= 1
+            assert _search(http, user, "which instrument?").json()["cache"] == "hit"
+            cli = CliRunner().invoke(
+                app, ["cache", "warmup", "--strategy", "scheduled", "--url", server.url]
+            )
+            assert cli.exit_code == 0 and "*/1 * * * * *" in cli.stderr
+    finally:
+        server.stop()
