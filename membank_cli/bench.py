@@ -27,6 +27,7 @@ import numpy as np
 import typer
 from rich.progress import Progress
 
+from membank_cli.bench_cache import run_cached
 from membank_cli.output import console, fail, print_json, table, warning
 
 __all__ = ["bench"]
@@ -336,9 +337,40 @@ def bench(
     ),
     url: str = typer.Option(None, help="Bench a running server instead of starting one."),
     seed: int = typer.Option(7, help="Random seed."),
+    cached: bool = typer.Option(
+        False, "--cached", help="Cached search: L1 hits, L2 hits, misses vs bare Litestar (wrk)."
+    ),
+    redis_url: str = typer.Option(
+        None, envvar="MEMBANK_CACHE__REDIS_URL", help="Redis for the L2 of --cached."
+    ),
+    seconds: int = typer.Option(10, help="Seconds per wrk run (--cached)."),
     as_json: bool = typer.Option(False, "--json", help="Print figures as JSON."),
 ) -> None:
     """Measure ingest rate and search latency (p50/p99) over HTTP at N memories, per backend."""
+    if cached:
+        if not redis_url:
+            fail("--cached needs --redis-url (or MEMBANK_CACHE__REDIS_URL) for its L2 run")
+        if not redis_url.startswith(("redis://127.", "redis://localhost")):
+            fail("bench only targets services on this machine")
+        cached_runs = run_cached(redis_url, seconds, 32, users)
+        if as_json:
+            print_json([asdict(r) for r in cached_runs])
+        else:
+            table(
+                f"membank bench --cached: wrk -t1 -c32 -d{seconds}s, one uvicorn worker",
+                ["run", "requests/s", "p50 ms", "p99 ms", "of ceiling"],
+                [
+                    (
+                        r.name,
+                        f"{r.requests_per_second:,.0f}",
+                        f"{r.p50_ms:.2f}",
+                        f"{r.p99_ms:.2f}",
+                        f"{r.of_ceiling:.2f}",
+                    )
+                    for r in cached_runs
+                ],
+            )
+        return
     if url and not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
         fail("bench only targets a server on this machine (127.0.0.1/localhost)")
     unknown = sorted(set(backend) - set(_BACKENDS))

@@ -20,10 +20,10 @@ def _required(name: str) -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """URL of the real Redis (valkey-server) that scripts/services started."""
-    return _required("MEMBANK_TEST_REDIS_URL")
+    return _required("MBTEST_REDIS_URL")
 
 
 @pytest.fixture(scope="session")
 def pg_dsn() -> str:
     """DSN of the real PostgreSQL 18 + pgvector that scripts/services started."""
-    return _required("MEMBANK_TEST_PG_DSN")
+    return _required("MBTEST_PG_DSN")
