@@ -17,7 +17,8 @@ from membank_server.api.controllers import (
     BatchController,
     MemoryController,
     SearchController,
-    require_json,
+    before_memory_request,
+    mark_backend,
 )
 from membank_server.api.errors import error_response, exception_handlers
 from membank_server.config import Settings
@@ -79,13 +80,15 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
         path="/",
         route_handlers=[MemoryController, SearchController, CacheController, collection],
         request_max_body_size=settings.server.max_body_bytes,
-        before_request=require_json,
+        before_request=before_memory_request,
+        after_request=mark_backend,
     )
     batch = Router(
         path="/",
         route_handlers=[BatchController],
         request_max_body_size=settings.server.batch_max_body_bytes,
-        before_request=require_json,
+        before_request=before_memory_request,
+        after_request=mark_backend,
     )
     prometheus = PrometheusConfig(
         app_name="membank", prefix="membank", group_path=True, exclude=["/metrics"]

@@ -29,6 +29,7 @@ from membank_server.api.schemas import (
     SearchResult,
 )
 from membank_server.domain.model import USER_ID_PATTERN
+from membank_server.domain.routing import answered_by, note_backend
 from membank_server.services.memories import MemoryService
 from membank_server.services.runtime import Runtime
 
@@ -36,8 +37,9 @@ __all__ = [
     "BatchController",
     "MemoryController",
     "SearchController",
+    "before_memory_request",
+    "mark_backend",
     "provide_memories",
-    "require_json",
 ]
 
 UserQuery = Annotated[
@@ -227,11 +229,22 @@ class SearchController(Controller):
         )
 
 
-def require_json(request: Request[Any, Any, Any]) -> None:
-    """415 for a body that is not JSON, before anything tries to decode it."""
+async def before_memory_request(request: Request[Any, Any, Any]) -> None:
+    """415 for a body that is not JSON, before anything tries to decode it; and the
+    configured store as the default answer to "which backend served this"."""
+    runtime: Runtime = request.app.state.runtime
+    note_backend(runtime.store.backend)
     if request.method in ("POST", "PATCH", "PUT"):
         kind = request.headers.get("content-type", "")
         if kind.split(";", 1)[0].strip().lower() != "application/json":
             raise HTTPException(
                 status_code=415, detail=f"send JSON (Content-Type: application/json), not {kind!r}"
             )
+
+
+async def mark_backend(response: Response[Any]) -> Response[Any]:
+    """``X-Membank-Backend``: the store that answered (a hybrid store routes per request)."""
+    backend = answered_by()
+    if backend is not None:
+        response.headers["X-Membank-Backend"] = backend
+    return response
