@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from membank_server.config import Settings
 from membank_server.domain.ports import Cache, Embedder, Generations, MemoryStore, PopularQueries
@@ -42,10 +44,10 @@ def embedding_dimension(settings: Settings) -> int:
     return e.dimensions if e.provider == "openai" else ONNX_DIMENSION
 
 
-def build_store(settings: Settings) -> MemoryStore:
+def _single_store(settings: Settings, kind: str) -> MemoryStore:
     s = settings.storage
     dimension = embedding_dimension(settings)
-    if s.backend == "qdrant":
+    if kind == "qdrant":
         from membank_server.storage.qdrant import QdrantStore
 
         q = s.qdrant
@@ -69,6 +71,27 @@ def build_store(settings: Settings) -> MemoryStore:
             replication_factor=q.replication_factor,
             write_consistency_factor=q.write_consistency_factor,
         )
+    if kind == "pgvector":
+        from membank_server.storage.pgvector import PgVectorStore
+
+        pg = s.postgres
+        assert pg.dsn is not None  # checked by load_settings
+        return PgVectorStore(
+            pg.dsn,
+            dimension=dimension,
+            distance=s.distance,
+            schema=pg.schema,
+            table_prefix=pg.table_prefix,
+            pool_min=pg.pool_min,
+            pool_max=pg.pool_max,
+            connect_timeout=pg.connect_timeout,
+            command_timeout=pg.command_timeout,
+            statement_timeout_ms=pg.statement_timeout_ms,
+            hnsw_m=pg.hnsw_m,
+            hnsw_ef_construction=pg.hnsw_ef_construction,
+            hnsw_ef_search=pg.hnsw_ef_search,
+            migrate=pg.migrate_on_start,
+        )
     from membank_server.storage.edge import EdgeStore
 
     e = s.edge
@@ -82,6 +105,44 @@ def build_store(settings: Settings) -> MemoryStore:
         full_scan_threshold=e.full_scan_threshold,
         optimize_on_start=e.optimize_on_start,
     )
+
+
+def build_store(
+    settings: Settings, on_event: Callable[[str, dict[str, Any]], None] | None = None
+) -> MemoryStore:
+    """The configured store; ``on_event`` hears a hybrid store's fallbacks and outbox work."""
+    s = settings.storage
+    if s.backend != "hybrid":
+        return _single_store(settings, s.backend)
+    from membank_server.storage.hybrid import HybridStore
+    from membank_server.storage.outbox import PgOutbox
+    from membank_server.storage.routed import RoutedStore
+
+    h, pg = s.hybrid, s.postgres
+    outbox = None
+    if h.write != "primary_only" and pg.dsn is not None:
+        outbox = PgOutbox(
+            pg.dsn,
+            schema=pg.schema,
+            table_prefix=pg.table_prefix,
+            connect_timeout=pg.connect_timeout,
+            command_timeout=pg.command_timeout,
+            statement_timeout_ms=pg.statement_timeout_ms,
+            migrate=pg.migrate_on_start,
+        )
+    hybrid = HybridStore(
+        _single_store(settings, h.primary),
+        _single_store(settings, h.secondary),
+        write=h.write,
+        read="primary_first" if h.read == "routed" else h.read,
+        consistency=h.consistency,
+        outbox=outbox,
+        on_event=on_event,
+        drain_batch=h.outbox_batch,
+    )
+    if h.read != "routed":
+        return hybrid
+    return RoutedStore(hybrid, threshold=h.route_threshold, on_event=on_event)
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -180,7 +241,7 @@ def build_runtime(
 ) -> Runtime:
     """Build every service of one process; pass an adapter to override the configured one."""
     telemetry = telemetry or NullTelemetry()
-    store = store or build_store(settings)
+    store = store or build_store(settings, telemetry.storage_event)
     embedder = embedder or build_embedder(settings)
     recall_cache, lock = build_recall_cache(settings, telemetry)
     memories = MemoryService(

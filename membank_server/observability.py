@@ -12,6 +12,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = ["PrometheusTelemetry", "configure_logging"]
 
+_log = logging.getLogger("membank.storage")
+
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -36,6 +38,11 @@ def _metrics() -> dict[str, Any]:
         ),
         "lookup": Histogram(
             "membank_cache_lookup_seconds", "Result cache look-up time", buckets=_FAST
+        ),
+        "storage": Counter(
+            "membank_storage_events",
+            "Routing choices, fallbacks and outbox work of a hybrid store",
+            ["kind", "backend"],
         ),
     }
 
@@ -63,6 +70,14 @@ class PrometheusTelemetry:
             counts = self._hits.setdefault(level, [0, 0])
             counts[outcome == "miss"] += 1
             self._m["ratio"].labels(level).set(counts[0] / (counts[0] + counts[1]))
+
+    def storage_event(self, kind: str, fields: dict[str, Any]) -> None:
+        backend = str(fields.get("backend") or fields.get("to") or "")
+        self._m["storage"].labels(kind, backend).inc()
+        # Routing and the outbox's routine work happen on every write or read: counted,
+        # logged at debug; fallbacks, retries and failures are worth a warning.
+        routine = kind in ("route", "outbox_enqueued", "outbox_applied")
+        _log.log(logging.DEBUG if routine else logging.WARNING, "storage %s: %s", kind, fields)
 
     def cached_search(self, outcome: str, seconds: float) -> None:
         self._m["cached"].labels(outcome).inc()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["NullTelemetry", "Telemetry"]
 
@@ -24,6 +24,10 @@ class Telemetry(Protocol):
         """One look-up in one cache level: ``hit``, ``miss`` or ``error``."""
         ...
 
+    def storage_event(self, kind: str, fields: dict[str, Any]) -> None:
+        """A composite store's routing choice, fallback or outbox work."""
+        ...
+
     def cached_search(self, outcome: str, seconds: float) -> None:
         """One search through the result cache (``hit``/``miss``/``bypass``), and the
         time its cache look-up took."""
@@ -43,6 +47,9 @@ class NullTelemetry:
         return None
 
     def cache_level(self, level: str, outcome: str) -> None:
+        return None
+
+    def storage_event(self, kind: str, fields: dict[str, Any]) -> None:
         return None
 
     def cached_search(self, outcome: str, seconds: float) -> None:
