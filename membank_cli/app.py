@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from membank_cli import bench, cache, collection, config
+from membank_cli import bench, cache, collection, config, storage
 from membank_cli.serve import serve
 
 __all__ = ["app", "main"]
@@ -20,6 +20,7 @@ app.command(name="bench")(bench.bench)
 app.add_typer(collection.app, name="collection")
 app.add_typer(config.app, name="config")
 app.add_typer(cache.app, name="cache")
+app.add_typer(storage.app, name="storage")
 
 
 def main() -> None:

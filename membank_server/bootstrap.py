@@ -15,7 +15,13 @@ from membank_server.services.recall_cache import CacheStats, RecallCache
 from membank_server.services.runtime import Runtime, WarmupPlan
 from membank_server.services.warmup import CacheWarmer, LockFactory, local_lock
 
-__all__ = ["build_embedder", "build_recall_cache", "build_runtime", "build_store"]
+__all__ = [
+    "build_embedder",
+    "build_recall_cache",
+    "build_runtime",
+    "build_single_store",
+    "build_store",
+]
 
 #: The default embedder's vector size (all-MiniLM-L6-v2).
 ONNX_DIMENSION = 384
@@ -44,7 +50,7 @@ def embedding_dimension(settings: Settings) -> int:
     return e.dimensions if e.provider == "openai" else ONNX_DIMENSION
 
 
-def _single_store(settings: Settings, kind: str) -> MemoryStore:
+def build_single_store(settings: Settings, kind: str) -> MemoryStore:
     s = settings.storage
     dimension = embedding_dimension(settings)
     if kind == "qdrant":
@@ -113,7 +119,7 @@ def build_store(
     """The configured store; ``on_event`` hears a hybrid store's fallbacks and outbox work."""
     s = settings.storage
     if s.backend != "hybrid":
-        return _single_store(settings, s.backend)
+        return build_single_store(settings, s.backend)
     from membank_server.storage.hybrid import HybridStore
     from membank_server.storage.outbox import PgOutbox
     from membank_server.storage.routed import RoutedStore
@@ -131,8 +137,8 @@ def build_store(
             migrate=pg.migrate_on_start,
         )
     hybrid = HybridStore(
-        _single_store(settings, h.primary),
-        _single_store(settings, h.secondary),
+        build_single_store(settings, h.primary),
+        build_single_store(settings, h.secondary),
         write=h.write,
         read="primary_first" if h.read == "routed" else h.read,
         consistency=h.consistency,

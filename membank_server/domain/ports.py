@@ -119,6 +119,15 @@ class MemoryStore(Protocol):
         """Build pending vector indexes now; False when there was nothing to do."""
         ...
 
+    async def scan(
+        self, cursor: str | None = None, limit: int = 500
+    ) -> tuple[list[MemoryRecord], str | None]:
+        """Every record of every user (tombstones too, vectors included), in id order.
+
+        For operators only (``storage verify``, ``storage reindex``), never for a request.
+        """
+        ...
+
 
 class Cache(Protocol):
     """A byte cache with TTLs; one level of the tiered cache (L1, L2 or L3).

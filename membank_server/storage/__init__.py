@@ -1,1 +1,2 @@
-"""MemoryStore adapters: EdgeStore (embedded Qdrant Edge) and QdrantStore (qdrant-client)."""
+"""MemoryStore adapters: EdgeStore (embedded Qdrant Edge), QdrantStore (qdrant-client),
+PgVectorStore (asyncpg + pgvector), and the composites HybridStore and RoutedStore."""

@@ -293,6 +293,21 @@ class EdgeStore:
                 out[r.memory.id] = r
         return out
 
+    async def scan(
+        self, cursor: str | None = None, limit: int = 500
+    ) -> tuple[list[MemoryRecord], str | None]:
+        request = qe.ScrollRequest(offset=cursor, limit=limit, with_payload=True, with_vector=True)
+        records, next_offset = await self._scroll(request)
+        return (
+            [
+                record_from_payload(
+                    r.id, r.payload or {}, r.vector if isinstance(r.vector, list) else None
+                )
+                for r in records
+            ],
+            str(next_offset) if next_offset is not None else None,
+        )
+
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
         if not memory_ids:
             return {}

@@ -353,6 +353,20 @@ class QdrantStore:
                 out[r.memory.id] = r
         return out
 
+    async def scan(
+        self, cursor: str | None = None, limit: int = 500
+    ) -> tuple[list[MemoryRecord], str | None]:
+        records, next_offset = await self._call(
+            "scan",
+            lambda c: c.scroll(
+                self.collection, limit=limit, offset=cursor, with_payload=True, with_vectors=True
+            ),
+        )
+        return (
+            [record_from_payload(str(r.id), r.payload or {}, _vector(r.vector)) for r in records],
+            str(next_offset) if next_offset is not None else None,
+        )
+
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
         if not memory_ids:
             return {}

@@ -1,7 +1,12 @@
-"""Fixtures for the store contract suite: every store, opened on a fresh folder.
+"""Fixtures for the store contract suite: every store, opened on a fresh folder or schema.
 
 ``edge`` is the embedded Qdrant Edge shard on disk; ``qdrant`` is qdrant-client's
-on-disk local mode standing in for a Qdrant server. The same tests run on both.
+on-disk local mode standing in for a Qdrant server; ``pgvector`` is the real
+PostgreSQL + pgvector of scripts/services, in a schema of its own per test.
+``hybrid-*`` are HybridStores over an Edge shard and a pgvector schema: writes to
+both with the outbox behind them (``both``), pgvector plus an outbox drained into
+Edge in the background (``async``), reads raced (``fastest``) or merged
+(``merge``). The same tests run on all of them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from membank_server.domain.model import (
@@ -25,6 +31,9 @@ from membank_server.domain.model import (
 )
 from membank_server.domain.ports import MemoryStore
 from membank_server.storage.edge import EdgeStore
+from membank_server.storage.hybrid import HybridStore
+from membank_server.storage.outbox import PgOutbox
+from membank_server.storage.pgvector import PgVectorStore
 from membank_server.storage.qdrant import QdrantStore
 
 __all__: list[str] = []
@@ -114,14 +123,51 @@ def new_record() -> RecordFactory:
     return _record
 
 
-@pytest.fixture(params=["edge", "qdrant"])
+@pytest.fixture
+async def pg_schema(pg_dsn: str) -> AsyncIterator[str]:
+    """A schema name no other test uses, dropped with everything in it afterwards."""
+    schema = f"t_{uuid4().hex[:12]}"
+    yield schema
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+_HYBRIDS: dict[str, dict[str, Any]] = {
+    "hybrid-both": {"primary": "edge", "write": "both", "consistency": "strong", "outbox": True},
+    "hybrid-async": {"primary": "pgvector", "write": "async_both", "outbox": True},
+    "hybrid-fastest": {"primary": "edge", "write": "both", "read": "fastest"},
+    "hybrid-merge": {"primary": "pgvector", "write": "both", "read": "both"},
+}
+
+
+@pytest.fixture(params=["edge", "qdrant", "pgvector", *_HYBRIDS])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """Make an unstarted store of this backend; every call reuses the same folder."""
+    """Make an unstarted store of this backend; every call reuses the same folder or schema."""
     backend: str = request.param
+    pg_dsn = pg_schema = ""
+    if backend == "pgvector" or backend in _HYBRIDS:
+        # Asked for here, so the embedded stores' tests need no PostgreSQL.
+        pg_dsn = request.getfixturevalue("pg_dsn")
+        pg_schema = request.getfixturevalue("pg_schema")
+
+    def pgvector(dimension: int) -> PgVectorStore:
+        return PgVectorStore(pg_dsn, dimension=dimension, schema=pg_schema, pool_max=4)
 
     def make(dimension: int = DIM) -> MemoryStore:
         if backend == "edge":
             return EdgeStore(tmp_path / "edge", dimension=dimension)
+        if backend == "pgvector":
+            return pgvector(dimension)
+        if backend in _HYBRIDS:
+            spec = dict(_HYBRIDS[backend])
+            edge = EdgeStore(tmp_path / "edge", dimension=dimension)
+            pg = pgvector(dimension)
+            primary, secondary = (edge, pg) if spec.pop("primary") == "edge" else (pg, edge)
+            outbox = PgOutbox(pg_dsn, schema=pg_schema) if spec.pop("outbox", False) else None
+            return HybridStore(primary, secondary, outbox=outbox, **spec)
         return QdrantStore(
             collection="memories", dimension=dimension, path=str(tmp_path / "qdrant")
         )

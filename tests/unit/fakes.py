@@ -153,6 +153,16 @@ class InMemoryStore:
     async def drop(self) -> None:
         self.records.clear()
 
+    async def scan(
+        self, cursor: str | None = None, limit: int = 500
+    ) -> tuple[list[MemoryRecord], str | None]:
+        rows = sorted(
+            (r for r in self.records.values() if cursor is None or r.memory.id >= UUID(cursor)),
+            key=lambda r: r.memory.id,
+        )
+        nxt = str(rows[limit].memory.id) if len(rows) > limit else None
+        return rows[:limit], nxt
+
 
 def tombstone(record: MemoryRecord, at: datetime) -> MemoryRecord:
     return replace(record, deleted_at=at)

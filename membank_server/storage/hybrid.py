@@ -1,0 +1,499 @@
+"""HybridStore: one MemoryStore over two, with a write strategy and a read strategy.
+
+Writes (``write=``):
+
+``primary_only``
+    The primary alone; the secondary is only read (a replica kept elsewhere).
+``both``
+    The primary, then the secondary; the call returns only when both have the
+    write. When the secondary fails after the primary succeeded there is no
+    generic way to undo the primary, so the write is queued in the outbox (when
+    one is configured) and the call raises ``StorageUnavailable``: the client
+    gets a 503 and retries, and as records are written whole the retry is
+    idempotent. The queued copy repairs the secondary even if no retry comes.
+    While the outbox holds anything, ``both`` writes fail fast, before touching
+    either store: the secondary must get the queued writes first, in order.
+    ``consistency="strong"`` asks for exactly this mode.
+``async_both``
+    The primary and an outbox entry, then the answer; a background drainer
+    (started by :meth:`HybridStore.start`) applies entries to the secondary in
+    order, with retries and backoff, deleting each only once applied. When the
+    primary can write in the outbox's transaction (a ``PgVectorStore`` on the
+    outbox's DSN) both commit together; otherwise the entry is appended right
+    after the primary's write and a failure there is a 503 (the retry rewrites
+    the primary, idempotently, and queues again). Entries are durable, so a
+    crash between the two stores converges once a drainer runs again.
+
+``delete_user`` and ``purge_expired`` follow the same strategy as upserts.
+
+Reads (``read=``): ``primary_first`` falls back to the secondary when the
+primary raises ``StorageUnavailable``; ``fastest`` races both and takes the
+first answer (or the other one when the first fails); ``both`` asks both and
+merges by id (search keeps each id's best score, lists merge in id order). With
+``both`` the count and the collection info come from the primary first.
+
+``on_event(kind, fields)`` hears ``fallback``, ``secondary_failed``, ``outbox_enqueued``,
+``outbox_applied``, ``outbox_retry`` and ``outbox_unavailable`` (metrics and logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+from uuid import UUID
+
+from membank_server.domain.errors import ConfigError, StorageUnavailable
+from membank_server.domain.model import (
+    CollectionInfo,
+    Memory,
+    MemoryRecord,
+    Page,
+    SearchHit,
+    VectorQuery,
+)
+from membank_server.domain.ports import MemoryStore
+from membank_server.storage.outbox import (
+    AtomicWriter,
+    EventSink,
+    InTransaction,
+    OutboxDrainer,
+    PgOutbox,
+    delete_user_entry,
+    purge_entry,
+    upsert_entry,
+)
+
+__all__ = ["HybridStore"]
+
+_T = TypeVar("_T")
+_WRITES = ("primary_only", "both", "async_both")
+_READS = ("primary_first", "fastest", "both")
+_CONSISTENCY = ("eventual", "strong")
+
+
+def _merge_hits(limit: int) -> Callable[[list[SearchHit], list[SearchHit]], list[SearchHit]]:
+    def merge(primary: list[SearchHit], secondary: list[SearchHit]) -> list[SearchHit]:
+        best: dict[UUID, SearchHit] = {}
+        for hit in [*primary, *secondary]:
+            kept = best.get(hit.memory.id)
+            if kept is None or hit.score > kept.score:
+                best[hit.memory.id] = hit
+        return sorted(best.values(), key=lambda h: h.score, reverse=True)[:limit]
+
+    return merge
+
+
+def _merge_pages(limit: int) -> Callable[[Page, Page], Page]:
+    """Merge two pages that started at one cursor; cursors are next ids, inclusive.
+
+    Past the smaller of the two next cursors one store may hold rows the other
+    page did not reach, so the merged page stops there.
+    """
+
+    def merge(primary: Page, secondary: Page) -> Page:
+        ends = [UUID(c) for c in (primary.next_cursor, secondary.next_cursor) if c is not None]
+        end = min(ends) if ends else None
+        items: dict[UUID, Memory] = {m.id: m for m in secondary.items}
+        items.update((m.id, m) for m in primary.items)
+        ordered = [items[i] for i in sorted(items) if end is None or i < end]
+        if len(ordered) > limit:
+            return Page(tuple(ordered[:limit]), str(ordered[limit].id))
+        return Page(tuple(ordered), str(end) if end is not None else None)
+
+    return merge
+
+
+def _prefer_primary(primary: dict[Any, Any], secondary: dict[Any, Any]) -> dict[Any, Any]:
+    return {**secondary, **primary}
+
+
+class HybridStore:
+    """A :class:`~membank_server.domain.ports.MemoryStore` over a primary and a secondary.
+
+    Args:
+        primary: The store of record: written first, read first.
+        secondary: The copy.
+        write: ``primary_only``, ``both`` or ``async_both`` (see the module docs).
+        read: ``primary_first``, ``fastest`` or ``both``.
+        consistency: ``eventual``, or ``strong`` (needs ``write="both"``).
+        outbox: Where writes wait for the secondary; needed by ``async_both``.
+        on_event: Told about fallbacks and the outbox's work.
+        drain_batch: Outbox entries applied per transaction.
+        drain_interval: Seconds between looks at an idle outbox (other processes' entries).
+    """
+
+    backend = "hybrid"
+
+    def __init__(
+        self,
+        primary: MemoryStore,
+        secondary: MemoryStore,
+        *,
+        write: str = "both",
+        read: str = "primary_first",
+        consistency: str = "eventual",
+        outbox: PgOutbox | None = None,
+        on_event: EventSink | None = None,
+        drain_batch: int = 100,
+        drain_interval: float = 1.0,
+    ) -> None:
+        for name, value, allowed in (
+            ("write", write, _WRITES),
+            ("read", read, _READS),
+            ("consistency", consistency, _CONSISTENCY),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"hybrid {name} must be one of {list(allowed)}, not {value!r}")
+        if consistency == "strong" and write != "both":
+            raise ConfigError("hybrid consistency=strong needs write=both")
+        if write == "async_both" and outbox is None:
+            raise ConfigError("hybrid write=async_both needs an outbox")
+        if read != "primary_first" and write == "primary_only":
+            raise ConfigError(f"hybrid read={read} needs writes to reach the secondary")
+        self.primary, self.secondary, self.outbox = primary, secondary, outbox
+        self.write, self.read, self.consistency = write, read, consistency
+        self._on_event = on_event
+        # The primary commits outbox entries in its own transactions when it can.
+        same_db = outbox is not None and getattr(primary, "dsn", None) == outbox.dsn
+        self._atomic = primary if same_db and isinstance(primary, AtomicWriter) else None
+        self._drainer = (
+            OutboxDrainer(
+                outbox, secondary, on_event=on_event, batch=drain_batch, interval=drain_interval
+            )
+            if outbox is not None and write != "primary_only"
+            else None
+        )
+        self._losers: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def _parts(self) -> list[Any]:
+        return [self.primary, self.secondary, *([self.outbox] if self.outbox else [])]
+
+    async def start(self) -> None:
+        """Start both stores and the outbox, then the drainer; all or nothing."""
+        try:
+            for part in self._parts():
+                await part.start()
+        except BaseException as exc:
+            await self._close_parts(exc)
+            raise
+        if self._drainer is not None:
+            self._drainer.start()
+
+    async def _close_parts(self, failure: BaseException | None = None) -> None:
+        """Close every part; the first error is raised, or noted on ``failure``."""
+        first: BaseException | None = None
+        for part in self._parts():
+            try:
+                await part.aclose()
+            except Exception as exc:  # noqa: BLE001 - every part gets its aclose; none is lost
+                if failure is not None:
+                    failure.add_note(f"closing {type(part).__name__} also failed: {exc!r}")
+                elif first is None:
+                    first = exc
+                else:
+                    first.add_note(f"closing {type(part).__name__} also failed: {exc!r}")
+        if first is not None:
+            raise first
+
+    async def aclose(self) -> None:
+        died = await self._drainer.stop() if self._drainer else None
+        if self._losers:
+            await asyncio.wait(set(self._losers))
+        await self._close_parts()
+        if died is not None:
+            raise StorageUnavailable(f"the outbox drainer had stopped: {died!r}") from died
+
+    async def optimize(self) -> bool:
+        primary = await self.primary.optimize()
+        return await self.secondary.optimize() or primary
+
+    async def drop(self) -> None:
+        """Drop both collections and the outbox (its entries refer to dropped data)."""
+        died = await self._drainer.stop() if self._drainer else None
+        await self.secondary.drop()
+        await self.primary.drop()
+        if self.outbox is not None:
+            await self.outbox.drop()
+        if died is not None:
+            raise StorageUnavailable(f"the outbox drainer had stopped: {died!r}") from died
+
+    # -- events and the outbox ---------------------------------------------
+
+    def _emit(self, kind: str, fields: dict[str, Any]) -> None:
+        if self._on_event is not None:
+            self._on_event(kind, fields)
+
+    async def outbox_size(self) -> int:
+        """Writes still waiting for the secondary (0 without an outbox)."""
+        return await self.outbox.size() if self.outbox is not None else 0
+
+    async def drain(self) -> int:
+        """Apply what is due in the outbox to the secondary now; how many entries were."""
+        if self._drainer is None:
+            return 0
+        return len((await self._drainer.drain()).applied)
+
+    # -- write strategies --------------------------------------------------
+
+    async def _write(
+        self,
+        op: str,
+        entry: tuple[str, dict[str, Any]],
+        call: Callable[[MemoryStore], Awaitable[_T]],
+        atomic: Callable[[AtomicWriter, InTransaction], Awaitable[_T]],
+        *,
+        queue_if: Callable[[_T], bool] = lambda _: True,
+    ) -> _T:
+        if self.write == "primary_only":
+            return await call(self.primary)
+        if self.write == "both":
+            return await self._write_both(op, entry, call)
+        assert self.outbox is not None
+        if self._drainer is not None:
+            self._drainer.check()
+        if self._atomic is not None:
+            result = await atomic(self._atomic, partial(self.outbox.enqueue_on, entries=[entry]))
+        else:
+            result = await call(self.primary)
+            if queue_if(result):
+                await self.outbox.enqueue([entry])
+        if queue_if(result):
+            self._queued(op, "async_both", atomic=self._atomic is not None)
+        return result
+
+    def _queued(self, op: str, reason: str, *, atomic: bool) -> None:
+        self._emit("outbox_enqueued", {"op": op, "reason": reason, "atomic": atomic})
+        if self._drainer is not None:
+            self._drainer.wake()
+
+    async def _write_both(
+        self,
+        op: str,
+        entry: tuple[str, dict[str, Any]],
+        call: Callable[[MemoryStore], Awaitable[_T]],
+    ) -> _T:
+        if self.outbox is not None and await self.outbox.pending():
+            raise StorageUnavailable(
+                f"cannot {op} now: the secondary store is catching up on queued writes; retry"
+            )
+        result = await call(self.primary)
+        try:
+            await call(self.secondary)
+        except StorageUnavailable as exc:
+            queued = False
+            try:
+                if self.outbox is not None:
+                    await self.outbox.enqueue([entry])
+                    queued = True
+                    self._queued(op, "secondary_failed", atomic=False)
+            finally:
+                self._emit("secondary_failed", {"op": op, "error": exc.message, "queued": queued})
+            raise StorageUnavailable(
+                f"{op} reached the primary store but not the secondary ({exc.message}); "
+                + ("it is queued for the secondary; " if queued else "")
+                + "retry the request"
+            ) from exc
+        return result
+
+    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
+        if not records:
+            return
+        await self._write(
+            "upsert",
+            upsert_entry(records),
+            lambda s: s.upsert(records),
+            lambda s, also: s.upsert(records, also=also),
+        )
+
+    async def delete_user(self, user_id: str) -> int:
+        return await self._write(
+            "delete a user",
+            delete_user_entry(user_id),
+            lambda s: s.delete_user(user_id),
+            lambda s, also: s.delete_user(user_id, also=also),
+        )
+
+    async def purge_expired(self, now: datetime) -> int:
+        # Nothing purged from the primary, nothing to tell the secondary.
+        return await self._write(
+            "purge expired memories",
+            purge_entry(now),
+            lambda s: s.purge_expired(now),
+            lambda s, also: s.purge_expired(now, also=also),
+            queue_if=bool,
+        )
+
+    # -- read strategies ---------------------------------------------------
+
+    async def _read(
+        self,
+        op: str,
+        call: Callable[[MemoryStore], Awaitable[_T]],
+        merge: Callable[[_T, _T], _T] | None = None,
+    ) -> _T:
+        if self.read == "fastest":
+            return await self._race(op, call)
+        if self.read == "both" and merge is not None:
+            return await self._merged(op, call, merge)
+        return await self._primary_first(op, call)
+
+    def _fallback(self, op: str, failed: str, error: StorageUnavailable) -> None:
+        served = "secondary" if failed == "primary" else "primary"
+        self._emit(
+            "fallback", {"op": op, "failed": failed, "served_by": served, "error": error.message}
+        )
+
+    async def _primary_first(self, op: str, call: Callable[[MemoryStore], Awaitable[_T]]) -> _T:
+        try:
+            return await call(self.primary)
+        except StorageUnavailable as exc:
+            first = exc
+        try:
+            result = await call(self.secondary)
+        except StorageUnavailable as exc:
+            raise StorageUnavailable(
+                f"neither store can {op}: primary: {first.message}; secondary: {exc.message}"
+            ) from exc
+        self._fallback(op, "primary", first)
+        return result
+
+    async def _race(self, op: str, call: Callable[[MemoryStore], Awaitable[_T]]) -> _T:
+        async def run(store: MemoryStore) -> _T:
+            return await call(store)
+
+        tasks = {
+            asyncio.create_task(run(self.primary)): "primary",
+            asyncio.create_task(run(self.secondary)): "secondary",
+        }
+        pending = set(tasks)
+        failed: dict[str, StorageUnavailable] = {}
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                winner: asyncio.Task[_T] | None = None
+                unexpected: list[BaseException] = []
+                for task in sorted(done, key=lambda t: tasks[t]):  # primary first on a tie
+                    error = task.exception()
+                    if error is None:
+                        winner = winner or task
+                    elif isinstance(error, StorageUnavailable):
+                        failed[tasks[task]] = error
+                    else:
+                        unexpected.append(error)
+                if unexpected:
+                    raise unexpected[0]
+                if winner is not None:
+                    for name, error in failed.items():
+                        self._fallback(op, name, error)
+                    return winner.result()
+            raise StorageUnavailable(
+                f"neither store can {op}: "
+                + "; ".join(f"{name}: {error.message}" for name, error in sorted(failed.items()))
+            ) from failed.get("secondary")
+        finally:
+            # The slower store's answer is not needed: cancel it; aclose waits for it to end.
+            for task in pending:
+                task.cancel()
+                self._losers.add(task)
+                task.add_done_callback(self._forget_loser)
+
+    def _forget_loser(self, task: asyncio.Task[Any]) -> None:
+        self._losers.discard(task)
+        if not task.cancelled():
+            task.exception()  # the race was decided without it; mark its outcome as seen
+
+    async def _merged(
+        self, op: str, call: Callable[[MemoryStore], Awaitable[_T]], merge: Callable[[_T, _T], _T]
+    ) -> _T:
+        primary, secondary = await asyncio.gather(
+            call(self.primary), call(self.secondary), return_exceptions=True
+        )
+        for outcome in (primary, secondary):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, StorageUnavailable):
+                raise outcome
+        if isinstance(primary, StorageUnavailable):
+            if isinstance(secondary, StorageUnavailable):
+                raise StorageUnavailable(
+                    f"neither store can {op}: primary: {primary.message}; "
+                    f"secondary: {secondary.message}"
+                ) from secondary
+            self._fallback(op, "primary", primary)
+            return secondary  # type: ignore[return-value]  # not an exception: checked above
+        if isinstance(secondary, StorageUnavailable):
+            self._fallback(op, "secondary", secondary)
+            return primary  # type: ignore[return-value]  # not an exception: checked above
+        return merge(primary, secondary)  # type: ignore[arg-type]  # neither is an exception
+
+    async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
+        return await self._read("get", lambda s: s.get(user_id, memory_ids), _prefer_primary)
+
+    async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
+        return await self._read("look up owners", lambda s: s.owners(memory_ids), _prefer_primary)
+
+    async def find_by_hash(
+        self, pairs: Sequence[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], Memory]:
+        return await self._read(
+            "find by hash", lambda s: s.find_by_hash(pairs, now), _prefer_primary
+        )
+
+    async def list_page(
+        self,
+        user_id: str,
+        *,
+        now: datetime,
+        limit: int,
+        cursor: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> Page:
+        return await self._read(
+            "list",
+            lambda s: s.list_page(
+                user_id, now=now, limit=limit, cursor=cursor, agent_id=agent_id,
+                session_id=session_id,
+            ),
+            _merge_pages(limit),
+        )  # fmt: skip
+
+    async def scan(
+        self, cursor: str | None = None, limit: int = 500
+    ) -> tuple[list[MemoryRecord], str | None]:
+        # An operator's walk: raced under fastest, else from the primary first.
+        return await self._read("scan", lambda s: s.scan(cursor, limit))
+
+    async def search(self, query: VectorQuery) -> list[SearchHit]:
+        return await self._read("search", lambda s: s.search(query), _merge_hits(query.limit))
+
+    async def count(self, user_id: str | None = None) -> int:
+        return await self._read("count", lambda s: s.count(user_id))
+
+    async def info(self) -> CollectionInfo:
+        info = await self._primary_first("describe the collection", lambda s: s.info())
+        try:
+            waiting: int | str = await self.outbox_size()
+        except StorageUnavailable as exc:
+            waiting = f"unknown: {exc.message}"  # info still describes the stores
+        return CollectionInfo(
+            backend=self.backend,
+            name=info.name,
+            dimension=info.dimension,
+            distance=info.distance,
+            points=info.points,
+            indexed_vectors=info.indexed_vectors,
+            segments=info.segments,
+            extra={
+                **info.extra,
+                "primary": self.primary.backend,
+                "secondary": self.secondary.backend,
+                "write": self.write,
+                "read": self.read,
+                "consistency": self.consistency,
+                "outbox_size": waiting,
+            },
+        )

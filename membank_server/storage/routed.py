@@ -1,0 +1,157 @@
+"""RoutedStore: exact look-ups from the record store, vector search by collection size.
+
+The decision flow: get, list, history and every write go to the hybrid store (the
+record store first); a vector search goes to the record store's own vector index
+(pgvector) while the collection holds fewer than ``threshold`` live memories, and
+to the vector engine (Qdrant) from there on, where HNSW at scale pays off. The
+live count is re-read every ``count_interval`` seconds, not per query. When the
+chosen store cannot answer, the other one does and the read is reported as a
+fallback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from membank_server.domain.errors import StorageUnavailable
+from membank_server.domain.model import (
+    CollectionInfo,
+    Memory,
+    MemoryRecord,
+    Page,
+    SearchHit,
+    VectorQuery,
+)
+from membank_server.domain.routing import note_backend
+from membank_server.storage.hybrid import HybridStore
+
+__all__ = ["RoutedStore"]
+
+
+class RoutedStore:
+    """A :class:`~membank_server.domain.ports.MemoryStore` routing reads over a HybridStore.
+
+    Args:
+        hybrid: Writes and exact look-ups (its primary is the record store).
+        threshold: Live memories from which vector search goes to the secondary.
+        count_interval: Seconds between re-reads of the live count.
+        on_event: Told ``route`` (with the chosen backend) and ``fallback``.
+    """
+
+    backend = "hybrid"
+
+    def __init__(
+        self,
+        hybrid: HybridStore,
+        *,
+        threshold: int = 1_000_000,
+        count_interval: float = 10.0,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.hybrid = hybrid
+        self.threshold = threshold
+        self._interval = count_interval
+        self._on_event = on_event or (lambda kind, fields: None)
+        self._clock = clock
+        self._count: int | None = None
+        self._counted_at = 0.0
+
+    async def start(self) -> None:
+        await self.hybrid.start()
+
+    async def aclose(self) -> None:
+        await self.hybrid.aclose()
+
+    async def search(self, query: VectorQuery) -> list[SearchHit]:
+        primary, secondary = self.hybrid.primary, self.hybrid.secondary
+        small = await self._live_count() < self.threshold
+        chosen, other = (primary, secondary) if small else (secondary, primary)
+        self._on_event("route", {"backend": chosen.backend, "kind": "search"})
+        try:
+            hits = await chosen.search(query)
+            note_backend(chosen.backend)
+            return hits
+        except StorageUnavailable as exc:
+            self._on_event(
+                "fallback", {"from": chosen.backend, "to": other.backend, "error": exc.message}
+            )
+            hits = await other.search(query)
+            note_backend(other.backend)
+            return hits
+
+    async def _live_count(self) -> int:
+        now = self._clock()
+        if self._count is None or now - self._counted_at >= self._interval:
+            try:
+                self._count = await self.hybrid.primary.count()
+            except StorageUnavailable:
+                self._count = await self.hybrid.secondary.count()
+            self._counted_at = now
+        return self._count
+
+    async def _exact(self) -> None:
+        note_backend(self.hybrid.primary.backend)
+        self._on_event("route", {"backend": self.hybrid.primary.backend, "kind": "exact"})
+
+    async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
+        await self._exact()
+        return await self.hybrid.get(user_id, memory_ids)
+
+    async def list_page(
+        self,
+        user_id: str,
+        *,
+        now: datetime,
+        limit: int,
+        cursor: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> Page:
+        await self._exact()
+        return await self.hybrid.list_page(
+            user_id,
+            now=now,
+            limit=limit,
+            cursor=cursor,
+            agent_id=agent_id,
+            session_id=session_id,
+        )
+
+    async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
+        return await self.hybrid.owners(memory_ids)
+
+    async def find_by_hash(
+        self, pairs: Sequence[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], Memory]:
+        return await self.hybrid.find_by_hash(pairs, now)
+
+    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
+        await self.hybrid.upsert(records)
+
+    async def delete_user(self, user_id: str) -> int:
+        return await self.hybrid.delete_user(user_id)
+
+    async def purge_expired(self, now: datetime) -> int:
+        return await self.hybrid.purge_expired(now)
+
+    async def count(self, user_id: str | None = None) -> int:
+        return await self.hybrid.count(user_id)
+
+    async def info(self) -> CollectionInfo:
+        return await self.hybrid.info()
+
+    async def drop(self) -> None:
+        await self.hybrid.drop()
+
+    async def optimize(self) -> bool:
+        return await self.hybrid.optimize()
+
+    async def scan(
+        self, cursor: str | None = None, limit: int = 500
+    ) -> tuple[list[MemoryRecord], str | None]:
+        return await self.hybrid.primary.scan(cursor, limit)

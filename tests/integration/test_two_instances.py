@@ -1,0 +1,61 @@
+"""Two server processes over one PostgreSQL and one Redis: no stale read, ever."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import ServerProcess
+
+
+@pytest.fixture
+def pair(tmp_path: Path, pg_dsn: str, redis_url: str) -> Iterator[tuple[ServerProcess, ...]]:
+    env = {
+        "MEMBANK_STORAGE__BACKEND": "pgvector",
+        "MEMBANK_STORAGE__POSTGRES__DSN": pg_dsn,
+        "MEMBANK_STORAGE__POSTGRES__SCHEMA": f"two_{uuid.uuid4().hex[:10]}",
+        "MEMBANK_CACHE__REDIS_URL": redis_url,
+    }
+    a = ServerProcess(tmp_path / "a", env).start()
+    b = ServerProcess(tmp_path / "b", env).start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def test_a_read_on_b_right_after_a_write_on_a_is_never_stale(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    a, b = pair
+    user = f"two-{uuid.uuid4().hex[:8]}"
+    query = {"user_id": user, "query": "what is my favourite number?", "limit": 3}
+    with a.client() as on_a, b.client() as on_b:
+        m = on_a.post("/v1/memories", json={"user_id": user, "content": "My favourite number is 0"})
+        assert m.status_code == 201, m.text
+        mid = m.json()["id"]
+        hits_seen = 0
+        for i in range(1, 41):
+            # B answers (and caches) the current state first...
+            first = on_b.post("/v1/search", json=query).json()
+            second = on_b.post("/v1/search", json=query).json()
+            hits_seen += second["cache"] == "hit"
+            assert first["results"][0]["memory"]["content"] == f"My favourite number is {i - 1}"
+            # ...then A changes it, and B must not answer from what it cached.
+            r = on_a.patch(
+                f"/v1/memories/{mid}",
+                params={"user_id": user},
+                json={"content": f"My favourite number is {i}"},
+            )
+            assert r.status_code == 200, r.text
+            after = on_b.post("/v1/search", json=query).json()
+            assert after["cache"] == "miss"
+            assert after["results"][0]["memory"]["content"] == f"My favourite number is {i}"
+            got = on_b.get(f"/v1/memories/{mid}", params={"user_id": user}).json()
+            assert got["version"] == i + 1
+        assert hits_seen == 40  # the cache was really in play on B
+        # A delete on B is seen by A at once as well.
+        assert on_b.delete(f"/v1/memories/{mid}", params={"user_id": user}).status_code == 204
+        assert on_a.post("/v1/search", json=query).json()["results"] == []
