@@ -55,6 +55,7 @@ from membank_server.domain.model import (
     VectorQuery,
 )
 from membank_server.domain.ports import MemoryStore
+from membank_server.domain.routing import note_backend
 from membank_server.storage.outbox import (
     AtomicWriter,
     EventSink,
@@ -344,8 +345,18 @@ class HybridStore:
 
     def _fallback(self, op: str, failed: str, error: StorageUnavailable) -> None:
         served = "secondary" if failed == "primary" else "primary"
+        backend = (self.secondary if served == "secondary" else self.primary).backend
+        # A degraded read says so in X-Membank-Backend: the store that really answered.
+        note_backend(backend)
         self._emit(
-            "fallback", {"op": op, "failed": failed, "served_by": served, "error": error.message}
+            "fallback",
+            {
+                "op": op,
+                "failed": failed,
+                "served_by": served,
+                "backend": backend,
+                "error": error.message,
+            },
         )
 
     async def _primary_first(self, op: str, call: Callable[[MemoryStore], Awaitable[_T]]) -> _T:
