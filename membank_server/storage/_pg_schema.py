@@ -83,6 +83,9 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 _LOCK_KEY = 0x6D656D62616E6B
 _TRANSIENT = (
     asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
+    # A backend killed while the client was about to use it can surface as a protocol
+    # state error instead of a lost connection; a fresh connection is the cure.
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.TooManyConnectionsError,
@@ -206,6 +209,7 @@ class Connector:
         size: tuple[int, int],
         search_path: str | None = None,
         init: Callable[[Any], Awaitable[None]] | None = None,
+        extra_settings: dict[str, str] | None = None,
     ) -> Any:
         try:
             return await asyncpg.create_pool(
@@ -214,7 +218,7 @@ class Connector:
                 max_size=size[1],
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
-                server_settings=self.settings(search_path),
+                server_settings={**self.settings(search_path), **(extra_settings or {})},
                 init=init,
             )
         except DRIVER_ERRORS as exc:

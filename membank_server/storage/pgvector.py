@@ -205,7 +205,14 @@ class PgVectorStore:
                     f" CREATE TEMP TABLE {TEMP_HISTORY} (LIKE {self._h}) ON COMMIT DELETE ROWS"
                 )
 
-            self._pool = await self.connector.pool(self._pool_size, ext, init)
+            # Search settings as connection defaults: a search is then one round trip
+            # (they survive the pool's RESET ALL, being startup parameters).
+            self._pool = await self.connector.pool(
+                self._pool_size,
+                ext,
+                init,
+                {"hnsw.ef_search": str(self.ef_search), "hnsw.iterative_scan": "relaxed_order"},
+            )
 
     async def aclose(self) -> None:
         if self._pool is None:
@@ -437,14 +444,8 @@ class PgVectorStore:
         )
 
         async def op(conn: Any) -> list[Any]:
-            async with conn.transaction(readonly=True):
-                await conn.execute(
-                    "SELECT set_config('hnsw.ef_search', $1, true),"
-                    " set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                    str(self.ef_search),
-                )
-                rows: list[Any] = await conn.fetch(sql, *args.values)
-                return rows
+            rows: list[Any] = await conn.fetch(sql, *args.values)
+            return rows
 
         rows = await self._read("search", op)
         # relaxed_order returns rows nearly sorted; put them in exact order.

@@ -159,3 +159,28 @@ def test_scheduled_warmup_runs_on_its_cron(tmp_path: Path, valkey: ValkeyProcess
             assert cli.exit_code == 0 and "*/1 * * * * *" in cli.stderr
     finally:
         server.stop()
+
+
+def test_cli_flush_and_lazy_warmup(cached_server: ServerProcess) -> None:
+    user = f"f-{uuid.uuid4().hex[:8]}"
+    runner = CliRunner()
+    with cached_server.client() as http:
+        http.post("/v1/memories", json={"user_id": user, "content": "I sail on weekends"})
+        for _ in range(2):
+            _search(http, user, "weekend plans?")
+        assert _search(http, user, "weekend plans?").json()["cache"] == "hit"
+        flushed = runner.invoke(app, ["cache", "flush", "--user", user, "--url", cached_server.url])
+        assert flushed.exit_code == 0 and "flushed" in flushed.stderr
+        assert _search(http, user, "weekend plans?").json()["cache"] == "miss"
+        time.sleep(1.5)  # popular-query counts reach Redis once a second
+        runner.invoke(app, ["cache", "flush", "--url", cached_server.url])
+        lazy = runner.invoke(
+            app,
+            ["cache", "warmup", "--strategy", "lazy", "--sample", "1", "--url", cached_server.url],
+        )
+        assert lazy.exit_code == 0 and "background" in lazy.stderr
+        for _ in range(50):
+            if (http.get("/v1/cache/stats").json()["warmup"]["last"] or {}).get("warmed"):
+                break
+            time.sleep(0.1)
+        assert _search(http, user, "weekend plans?").json()["cache"] == "hit"

@@ -200,3 +200,41 @@ def test_routed_search_picks_the_store_by_size(
             assert listed.headers["x-membank-backend"] == "pgvector"  # exact look-ups: records
     finally:
         server.stop()
+
+
+def test_reindex_rebuilds_the_vector_store_from_postgres(
+    pg: PostgresProcess, tmp_path: Path
+) -> None:
+    env = {
+        "MEMBANK_STORAGE__BACKEND": "pgvector",
+        "MEMBANK_STORAGE__POSTGRES__DSN": pg.dsn,
+        "MEMBANK_STORAGE__EDGE__PATH": str(tmp_path / "edge"),
+    }
+    server = ServerProcess(tmp_path / "data", env).start()
+    try:
+        with server.client() as http:
+            batch = [
+                {"user_id": f"u{i % 7}", "content": f"fact {i}", "vector": _vec(i)}
+                for i in range(1200)
+            ]
+            for part in (batch[:600], batch[600:]):
+                assert http.post("/v1/memories/batch", json={"memories": part}).status_code == 201
+            first = http.get("/v1/memories", params={"user_id": "u1", "limit": 1}).json()
+            mid = first["items"][0]["id"]
+            assert http.delete(f"/v1/memories/{mid}", params={"user_id": "u1"}).status_code == 204
+    finally:
+        server.stop()
+    hybrid = {
+        **env,
+        "MEMBANK_STORAGE__HYBRID__PRIMARY": "pgvector",
+        "MEMBANK_STORAGE__HYBRID__SECONDARY": "edge",
+    }
+    runner = CliRunner()
+    before = runner.invoke(app, ["storage", "verify", "--json"], env=hybrid)
+    assert before.exit_code == 1 and '"same": false' in before.stdout
+    done = runner.invoke(
+        app, ["storage", "reindex", "--from", "postgres", "--to", "edge"], env=hybrid
+    )
+    assert done.exit_code == 0, done.output
+    assert "copied 1,200 records" in done.stderr and "1 deleted" in done.stderr
+    _verify(hybrid)
