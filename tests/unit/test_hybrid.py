@@ -154,6 +154,7 @@ async def test_reading_both_serves_what_one_store_has_when_the_other_is_down() -
                 "op": "get",
                 "failed": "primary",
                 "served_by": "secondary",
+                "backend": "memory",
                 "error": "down (injected)",
             },
         )
