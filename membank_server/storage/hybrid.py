@@ -56,6 +56,7 @@ from membank_server.domain.model import (
 )
 from membank_server.domain.ports import MemoryStore
 from membank_server.domain.routing import note_backend
+from membank_server.storage._merge import merge_hits, merge_pages, prefer_primary
 from membank_server.storage.outbox import (
     AtomicWriter,
     EventSink,
@@ -73,42 +74,6 @@ _T = TypeVar("_T")
 _WRITES = ("primary_only", "both", "async_both")
 _READS = ("primary_first", "fastest", "both")
 _CONSISTENCY = ("eventual", "strong")
-
-
-def _merge_hits(limit: int) -> Callable[[list[SearchHit], list[SearchHit]], list[SearchHit]]:
-    def merge(primary: list[SearchHit], secondary: list[SearchHit]) -> list[SearchHit]:
-        best: dict[UUID, SearchHit] = {}
-        for hit in [*primary, *secondary]:
-            kept = best.get(hit.memory.id)
-            if kept is None or hit.score > kept.score:
-                best[hit.memory.id] = hit
-        return sorted(best.values(), key=lambda h: h.score, reverse=True)[:limit]
-
-    return merge
-
-
-def _merge_pages(limit: int) -> Callable[[Page, Page], Page]:
-    """Merge two pages that started at one cursor; cursors are next ids, inclusive.
-
-    Past the smaller of the two next cursors one store may hold rows the other
-    page did not reach, so the merged page stops there.
-    """
-
-    def merge(primary: Page, secondary: Page) -> Page:
-        ends = [UUID(c) for c in (primary.next_cursor, secondary.next_cursor) if c is not None]
-        end = min(ends) if ends else None
-        items: dict[UUID, Memory] = {m.id: m for m in secondary.items}
-        items.update((m.id, m) for m in primary.items)
-        ordered = [items[i] for i in sorted(items) if end is None or i < end]
-        if len(ordered) > limit:
-            return Page(tuple(ordered[:limit]), str(ordered[limit].id))
-        return Page(tuple(ordered), str(end) if end is not None else None)
-
-    return merge
-
-
-def _prefer_primary(primary: dict[Any, Any], secondary: dict[Any, Any]) -> dict[Any, Any]:
-    return {**secondary, **primary}
 
 
 class HybridStore:
@@ -441,16 +406,16 @@ class HybridStore:
         return merge(primary, secondary)  # type: ignore[arg-type]  # neither is an exception
 
     async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
-        return await self._read("get", lambda s: s.get(user_id, memory_ids), _prefer_primary)
+        return await self._read("get", lambda s: s.get(user_id, memory_ids), prefer_primary)
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
-        return await self._read("look up owners", lambda s: s.owners(memory_ids), _prefer_primary)
+        return await self._read("look up owners", lambda s: s.owners(memory_ids), prefer_primary)
 
     async def find_by_hash(
         self, pairs: Sequence[tuple[str, str]], now: datetime
     ) -> dict[tuple[str, str], Memory]:
         return await self._read(
-            "find by hash", lambda s: s.find_by_hash(pairs, now), _prefer_primary
+            "find by hash", lambda s: s.find_by_hash(pairs, now), prefer_primary
         )
 
     async def list_page(
@@ -469,7 +434,7 @@ class HybridStore:
                 user_id, now=now, limit=limit, cursor=cursor, agent_id=agent_id,
                 session_id=session_id,
             ),
-            _merge_pages(limit),
+            merge_pages(limit),
         )  # fmt: skip
 
     async def scan(
@@ -479,7 +444,7 @@ class HybridStore:
         return await self._read("scan", lambda s: s.scan(cursor, limit))
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
-        return await self._read("search", lambda s: s.search(query), _merge_hits(query.limit))
+        return await self._read("search", lambda s: s.search(query), merge_hits(query.limit))
 
     async def count(self, user_id: str | None = None) -> int:
         return await self._read("count", lambda s: s.count(user_id))
