@@ -11,6 +11,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from tests.support.server import free_port
@@ -60,17 +61,26 @@ class PostgresProcess:
         return self.start()
 
     def start(self) -> PostgresProcess:
-        self._run(
-            str(_bin() / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.root / "pg.log"),
-            "-w",
-            "-o",
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
-            "start",
-        )
+        # Once seen: a start right after a stop, with clients reconnecting, failed once
+        # and worked on the next try. Three tries; the last error is raised.
+        for attempt in range(3):
+            try:
+                self._run(
+                    str(_bin() / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.root / "pg.log"),
+                    "-w",
+                    "-o",
+                    f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+                    "start",
+                )
+                return self
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                time.sleep(1.0)
         return self
 
     def stop(self, mode: str = "fast") -> None:
