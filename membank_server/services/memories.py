@@ -36,7 +36,7 @@ from membank_server.services.inputs import (
 )
 from membank_server.services.recall_cache import RecallCache
 
-__all__ = ["MemoryService", "new_memory_id"]
+__all__ = ["MemoryService"]
 
 _IDEMPOTENCY_NS = UUID("6f1c9a52-3a77-4c55-9d3e-2b0c7a9e8d41")
 _STRIPES = 128
@@ -64,11 +64,6 @@ class _MemoryIds:
         # version 7 in bits 76-79, RFC 4122 variant in bits 62-63
         value = (value & ~(0xF << 76)) | (0x7 << 76)
         return UUID(int=(value & ~(0x3 << 62)) | (0x2 << 62))
-
-
-def new_memory_id() -> UUID:
-    """A fresh UUIDv7 (not ordered against other processes' ids)."""
-    return _MemoryIds()()
 
 
 class _UserLocks:

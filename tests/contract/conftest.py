@@ -143,6 +143,22 @@ _HYBRIDS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.fixture
+def events() -> list[tuple[str, dict[str, Any]]]:
+    """What a HybridStore under test reports through on_event."""
+    return []
+
+
+@pytest.fixture
+def edge(tmp_path: Path, dim: int) -> EdgeStore:
+    return EdgeStore(tmp_path / "edge", dimension=dim)
+
+
+@pytest.fixture
+def pg(pg_dsn: str, pg_schema: str, dim: int) -> PgVectorStore:
+    return PgVectorStore(pg_dsn, dimension=dim, schema=pg_schema, pool_max=4)
+
+
 @pytest.fixture(params=["edge", "qdrant", "pgvector", *_HYBRIDS])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """Make an unstarted store of this backend; every call reuses the same folder or schema."""

@@ -37,21 +37,6 @@ Records = Callable[..., MemoryRecord]
 
 
 @pytest.fixture
-def events() -> Events:
-    return []
-
-
-@pytest.fixture
-def edge(tmp_path: Path, dim: int) -> EdgeStore:
-    return EdgeStore(tmp_path / "edge", dimension=dim)
-
-
-@pytest.fixture
-def pg(pg_dsn: str, pg_schema: str, dim: int) -> PgVectorStore:
-    return PgVectorStore(pg_dsn, dimension=dim, schema=pg_schema, pool_max=4)
-
-
-@pytest.fixture
 def outbox(pg_dsn: str, pg_schema: str) -> PgOutbox:
     # Short backoff: a recovered secondary is retried within a few hundredths of a second.
     return PgOutbox(pg_dsn, schema=pg_schema, retry_base=0.01, retry_cap=0.05)

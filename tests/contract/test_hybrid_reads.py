@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -24,21 +23,6 @@ __all__: list[str] = []
 
 Records = Callable[..., MemoryRecord]
 Unit = Callable[..., list[float]]
-
-
-@pytest.fixture
-def events() -> Events:
-    return []
-
-
-@pytest.fixture
-def edge(tmp_path: Path, dim: int) -> EdgeStore:
-    return EdgeStore(tmp_path / "edge", dimension=dim)
-
-
-@pytest.fixture
-def pg(pg_dsn: str, pg_schema: str, dim: int) -> PgVectorStore:
-    return PgVectorStore(pg_dsn, dimension=dim, schema=pg_schema, pool_max=4)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from membank_server.domain.errors import (
 )
 from membank_server.domain.model import Event
 from membank_server.services.inputs import Limits, MemoryPatch, NewMemory, RecallQuery
-from membank_server.services.memories import MemoryService, new_memory_id
+from membank_server.services.memories import MemoryService, _MemoryIds
 from tests.unit.fakes import FakeEmbedder, InMemoryStore
 
 
@@ -197,5 +197,6 @@ async def test_forget_user(svc: MemoryService) -> None:
 
 
 def test_ids_are_uuid7() -> None:
-    a, b = new_memory_id(), new_memory_id()
+    ids = _MemoryIds()
+    a, b = ids(), ids()
     assert a.version == b.version == 7 and a != b
