@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from membank_server.config import Settings
-from membank_server.domain.ports import Cache, Embedder, Generations, MemoryStore, PopularQueries
+from membank_server.domain.ports import (
+    AuditLog,
+    Cache,
+    Embedder,
+    Generations,
+    MemoryStore,
+    PopularQueries,
+)
 from membank_server.domain.telemetry import NullTelemetry, Telemetry
 from membank_server.services.inputs import Limits
 from membank_server.services.memories import MemoryService
@@ -15,12 +22,18 @@ from membank_server.services.recall_cache import CacheStats, RecallCache
 from membank_server.services.runtime import Runtime, WarmupPlan
 from membank_server.services.warmup import CacheWarmer, LockFactory, local_lock
 
+if TYPE_CHECKING:
+    from membank_server.security.crypto import KeyRing
+
 __all__ = [
+    "build_audit_log",
     "build_embedder",
+    "build_key_ring",
     "build_recall_cache",
     "build_runtime",
     "build_single_store",
     "build_store",
+    "security_dir",
 ]
 
 #: The default embedder's vector size (all-MiniLM-L6-v2).
@@ -270,3 +283,34 @@ def build_runtime(
         warmer=warmer,
         warmup=plan,
     )
+
+
+def security_dir(settings: Settings) -> Path:
+    """Where the key database and the audit file live (the data folder by default)."""
+    return Path(settings.security.dir or settings.storage.edge.path)
+
+
+def build_audit_log(settings: Settings) -> AuditLog:
+    a = settings.security.audit
+    if a.sink == "postgres":
+        from membank_server.security.audit_pg import PgAuditLog
+
+        dsn = a.dsn or settings.storage.postgres.dsn
+        assert dsn is not None  # checked by load_settings
+        return PgAuditLog(dsn, schema=a.schema)
+    from membank_server.security.audit_file import FileAuditLog
+
+    return FileAuditLog(Path(a.path) if a.path else security_dir(settings) / "audit.log")
+
+
+def build_key_ring(settings: Settings) -> KeyRing | None:
+    """The data-key ring when field encryption is on."""
+    enc = settings.security.encryption
+    if not enc.enabled:
+        return None
+    from membank_server.security.crypto import KeyRing
+
+    if enc.keys_file:
+        return KeyRing.from_file(Path(enc.keys_file))
+    assert enc.active is not None and enc.index_key is not None  # checked by load_settings
+    return KeyRing.from_settings(keys=enc.keys, active=enc.active, index_key=enc.index_key)

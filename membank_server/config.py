@@ -9,6 +9,7 @@ A bad setting fails at start with one line naming it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -21,13 +22,18 @@ import msgspec
 from membank_server.domain.errors import ConfigError
 
 __all__ = [
+    "AuditSettings",
     "CacheSettings",
     "EdgeSettings",
     "EmbedderSettings",
+    "EncryptionSettings",
     "HybridSettings",
     "LimitSettings",
+    "LockoutSettings",
     "PostgresSettings",
     "QdrantSettings",
+    "RateLimitSettings",
+    "SecuritySettings",
     "ServerSettings",
     "Settings",
     "StorageSettings",
@@ -36,7 +42,7 @@ __all__ = [
 ]
 
 _PREFIX = "MEMBANK_"
-_SECRET_KEYS = ("api_key", "password", "secret", "token")
+_SECRET_KEYS = ("api_key", "admin_key", "index_key", "password", "secret", "token")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 MiB = 1024 * 1024
 
@@ -169,12 +175,91 @@ class EmbedderSettings(_Section):
     retries: int = 3
 
 
+class RateLimitSettings(_Section):
+    """Per API key: a sustained rate with a burst (a key may override both)."""
+
+    enabled: bool = True
+    requests_per_second: float = 200.0
+    burst: int = 400
+
+
+class LockoutSettings(_Section):
+    """Failed authentication from one client, or against one key, locks it for a while.
+
+    ``max_failures`` within ``window_seconds`` starts a lockout of ``base_seconds``
+    that doubles with each further lockout up to ``max_seconds``; the doubling is
+    forgotten after ``reset_seconds`` without failures.
+    """
+
+    enabled: bool = True
+    max_failures: int = 10
+    window_seconds: float = 60.0
+    base_seconds: float = 30.0
+    max_seconds: float = 900.0
+    reset_seconds: float = 3600.0
+
+
+class AuditSettings(_Section):
+    """Where the append-only audit log goes: a JSON-lines file or a PostgreSQL table."""
+
+    sink: Literal["file", "postgres"] = "file"
+    #: The file sink's path; defaults to ``<security dir>/audit.log``.
+    path: str | None = None
+    #: The postgres sink's DSN; defaults to ``storage.postgres.dsn``.
+    dsn: str | None = None
+    schema: str = "membank"
+
+
+class EncryptionSettings(_Section):
+    """Field-level AES-256-GCM of ``content`` and chosen metadata keys (vectors stay clear).
+
+    Keys are base64 of 32 random bytes, by id: ``keys = {k1 = "..."}`` with
+    ``active = "k1"``, or a JSON ``keys_file`` holding ``active``, ``keys`` and
+    ``index_key``. ``index_key`` keys the hash used to find exact duplicates.
+    """
+
+    enabled: bool = False
+    keys: dict[str, str] = msgspec.field(default_factory=dict)
+    active: str | None = None
+    index_key: str | None = None
+    keys_file: str | None = None
+    metadata_keys: list[str] = msgspec.field(default_factory=list)
+
+
+class SecuritySettings(_Section):
+    """API keys bound to tenants, lockout, rate limits, audit and field encryption."""
+
+    auth: bool = True
+    #: An admin key to accept (created on first start when absent); when unset, the
+    #: first start creates one and prints it once.
+    admin_key: str | None = None
+    #: Folder for the key database and the audit file; defaults to storage.edge.path.
+    dir: str | None = None
+    keys_backend: Literal["sqlite", "postgres"] = "sqlite"
+    #: The postgres key store's DSN; defaults to ``storage.postgres.dsn``.
+    keys_dsn: str | None = None
+    #: How long a verified key is trusted before it is looked up again (revocation delay
+    #: on other instances; the instance that revokes forgets at once).
+    key_cache_seconds: float = 2.0
+    #: Shared lockout and rate-limit state; defaults to ``cache.redis_url``.
+    redis_url: str | None = None
+    #: Proxies (IPs or CIDRs) whose X-Forwarded-For is believed.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    cors_origins: list[str] = msgspec.field(default_factory=list)
+    metrics_public: bool = True
+    rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+    lockout: LockoutSettings = msgspec.field(default_factory=LockoutSettings)
+    audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
+    encryption: EncryptionSettings = msgspec.field(default_factory=EncryptionSettings)
+
+
 class Settings(_Section):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     embedder: EmbedderSettings = msgspec.field(default_factory=EmbedderSettings)
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
@@ -262,8 +347,54 @@ def _check(settings: Settings) -> None:
         )
     if not 0 < c.warmup_sample <= 1:
         raise ConfigError(f"setting cache.warmup_sample must be in (0, 1], got {c.warmup_sample}")
+    _check_security(settings)
     if settings.embedder.provider == "openai" and not settings.embedder.base_url:
         raise ConfigError("setting embedder.base_url is required with embedder.provider=openai")
+
+
+def _check_security(settings: Settings) -> None:
+    sec = settings.security
+    positive = {
+        "security.rate_limit.requests_per_second": sec.rate_limit.requests_per_second,
+        "security.rate_limit.burst": sec.rate_limit.burst,
+        "security.lockout.max_failures": sec.lockout.max_failures,
+        "security.lockout.window_seconds": sec.lockout.window_seconds,
+        "security.lockout.base_seconds": sec.lockout.base_seconds,
+        "security.lockout.max_seconds": sec.lockout.max_seconds,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"setting {name} must be positive, got {value}")
+    if sec.admin_key is not None and len(sec.admin_key) < 32:
+        raise ConfigError("setting security.admin_key must be at least 32 characters")
+    pg_dsn = settings.storage.postgres.dsn
+    if sec.keys_backend == "postgres" and not (sec.keys_dsn or pg_dsn):
+        raise ConfigError(
+            "security.keys_backend=postgres needs security.keys_dsn or storage.postgres.dsn"
+        )
+    if sec.audit.sink == "postgres" and not (sec.audit.dsn or pg_dsn):
+        raise ConfigError(
+            "security.audit.sink=postgres needs security.audit.dsn or storage.postgres.dsn"
+        )
+    for cidr in sec.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"setting security.trusted_proxies: {cidr!r} is not an IP address or CIDR"
+            ) from exc
+    enc = sec.encryption
+    if enc.enabled and not enc.keys_file and not (enc.keys and enc.active and enc.index_key):
+        raise ConfigError(
+            "security.encryption.enabled needs security.encryption.keys_file, or "
+            "security.encryption.keys with .active and .index_key "
+            "(make them with: membank keys generate-data-key)"
+        )
+    if enc.active is not None and enc.keys and enc.active not in enc.keys:
+        raise ConfigError(
+            f"setting security.encryption.active names {enc.active!r}, which is not in "
+            "security.encryption.keys"
+        )
 
 
 def _stores_used(storage: StorageSettings) -> set[str]:
@@ -311,7 +442,7 @@ def masked(settings: Settings) -> dict[str, Any]:
     def mask(node: Any) -> Any:
         if isinstance(node, dict):
             return {
-                k: ("***" if v and any(s in k for s in _SECRET_KEYS) else mask(v))
+                k: ("***" if v and (k == "keys" or k.endswith(_SECRET_KEYS)) else mask(v))
                 for k, v in node.items()
             }
         if isinstance(node, str):

@@ -36,7 +36,7 @@ from membank_server.services.inputs import (
 )
 from membank_server.services.recall_cache import RecallCache
 
-__all__ = ["MemoryService"]
+__all__ = ["MemoryService", "UserLocks"]
 
 _IDEMPOTENCY_NS = UUID("6f1c9a52-3a77-4c55-9d3e-2b0c7a9e8d41")
 _STRIPES = 128
@@ -66,7 +66,7 @@ class _MemoryIds:
         return UUID(int=(value & ~(0x3 << 62)) | (0x2 << 62))
 
 
-class _UserLocks:
+class UserLocks:
     """Striped per-user locks: read-modify-write of one user's memories is serial."""
 
     def __init__(self) -> None:
@@ -106,7 +106,7 @@ class MemoryService:
         self.limits = limits or Limits()
         self.telemetry = telemetry or NullTelemetry()
         self._clock = clock
-        self._locks = _UserLocks()
+        self.locks = UserLocks()
         self.recall_cache = recall_cache
         self._ids = _MemoryIds()
 
@@ -161,7 +161,7 @@ class MemoryService:
     ) -> list[tuple[Memory, bool]]:
         now = self._clock()
         self._validate(items, now, batch)
-        async with self._locks.hold(item.user_id for item in items):
+        async with self.locks.hold(item.user_id for item in items):
             explicit = [item.id for item in items if item.id is not None]
             owners = await self.store.owners(explicit)
             for i, item in enumerate(items):
@@ -265,7 +265,7 @@ class MemoryService:
         check_expiry(patch.expires_at, now, {})
         if patch.vector is not None:
             check_vector(patch.vector, self.embedder.dimension, {})
-        async with self._locks.hold([user_id]):
+        async with self.locks.hold([user_id]):
             old = await self._live_record(user_id, memory_id, now)
             if if_match is not None and if_match != old.memory.version:
                 raise PreconditionFailed(
@@ -298,7 +298,7 @@ class MemoryService:
     async def forget(self, user_id: str, memory_id: UUID) -> None:
         """Delete one memory; its history stays readable until the user is erased."""
         now = self._clock()
-        async with self._locks.hold([user_id]):
+        async with self.locks.hold([user_id]):
             old = await self._live_record(user_id, memory_id, now)
             m = replace(old.memory, version=old.memory.version + 1, updated_at=now)
             event = HistoryEvent(Event.DELETE, m.version, m.content, m.metadata, now)
@@ -309,7 +309,7 @@ class MemoryService:
 
     async def forget_user(self, user_id: str) -> int:
         """Erase every memory of a user and its history; returns how many were live."""
-        async with self._locks.hold([user_id]):
+        async with self.locks.hold([user_id]):
             erased = await self.store.delete_user(user_id)
             await self._invalidate([user_id])
             return erased

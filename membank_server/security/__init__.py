@@ -1,0 +1,1 @@
+"""Adapters for security: API keys, audit log, throttling and field encryption."""
