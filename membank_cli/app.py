@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from membank_cli import bench, cache, collection, config, storage
+from membank_cli import audit, bench, cache, collection, config, keys, storage
 from membank_cli.serve import serve
 
 __all__ = ["app", "main"]
@@ -21,6 +21,8 @@ app.add_typer(collection.app, name="collection")
 app.add_typer(config.app, name="config")
 app.add_typer(cache.app, name="cache")
 app.add_typer(storage.app, name="storage")
+app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

@@ -17,10 +17,17 @@ app = typer.Typer(
     help="Warm, inspect or flush the search cache of a running server.", no_args_is_help=True
 )
 UrlOption = typer.Option("http://127.0.0.1:8080", "--url", help="The running membank server.")
+KeyOption = typer.Option(
+    None, "--api-key", envvar="MEMBANK_API_KEY", help="An admin API key [env: MEMBANK_API_KEY]."
+)
 
 
-def _client(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=60)
+def _headers(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _client(url: str, key: str | None) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=60, headers=_headers(key))
 
 
 def _checked(r: httpx.Response) -> Any:
@@ -33,17 +40,19 @@ def _checked(r: httpx.Response) -> Any:
     return r.json()
 
 
-def _get(url: str, path: str, **params: Any) -> Any:
+def _get(url: str, key: str | None, path: str, **params: Any) -> Any:
     try:
-        with _client(url) as http:
+        with _client(url, key) as http:
             return _checked(http.get(path, params=params))
     except httpx.TransportError as exc:
         fail(f"cannot reach the server at {url}: {exc}")
 
 
-async def _replay(url: str, bodies: list[dict[str, Any]], batch_size: int) -> dict[str, int]:
+async def _replay(
+    url: str, key: str | None, bodies: list[dict[str, Any]], batch_size: int
+) -> dict[str, int]:
     outcomes = {"warmed": 0, "already_cached": 0, "failed": 0}
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=60, headers=_headers(key)) as http:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("warming", total=len(bodies))
             for start in range(0, len(bodies), batch_size):
@@ -71,11 +80,12 @@ def warmup(
     batch_size: int = typer.Option(32, min=1, help="Searches replayed at once."),
     top: int = typer.Option(50, min=1, help="How many of the most asked searches to consider."),
     url: str = UrlOption,
+    key: str | None = KeyOption,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Replay the most asked searches of a sample of users so they are cache hits."""
     if strategy == "scheduled":
-        stats = _get(url, "/v1/cache/stats")["warmup"]
+        stats = _get(url, key, "/v1/cache/stats")["warmup"]
         if stats["strategy"] != "scheduled":
             fail(
                 "the server has no schedule: start it with cache.warmup_strategy=scheduled "
@@ -85,7 +95,7 @@ def warmup(
         return
     if strategy == "lazy":
         try:
-            with _client(url) as http:
+            with _client(url, key) as http:
                 _checked(
                     http.post(
                         "/v1/cache/warmup",
@@ -103,8 +113,8 @@ def warmup(
         return
     if strategy != "eager":
         fail("--strategy is eager, lazy or scheduled")
-    items = _get(url, "/v1/cache/popular", k=top, sample=sample)["items"]
-    outcomes = asyncio.run(_replay(url, [i["search"] for i in items], batch_size))
+    items = _get(url, key, "/v1/cache/popular", k=top, sample=sample)["items"]
+    outcomes = asyncio.run(_replay(url, key, [i["search"] for i in items], batch_size))
     summary = {"selected": len(items), "users": len({i["user_id"] for i in items}), **outcomes}
     if as_json:
         print_json(summary)
@@ -113,9 +123,11 @@ def warmup(
 
 
 @app.command()
-def stats(url: str = UrlOption, as_json: bool = typer.Option(False, "--json")) -> None:
+def stats(
+    url: str = UrlOption, key: str | None = KeyOption, as_json: bool = typer.Option(False, "--json")
+) -> None:
     """Hits, misses and hit ratio per cache level, as the server counts them."""
-    data = _get(url, "/v1/cache/stats")
+    data = _get(url, key, "/v1/cache/stats")
     if as_json or not data["enabled"]:
         print_json(data)
         return
@@ -140,10 +152,11 @@ def stats(url: str = UrlOption, as_json: bool = typer.Option(False, "--json")) -
 def flush(
     user: str = typer.Option(None, "--user", help="Only this user's cached searches."),
     url: str = UrlOption,
+    key: str | None = KeyOption,
 ) -> None:
     """Drop cached searches (and, without --user, cached embeddings)."""
     try:
-        with _client(url) as http:
+        with _client(url, key) as http:
             params = {"user_id": user} if user else {}
             n = _checked(http.delete("/v1/cache", params=params))["flushed"]
     except httpx.TransportError as exc:

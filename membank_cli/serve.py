@@ -52,4 +52,7 @@ def serve(
         log_config=None,
         log_level=s.log_level,
         timeout_graceful_shutdown=10,
+        # The client address is ours to work out (trusted proxies only), not uvicorn's.
+        proxy_headers=False,
+        server_header=False,
     )

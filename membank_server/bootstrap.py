@@ -12,10 +12,13 @@ from membank_server.domain.ports import (
     Cache,
     Embedder,
     Generations,
+    KeyStore,
     MemoryStore,
     PopularQueries,
+    Throttle,
 )
 from membank_server.domain.telemetry import NullTelemetry, Telemetry
+from membank_server.services.access import AccessService
 from membank_server.services.inputs import Limits
 from membank_server.services.memories import MemoryService
 from membank_server.services.recall_cache import CacheStats, RecallCache
@@ -29,10 +32,12 @@ __all__ = [
     "build_audit_log",
     "build_embedder",
     "build_key_ring",
+    "build_key_store",
     "build_recall_cache",
     "build_runtime",
     "build_single_store",
     "build_store",
+    "build_throttle",
     "security_dir",
 ]
 
@@ -176,7 +181,7 @@ def limits_of(settings: Settings) -> Limits:
 
 
 def build_recall_cache(
-    settings: Settings, telemetry: Telemetry
+    settings: Settings, telemetry: Telemetry, ring: KeyRing | None = None
 ) -> tuple[RecallCache | None, LockFactory]:
     """The tiered cache: L1 in process, L2 the shared Redis, L3 the persistent Redis.
 
@@ -219,9 +224,9 @@ def build_recall_cache(
             connect_timeout=c.redis_timeout,
             timeout=c.redis_timeout,
         )
-        levels.append(l2)
+        shared: list[Cache] = [l2]
         if c.l3_url:
-            levels.append(
+            shared.append(
                 RedisCache(
                     c.l3_url,
                     name="l3",
@@ -230,6 +235,12 @@ def build_recall_cache(
                     timeout=c.redis_timeout,
                 )
             )
+        if ring is not None:
+            # Cached hits hold memory contents: sealed too, outside the process.
+            from membank_server.security.encrypted_cache import EncryptedCache
+
+            shared = [EncryptedCache(level, ring) for level in shared]
+        levels.extend(shared)
         generations = RedisGenerations(l2)
         popular = RedisPopularQueries(l2, window_seconds=c.popular_window_seconds)
         lock: LockFactory = l2.lock
@@ -251,6 +262,32 @@ def build_recall_cache(
     return recall, lock
 
 
+def build_key_store(settings: Settings) -> KeyStore:
+    sec = settings.security
+    if sec.keys_backend == "postgres":
+        from membank_server.security.keys_pg import PgKeyStore
+
+        dsn = sec.keys_dsn or settings.storage.postgres.dsn
+        assert dsn is not None  # checked by load_settings
+        return PgKeyStore(dsn, schema=settings.storage.postgres.schema)
+    from membank_server.security.keys_sqlite import SqliteKeyStore
+
+    return SqliteKeyStore(security_dir(settings) / "keys.db")
+
+
+def build_throttle(settings: Settings) -> Throttle:
+    from membank_server.security.throttle import LocalThrottle, LockoutPolicy, RedisThrottle
+
+    lo = settings.security.lockout
+    policy = LockoutPolicy(
+        lo.max_failures, lo.window_seconds, lo.base_seconds, lo.max_seconds, lo.reset_seconds
+    )
+    url = settings.security.redis_url or settings.cache.redis_url
+    if url:
+        return RedisThrottle(url, policy, timeout=settings.cache.redis_timeout)
+    return LocalThrottle(policy)
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -261,10 +298,28 @@ def build_runtime(
     """Build every service of one process; pass an adapter to override the configured one."""
     telemetry = telemetry or NullTelemetry()
     store = store or build_store(settings, telemetry.storage_event)
+    ring = build_key_ring(settings)
+    if ring is not None:
+        from membank_server.security.encrypted_store import EncryptedStore
+
+        store = EncryptedStore(
+            store, ring, metadata_keys=settings.security.encryption.metadata_keys
+        )
     embedder = embedder or build_embedder(settings)
-    recall_cache, lock = build_recall_cache(settings, telemetry)
+    recall_cache, lock = build_recall_cache(settings, telemetry, ring)
     memories = MemoryService(
         store, embedder, limits_of(settings), telemetry, recall_cache=recall_cache
+    )
+    rotation = None
+    if ring is not None:
+        from membank_server.services.rotation import DataKeyRotation
+
+        rotation = DataKeyRotation(store, memories.locks.hold)  # type: ignore[arg-type]
+    sec = settings.security
+    access = (
+        AccessService(build_key_store(settings), cache_seconds=sec.key_cache_seconds)
+        if sec.auth
+        else None
     )
     c = settings.cache
     warmer = (
@@ -282,6 +337,11 @@ def build_runtime(
         settings.server.purge_interval_seconds,
         warmer=warmer,
         warmup=plan,
+        access=access,
+        audit=build_audit_log(settings),
+        throttle=build_throttle(settings) if sec.auth else None,
+        rotation=rotation,
+        configured_admin_key=sec.admin_key,
     )
 
 

@@ -10,6 +10,7 @@ A bad setting fails at start with one line naming it.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 _PREFIX = "MEMBANK_"
+#: MEMBANK_ variables that are not settings: the config file, and the CLI's API key.
+_NOT_SETTINGS = ("MEMBANK_CONFIG", "MEMBANK_API_KEY")
 _SECRET_KEYS = ("api_key", "admin_key", "index_key", "password", "secret", "token")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 MiB = 1024 * 1024
@@ -273,7 +276,7 @@ def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(_PREFIX) or name == f"{_PREFIX}CONFIG":
+        if not name.startswith(_PREFIX) or name in _NOT_SETTINGS:
             continue
         path = name[len(_PREFIX) :].lower().split("__")
         node = tree
@@ -281,9 +284,21 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{name}: conflicts with another MEMBANK_ variable")
-        # An empty value means "unset", so None-able settings can be cleared.
-        node[path[-1]] = None if value == "" else value
+        node[path[-1]] = _env_value(name, value)
     return tree
+
+
+def _env_value(name: str, value: str) -> Any:
+    """An empty value means "unset" (so None-able settings can be cleared); JSON sets a
+    list or dict: ``MEMBANK_SECURITY__TRUSTED_PROXIES='["10.0.0.0/8"]'``."""
+    if value == "":
+        return None
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{name}: not valid JSON: {exc}") from exc
+    return value
 
 
 def _check(settings: Settings) -> None:

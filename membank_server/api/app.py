@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, MediaType, Response, Router, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from membank_server.api.admin import AdminController, whoami
 from membank_server.api.cache import CacheController
 from membank_server.api.controllers import (
     BatchController,
@@ -20,7 +24,9 @@ from membank_server.api.controllers import (
     before_memory_request,
     mark_backend,
 )
-from membank_server.api.errors import error_response, exception_handlers
+from membank_server.api.errors import error_response, exception_handlers, responses
+from membank_server.api.security import SecurityMiddleware
+from membank_server.api.tenancy import admin_only
 from membank_server.config import Settings
 from membank_server.services.runtime import Runtime
 
@@ -32,12 +38,21 @@ class _Metrics(PrometheusController):
     include_in_schema = False
 
 
-@get("/health", tags=["ops"], summary="Liveness", sync_to_thread=False)
+class _PublicMetrics(_Metrics):
+    opt = {"public": True}
+
+
+@get("/health", tags=["ops"], summary="Liveness", sync_to_thread=False, opt={"public": True})
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", tags=["ops"], summary="Readiness: 503 until storage and embedder are ready")
+@get(
+    "/ready",
+    tags=["ops"],
+    summary="Readiness: 503 until storage and embedder are ready",
+    opt={"public": True},
+)
 async def ready(state: State) -> Response[Any]:
     runtime: Runtime = state.runtime
     checks = {"storage": runtime.store_ready, "embedder": runtime.embedder_ready}
@@ -47,7 +62,13 @@ async def ready(state: State) -> Response[Any]:
     return error_response(503, "not_ready", reason, checks, {"Retry-After": "1"})
 
 
-@get("/v1/collection", tags=["ops"], summary="Collection configuration and counts")
+@get(
+    "/v1/collection",
+    tags=["ops"],
+    summary="Collection configuration and counts",
+    guards=[admin_only],
+    responses=responses(503),
+)
 async def collection(state: State) -> dict[str, Any]:
     runtime: Runtime = state.runtime
     info = await runtime.store.info()
@@ -71,6 +92,16 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.start()
+        if runtime.admin_key is not None:
+            # Shown once, on the terminal, never through logging; only its hash is kept.
+            sys.stderr.write(
+                "\n  membank created the first admin API key; it is shown only this once:\n"
+                f"\n      {runtime.admin_key}\n\n"
+                "  Send it as 'Authorization: Bearer <key>'; make other keys with "
+                "'membank keys create'.\n\n"
+            )
+            sys.stderr.flush()
+            runtime.admin_key = None
         try:
             yield
         finally:
@@ -78,7 +109,14 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
 
     v1 = Router(
         path="/",
-        route_handlers=[MemoryController, SearchController, CacheController, collection],
+        route_handlers=[
+            MemoryController,
+            SearchController,
+            CacheController,
+            AdminController,
+            collection,
+            whoami,
+        ],
         request_max_body_size=settings.server.max_body_bytes,
         before_request=before_memory_request,
         after_request=mark_backend,
@@ -93,18 +131,33 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
     prometheus = PrometheusConfig(
         app_name="membank", prefix="membank", group_path=True, exclude=["/metrics"]
     )
+    sec = settings.security
+    security = SecurityMiddleware(sec, runtime.access, runtime.throttle, runtime.audit)
+    metrics = _PublicMetrics if sec.metrics_public else _Metrics
+    cors = CORSConfig(allow_origins=sec.cors_origins) if sec.cors_origins else None
     return Litestar(
-        route_handlers=[v1, batch, health, ready, _Metrics],
+        route_handlers=[v1, batch, health, ready, metrics],
         lifespan=[lifespan],
         state=State({"runtime": runtime}),
         exception_handlers=exception_handlers,
-        middleware=[prometheus.middleware],
+        middleware=[prometheus.middleware, security],
+        cors_config=cors,
         openapi_config=OpenAPIConfig(
             title="membank",
             version="0.1.0",
             description="A memory bank for AI agents.",
             path="/schema",
             render_plugins=[SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="An API key: Authorization: Bearer mbk_...",
+                    )
+                }
+            ),
+            security=[{"apiKey": []}],
         ),
         logging_config=None,
         debug=False,

@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody, QueryParameter
 
 from membank_server.api.errors import responses
+from membank_server.api.tenancy import admin_only
 from membank_server.domain.errors import InvalidInput
 from membank_server.domain.model import USER_ID_PATTERN
 from membank_server.services.inputs import RecallQuery
@@ -64,6 +65,7 @@ def _cache(runtime: Runtime) -> RecallCache:
 
 class CacheController(Controller):
     path = "/v1/cache"
+    guards = [admin_only]
     tags = ["cache"]
 
     @get("/stats", summary="Cache outcomes and hit ratios per level in this process")
@@ -105,6 +107,7 @@ class CacheController(Controller):
         summary="Warm the cache now (eager) or in the background (lazy)",
         status_code=200,
         responses=responses(415, 422, 503),
+        opt={"audit": "cache.warmup"},
     )
     async def warmup(self, state: State, data: JSONBody[WarmupBody]) -> Response[dict[str, Any]]:
         runtime: Runtime = state.runtime
@@ -131,6 +134,7 @@ class CacheController(Controller):
         status_code=200,
         summary="Flush cached searches (of one user, or everything)",
         responses=responses(422, 503),
+        opt={"audit": "cache.flush"},
     )
     async def flush(
         self,

@@ -28,6 +28,7 @@ from membank_server.api.schemas import (
     SearchResponse,
     SearchResult,
 )
+from membank_server.api.tenancy import Tenancy, provide_tenancy
 from membank_server.domain.model import USER_ID_PATTERN
 from membank_server.domain.routing import answered_by, note_backend
 from membank_server.services.memories import MemoryService
@@ -53,6 +54,7 @@ UserQuery = Annotated[
     ),
 ]
 Memories = NamedDependency[MemoryService]
+Tenant = NamedDependency[Tenancy]
 OptionalId = Annotated[
     str | None, QueryParameter(min_length=1, max_length=128, pattern=USER_ID_PATTERN.pattern)
 ]
@@ -81,7 +83,10 @@ def _etag(version: int) -> dict[str, str]:
 class MemoryController(Controller):
     path = "/v1/memories"
     tags = ["memories"]
-    dependencies = {"memories": Provide(provide_memories, sync_to_thread=False)}
+    dependencies = {
+        "memories": Provide(provide_memories, sync_to_thread=False),
+        "tenancy": Provide(provide_tenancy, sync_to_thread=False),
+    }
 
     @post(
         status_code=HTTP_201_CREATED,
@@ -98,10 +103,12 @@ class MemoryController(Controller):
         self,
         data: JSONBody[MemoryCreate],
         memories: Memories,
+        tenancy: Tenant,
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255)
         ] = None,
     ) -> Response[MemoryRead]:
+        await tenancy.create({data.user_id})
         memory, created = await memories.remember(data.to_domain(), idempotency_key)
         return Response(
             MemoryRead.of(memory),
@@ -111,8 +118,9 @@ class MemoryController(Controller):
 
     @get("/{memory_id:uuid}", summary="Read a memory", responses=responses(404, 422, 503))
     async def read(
-        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories
+        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories, tenancy: Tenant
     ) -> Response[MemoryRead]:
+        await tenancy.read(user_id)
         memory = await memories.get(user_id, memory_id)
         return Response(MemoryRead.of(memory), headers=_etag(memory.version))
 
@@ -125,11 +133,13 @@ class MemoryController(Controller):
         self,
         user_id: UserQuery,
         memories: Memories,
+        tenancy: Tenant,
         agent_id: OptionalId = None,
         session_id: OptionalId = None,
         limit: Annotated[int, QueryParameter(ge=1)] = 100,
         cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
     ) -> MemoryPage:
+        await tenancy.read(user_id)
         page = await memories.list_page(
             user_id, limit=limit, cursor=cursor, agent_id=agent_id, session_id=session_id
         )
@@ -146,8 +156,10 @@ class MemoryController(Controller):
         user_id: UserQuery,
         data: JSONBody[MemoryUpdate],
         memories: Memories,
+        tenancy: Tenant,
         if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
     ) -> Response[MemoryRead]:
+        await tenancy.read(user_id)
         memory = await memories.update(user_id, memory_id, data.to_domain(), _if_match(if_match))
         return Response(MemoryRead.of(memory), headers=_etag(memory.version))
 
@@ -157,8 +169,9 @@ class MemoryController(Controller):
         responses=responses(404, 422, 503),
     )
     async def history(
-        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories
+        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories, tenancy: Tenant
     ) -> HistoryList:
+        await tenancy.read(user_id)
         events = await memories.history(user_id, memory_id)
         return HistoryList([HistoryRead.of(e) for e in events])
 
@@ -167,18 +180,22 @@ class MemoryController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete a memory",
         responses=responses(404, 422, 503),
+        opt={"audit": "memory.delete"},
     )
     async def remove(
-        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories
+        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories, tenancy: Tenant
     ) -> None:
+        await tenancy.read(user_id)
         await memories.forget(user_id, memory_id)
 
     @delete(
         status_code=HTTP_200_OK,
         summary="Erase all of a user's memories and their history",
-        responses=responses(422, 503),
+        responses=responses(404, 422, 503),
+        opt={"audit": "memory.erase_user"},
     )
-    async def erase_user(self, user_id: UserQuery, memories: Memories) -> Deleted:
+    async def erase_user(self, user_id: UserQuery, memories: Memories, tenancy: Tenant) -> Deleted:
+        await tenancy.read(user_id)
         return Deleted(await memories.forget_user(user_id))
 
 
@@ -187,7 +204,10 @@ class BatchController(Controller):
 
     path = "/v1/memories/batch"
     tags = ["memories"]
-    dependencies = {"memories": Provide(provide_memories, sync_to_thread=False)}
+    dependencies = {
+        "memories": Provide(provide_memories, sync_to_thread=False),
+        "tenancy": Provide(provide_tenancy, sync_to_thread=False),
+    }
 
     @post(
         status_code=HTTP_201_CREATED,
@@ -195,7 +215,10 @@ class BatchController(Controller):
         description="All or nothing on validation: one bad item is a 422 naming its index.",
         responses=responses(400, 409, 413, 415, 422, 503),
     )
-    async def create_batch(self, data: JSONBody[BatchCreate], memories: Memories) -> BatchRead:
+    async def create_batch(
+        self, data: JSONBody[BatchCreate], memories: Memories, tenancy: Tenant
+    ) -> BatchRead:
+        await tenancy.create({m.user_id for m in data.memories})
         results = await memories.remember_many([m.to_domain() for m in data.memories])
         return BatchRead(
             items=[MemoryRead.of(m) for m, _ in results],
@@ -206,7 +229,10 @@ class BatchController(Controller):
 class SearchController(Controller):
     path = "/v1/search"
     tags = ["search"]
-    dependencies = {"memories": Provide(provide_memories, sync_to_thread=False)}
+    dependencies = {
+        "memories": Provide(provide_memories, sync_to_thread=False),
+        "tenancy": Provide(provide_tenancy, sync_to_thread=False),
+    }
 
     @post(
         status_code=HTTP_200_OK,
@@ -215,8 +241,9 @@ class SearchController(Controller):
         responses=responses(400, 413, 415, 422, 503),
     )
     async def search(
-        self, data: JSONBody[SearchBody], memories: Memories
+        self, data: JSONBody[SearchBody], memories: Memories, tenancy: Tenant
     ) -> Response[SearchResponse]:
+        await tenancy.read(data.user_id)
         started = time.perf_counter()
         hits, cache = await memories.recall(data.to_domain())
         return Response(
@@ -234,7 +261,10 @@ async def before_memory_request(request: Request[Any, Any, Any]) -> None:
     configured store as the default answer to "which backend served this"."""
     runtime: Runtime = request.app.state.runtime
     note_backend(runtime.store.backend)
-    if request.method in ("POST", "PATCH", "PUT"):
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    if request.method in ("POST", "PATCH", "PUT") and has_body:
         kind = request.headers.get("content-type", "")
         if kind.split(";", 1)[0].strip().lower() != "application/json":
             raise HTTPException(

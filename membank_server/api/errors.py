@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -13,10 +14,14 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from membank_server.api.schemas import ErrorBody, ErrorInfo
 from membank_server.domain.errors import (
     Conflict,
+    Forbidden,
+    IntegrityError,
     InvalidInput,
     MembankError,
     NotFound,
     PreconditionFailed,
+    TooManyRequests,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -35,6 +40,10 @@ ERROR_STATUS: dict[type[MembankError], int] = {
     NotFound: 404,
     Conflict: 409,
     PreconditionFailed: 412,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    TooManyRequests: 429,
+    IntegrityError: 500,
     Unavailable: 503,
 }
 
@@ -77,6 +86,8 @@ def _domain(_: Request[Any, Any, Any], exc: MembankError) -> Response[ErrorBody]
     if status >= 500:
         _log.error("%s: %s", type(exc).__name__, exc.message)
     headers = {"Retry-After": "1"} if status == 503 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return error_response(status, exc.code, exc.message, exc.details, headers)
 
 
@@ -115,21 +126,25 @@ exception_handlers: dict[type[Exception] | int, Any] = {
 
 _DOCUMENTED = {
     400: "malformed request: bad JSON or a bad header",
-    404: "no such memory for this user",
+    401: "no API key, or one that is unknown, expired or revoked",
+    403: "the key may not do this (another user's memories, or an admin function)",
+    404: "no such memory for this user (also: a user outside the key's scope)",
     409: "the id or Idempotency-Key is taken by another request",
     412: "If-Match does not name the current version",
     413: "request body over the size limit",
     415: "the body is not application/json",
     422: "a value is invalid; details name the field (and the index in a batch)",
+    429: "rate limited or locked out; retry after Retry-After seconds",
     503: "storage or embedder not available; retry after Retry-After",
 }
 
 
 def responses(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the error answers a handler can give."""
+    """OpenAPI entries for the error answers a handler can give (and, as every
+    route but the public ones is behind an API key: 401, 403 and 429)."""
     return {
         c: ResponseSpec(
             data_container=ErrorBody, description=_DOCUMENTED[c], generate_examples=False
         )
-        for c in codes
+        for c in sorted({*codes, 401, 403, 429})
     }

@@ -7,12 +7,16 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from membank_server.domain.errors import EmbedderUnavailable, MembankError
-from membank_server.domain.ports import Embedder, MemoryStore
+from membank_server.domain.ports import AuditLog, Embedder, MemoryStore, Throttle
+from membank_server.services.access import AccessService
 from membank_server.services.memories import MemoryService
 from membank_server.services.warmup import CacheWarmer, WarmupReport
+
+if TYPE_CHECKING:
+    from membank_server.services.rotation import DataKeyRotation
 
 __all__ = ["Runtime", "WarmupPlan"]
 
@@ -61,6 +65,14 @@ class Runtime:
     warmed: bool = False
     last_warmup: WarmupReport | None = None
     warmup_rounds: int = 0
+    #: Keys, teams and the tenant check; None when authentication is off.
+    access: AccessService | None = None
+    audit: AuditLog | None = None
+    throttle: Throttle | None = None
+    rotation: DataKeyRotation | None = None
+    #: The admin key a first start created, for the server to print once.
+    admin_key: str | None = None
+    configured_admin_key: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _scheduler: Any = None
 
@@ -70,6 +82,11 @@ class Runtime:
         return self.store_ready and self.embedder_ready and (self.warmed or not eager)
 
     async def start(self, *, background: bool = True) -> None:
+        if self.audit is not None:
+            await self.audit.start()
+        if self.access is not None:
+            await self.access.keys.start()
+            self.admin_key = await self.access.ensure_admin(self.configured_admin_key)
         await self.store.start()
         self.store_ready = True
         if background:
@@ -168,3 +185,9 @@ class Runtime:
         if self.memories.recall_cache is not None:
             await self.memories.recall_cache.aclose()
         await self.store.aclose()
+        if self.throttle is not None:
+            await self.throttle.aclose()
+        if self.access is not None:
+            await self.access.keys.aclose()
+        if self.audit is not None:
+            await self.audit.aclose()

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from membank_cli.app import app
-from tests.support.server import ServerProcess
+from tests.support.server import ADMIN_KEY, ServerProcess
 from tests.support.valkey import ValkeyProcess
 
 
@@ -103,7 +103,7 @@ def test_warmup_makes_popular_queries_hits(cached_server: ServerProcess) -> None
         assert http.delete("/v1/cache").status_code == 200
         assert _search(http, users[0], "what food should I avoid?").json()["cache"] == "miss"
         assert http.delete("/v1/cache").status_code == 200
-        result = CliRunner().invoke(
+        result = CliRunner(env={"MEMBANK_API_KEY": ADMIN_KEY}).invoke(
             app,
             [
                 "cache",
@@ -123,7 +123,9 @@ def test_warmup_makes_popular_queries_hits(cached_server: ServerProcess) -> None
         assert '"warmed"' in result.stdout
         for u in users:
             assert _search(http, u, "what food should I avoid?").json()["cache"] == "hit"
-        stats = CliRunner().invoke(app, ["cache", "stats", "--url", cached_server.url])
+        stats = CliRunner(env={"MEMBANK_API_KEY": ADMIN_KEY}).invoke(
+            app, ["cache", "stats", "--url", cached_server.url]
+        )
         assert stats.exit_code == 0 and "l1" in stats.stdout
 
 
@@ -153,7 +155,7 @@ def test_scheduled_warmup_runs_on_its_cron(tmp_path: Path, valkey: ValkeyProcess
             warmup = http.get("/v1/cache/stats").json()["warmup"]
             assert warmup["rounds"] >= flushed_at + 2 and warmup["last"]["selected"] >= 1
             assert _search(http, user, "which instrument?").json()["cache"] == "hit"
-            cli = CliRunner().invoke(
+            cli = CliRunner(env={"MEMBANK_API_KEY": ADMIN_KEY}).invoke(
                 app, ["cache", "warmup", "--strategy", "scheduled", "--url", server.url]
             )
             assert cli.exit_code == 0 and "*/1 * * * * *" in cli.stderr
@@ -163,7 +165,7 @@ def test_scheduled_warmup_runs_on_its_cron(tmp_path: Path, valkey: ValkeyProcess
 
 def test_cli_flush_and_lazy_warmup(cached_server: ServerProcess) -> None:
     user = f"f-{uuid.uuid4().hex[:8]}"
-    runner = CliRunner()
+    runner = CliRunner(env={"MEMBANK_API_KEY": ADMIN_KEY})
     with cached_server.client() as http:
         http.post("/v1/memories", json={"user_id": user, "content": "I sail on weekends"})
         for _ in range(2):

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support.server import ServerProcess
+from tests.support.server import AUTH, ServerProcess
 
 DIM = 384
 
@@ -31,7 +31,7 @@ async def _ingest(
     stopped: threading.Event,
 ) -> None:
     queue = iter(bodies)
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers=AUTH) as client:
 
         async def worker() -> None:
             for body in queue:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from membank_cli.app import app
 from tests.support.postgres import PostgresProcess
-from tests.support.server import ServerProcess
+from tests.support.server import AUTH, ServerProcess
 
 DIM = 384
 
@@ -116,7 +116,7 @@ def test_secondary_down_under_both_is_503_then_a_retry_converges(
 
 
 async def _ingest(url: str, user: str, n: int, acked: list[str]) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers=AUTH) as client:
 
         async def one(i: int) -> None:
             try:

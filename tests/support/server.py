@@ -13,7 +13,17 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["ServerProcess", "free_port"]
+__all__ = ["ADMIN_KEY", "AUTH", "ServerProcess", "free_port"]
+
+#: The admin key every test server accepts (``security.admin_key``).
+ADMIN_KEY = "test-admin-key-0123456789abcdefghijklmnop"
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+#: Rate limits far above what a test sends, unless a test sets its own.
+_TEST_DEFAULTS = {
+    "MEMBANK_SECURITY__ADMIN_KEY": ADMIN_KEY,
+    "MEMBANK_SECURITY__RATE_LIMIT__REQUESTS_PER_SECOND": "1000000",
+    "MEMBANK_SECURITY__RATE_LIMIT__BURST": "1000000",
+}
 
 
 def free_port() -> int:
@@ -38,6 +48,7 @@ class ServerProcess:
             **{k: v for k, v in os.environ.items() if not k.startswith("MEMBANK_")},
             "MEMBANK_STORAGE__EDGE__PATH": str(self.data_dir),
             "MEMBANK_SERVER__PORT": str(self.port),
+            **_TEST_DEFAULTS,
             **self.env,
         }
         with open(self.log, "ab") as log:
@@ -70,5 +81,7 @@ class ServerProcess:
             self.proc.wait(30)
         self.proc = None
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
+    def client(self, key: str | None = ADMIN_KEY) -> httpx.Client:
+        """A client sending ``key`` (the admin key by default; None sends none)."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, timeout=60, headers=headers)

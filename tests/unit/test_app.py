@@ -34,7 +34,8 @@ class BrokenEmbedder(FakeEmbedder):
 def _app(embedder: FakeEmbedder) -> tuple[TestClient, Runtime]:  # type: ignore[type-arg]
     store = InMemoryStore()
     runtime = Runtime(store, embedder, MemoryService(store, embedder))
-    return TestClient(create_app(runtime, load_settings(environ={}))), runtime
+    settings = load_settings(environ={"MEMBANK_SECURITY__AUTH": "false"})
+    return TestClient(create_app(runtime, settings)), runtime
 
 
 def test_ready_is_503_until_the_embedder_is_loaded() -> None:

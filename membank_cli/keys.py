@@ -1,0 +1,302 @@
+"""``membank keys create|list|revoke|team-add|team-remove|team-list`` and the data keys.
+
+API keys and teams are managed in the configured key store directly (the SQLite
+file beside the data, or PostgreSQL), so this works with the server stopped and
+needs no admin key: access to the store is the authority. A running server sees
+a change within ``security.key_cache_seconds``. Every change is appended to the
+audit log as actor ``cli:<os user>``.
+
+``generate-data-key`` and ``rotate-data-key`` manage field-encryption keys; the
+rotation runs inside the running server (over HTTP, with an admin key), so reads
+keep working while every record is re-encrypted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import typer
+from rich.progress import Progress
+
+from membank_cli.output import console, fail, print_json, success, table, warning
+from membank_server.bootstrap import build_audit_log, build_key_store
+from membank_server.config import Settings, load_settings
+from membank_server.domain.errors import MembankError
+from membank_server.domain.security import ApiKey, AuditEntry, Role, Scope
+from membank_server.services.access import AccessService, KeySpec
+
+__all__ = ["app"]
+
+app = typer.Typer(help="API keys, teams and data-encryption keys.", no_args_is_help=True)
+_T = TypeVar("_T")
+ConfigOption = typer.Option(None, "--config", "-c", help="TOML settings file.")
+UrlOption = typer.Option("http://127.0.0.1:8080", "--url", help="The running membank server.")
+KeyOption = typer.Option(
+    None, "--api-key", envvar="MEMBANK_API_KEY", help="An admin API key [env: MEMBANK_API_KEY]."
+)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except MembankError as exc:
+        fail(exc)
+
+
+def _run(
+    settings: Settings,
+    work: Callable[[AccessService], Awaitable[_T]],
+    action: str = "",
+    target: Callable[[_T], str] | None = None,
+) -> _T:
+    """Run ``work`` over the key store; audit it as ``action`` when given."""
+
+    async def run() -> _T:
+        keys = build_key_store(settings)
+        await keys.start()
+        try:
+            result = await work(AccessService(keys, cache_seconds=0.001))
+        finally:
+            await keys.aclose()
+        if action:
+            audit = build_audit_log(settings)
+            await audit.start()
+            try:
+                await audit.append(
+                    AuditEntry(
+                        at=datetime.now(UTC),
+                        request_id="",
+                        actor=f"cli:{getpass.getuser()}",
+                        client="local",
+                        action=action,
+                        target=target(result) if target else "",
+                        result="ok",
+                        status=0,
+                    )
+                )
+            finally:
+                await audit.aclose()
+        return result
+
+    try:
+        return asyncio.run(run())
+    except MembankError as exc:
+        fail(exc)
+
+
+def _row(k: ApiKey) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "name": k.name,
+        "role": k.role.value,
+        "scope": k.scope.value,
+        "user_id": k.user_id,
+        "team": k.team,
+        "created_at": k.created_at.isoformat(),
+        "expires_at": k.expires_at.isoformat() if k.expires_at else None,
+        "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+        "rate_per_second": k.rate_per_second,
+        "burst": k.burst,
+    }
+
+
+def _expiry(expires_in: str | None) -> datetime | None:
+    if expires_in is None:
+        return None
+    number, unit = expires_in[:-1], expires_in[-1:]
+    if unit not in _UNITS or not number.isdigit() or int(number) <= 0:
+        fail("--expires-in is a positive number with s, m, h or d: 90d, 12h")
+    return datetime.now(UTC) + timedelta(seconds=int(number) * _UNITS[unit])
+
+
+@app.command()
+def create(
+    name: str = typer.Argument(..., help="What the key is for (shown in lists and the audit)."),
+    role: Role = typer.Option(Role.USER, help="user, or admin (keys, teams, operations)."),
+    scope: Scope = typer.Option(Scope.OWN, help="own: one user; team: a team's users; all."),
+    user: str = typer.Option(None, "--user", help="The user_id an own key is bound to."),
+    team: str = typer.Option(None, "--team", help="The team a team key is bound to."),
+    expires_in: str = typer.Option(None, help="Lifetime, e.g. 90d or 12h [default: none]."),
+    rate: float = typer.Option(None, help="Requests per second [default: the server's]."),
+    burst: int = typer.Option(None, help="Burst size [default: the server's]."),
+    as_json: bool = typer.Option(False, "--json"),
+    config: Path = ConfigOption,
+) -> None:
+    """Create an API key; its secret is printed once and never stored."""
+    spec = KeySpec(
+        name,
+        role,
+        Scope.ALL if role is Role.ADMIN else scope,
+        user,
+        team,
+        _expiry(expires_in),
+        rate,
+        burst,
+    )
+
+    async def work(access: AccessService) -> tuple[ApiKey, str]:
+        return await access.create_key(spec)
+
+    key, secret = _run(_settings(config), work, "key.create", lambda r: f"key:{r[0].id}")
+    if as_json:
+        print_json({"key": _row(key), "secret": secret})
+        return
+    success(f"created key {key.id} ({key.role.value}, scope {key.scope.value})")
+    console.print(f"\n    {secret}\n", highlight=False, soft_wrap=True)
+    warning("this secret is shown once; only its hash is stored")
+
+
+@app.command(name="list")
+def list_keys(as_json: bool = typer.Option(False, "--json"), config: Path = ConfigOption) -> None:
+    """Every API key, revoked and expired ones too (never their secrets)."""
+
+    async def work(access: AccessService) -> list[ApiKey]:
+        return await access.list_keys()
+
+    rows = [_row(k) for k in _run(_settings(config), work)]
+    if as_json:
+        print_json(rows)
+        return
+    columns = ["id", "name", "role", "scope", "user_id", "team", "expires_at", "revoked_at"]
+    table("API keys", columns, ([r[c] or "" for c in columns] for r in rows))
+
+
+@app.command()
+def revoke(key_id: str = typer.Argument(...), config: Path = ConfigOption) -> None:
+    """Revoke an API key (the last usable admin key cannot be revoked)."""
+
+    async def work(access: AccessService) -> ApiKey:
+        return await access.revoke(key_id)
+
+    _run(_settings(config), work, "key.revoke", lambda k: f"key:{k.id}")
+    success(f"revoked key {key_id}")
+
+
+@app.command(name="team-add")
+def team_add(team: str, user_id: str, config: Path = ConfigOption) -> None:
+    """Let the team's keys act for this user."""
+
+    async def work(access: AccessService) -> None:
+        await access.add_member(team, user_id)
+
+    _run(_settings(config), work, "team.add_member", lambda _: f"team={team} user_id={user_id}")
+    success(f"{user_id} is in team {team}")
+
+
+@app.command(name="team-remove")
+def team_remove(team: str, user_id: str, config: Path = ConfigOption) -> None:
+    """Stop the team's keys acting for this user."""
+
+    async def work(access: AccessService) -> None:
+        await access.remove_member(team, user_id)
+
+    _run(_settings(config), work, "team.remove_member", lambda _: f"team={team} user_id={user_id}")
+    success(f"{user_id} left team {team}")
+
+
+@app.command(name="team-list")
+def team_list(team: str, config: Path = ConfigOption) -> None:
+    """The users a team's keys may act for."""
+
+    async def work(access: AccessService) -> list[str]:
+        return await access.members(team)
+
+    for user_id in _run(_settings(config), work):
+        print(user_id)
+
+
+@app.command(name="generate-data-key")
+def generate_data_key(
+    keys_file: Path = typer.Option(
+        None, "--keys-file", help="Add to this keys file [default: security.encryption.keys_file]."
+    ),
+    config: Path = ConfigOption,
+) -> None:
+    """Add a new field-encryption key to the keys file (created 0600) and make it active."""
+    from membank_server.security.crypto import add_key_to_file
+
+    settings = _settings(config)
+    path = keys_file or settings.security.encryption.keys_file
+    if path is None:
+        fail("give --keys-file or set security.encryption.keys_file")
+    try:
+        key_id = add_key_to_file(Path(path))
+    except MembankError as exc:
+        fail(exc)
+    success(f"data key {key_id} is now active in {path}")
+
+
+@app.command(name="rotate-data-key")
+def rotate_data_key(
+    generate: bool = typer.Option(
+        False, "--generate", help="First add a new active key to the keys file."
+    ),
+    retire: bool = typer.Option(
+        False, "--retire", help="Then remove the old keys from the keys file."
+    ),
+    url: str = UrlOption,
+    key: str = KeyOption,
+    config: Path = ConfigOption,
+) -> None:
+    """Re-encrypt every record with the active data key, in the running server.
+
+    Reads keep working throughout; with --retire the keys no record uses any
+    more are removed from the keys file afterwards.
+    """
+    from membank_server.security.crypto import add_key_to_file, retire_keys_in_file
+
+    settings = _settings(config)
+    keys_file = settings.security.encryption.keys_file
+    if (generate or retire) and keys_file is None:
+        fail("--generate and --retire need security.encryption.keys_file")
+    if generate:
+        assert keys_file is not None
+        success(f"data key {add_key_to_file(Path(keys_file))} is now active")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        with httpx.Client(base_url=url, timeout=60, headers=headers) as http:
+            _checked(http.post("/v1/admin/encryption/rotate"))
+            state = _follow(http)
+    except httpx.TransportError as exc:
+        fail(f"cannot reach the server at {url}: {exc}")
+    rotation = state["rotation"]
+    if rotation["state"] != "done":
+        fail(f"rotation {rotation['state']}: {rotation.get('error')}")
+    success(f"{rotation['done']} records re-encrypted; keys in use: {state['usage']}")
+    if retire:
+        assert keys_file is not None
+        unused = {k for k, n in state["usage"].items() if n == 0}
+        in_use = set(state["usage"]) - unused - {"plaintext"}
+        removed = retire_keys_in_file(Path(keys_file), keep=in_use | {state["active_key"]})
+        success(f"retired {', '.join(removed) or 'no keys'} from {keys_file}")
+
+
+def _checked(r: httpx.Response) -> Any:
+    if r.status_code >= 400:
+        try:
+            message = r.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = r.text[:200]
+        fail(f"{r.request.method} {r.request.url.path} answered {r.status_code}: {message}")
+    return r.json()
+
+
+def _follow(http: httpx.Client) -> Any:
+    """Poll the rotation with a progress bar until it ends."""
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("re-encrypting", total=None)
+        while True:
+            state = _checked(http.get("/v1/admin/encryption"))
+            r = state["rotation"]
+            progress.update(task, total=r["total"] or None, completed=r["done"])
+            if r["state"] in ("done", "failed", "idle") and r["finished_at"] is not None:
+                return state
+            time.sleep(0.2)

@@ -1,0 +1,228 @@
+"""Admin functions over HTTP: API keys, teams, the audit log, data-key rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from membank_server.api.errors import responses
+from membank_server.api.schemas import IdStr
+from membank_server.api.tenancy import admin_only, principal_of
+from membank_server.domain.errors import Conflict, InvalidInput, Unavailable
+from membank_server.domain.security import ApiKey, Role, Scope
+from membank_server.services.access import AccessService, KeySpec
+from membank_server.services.rotation import DataKeyRotation
+from membank_server.services.runtime import Runtime
+
+__all__ = [
+    "AdminController",
+    "KeyCreate",
+    "KeyCreated",
+    "KeyRead",
+    "WhoAmI",
+    "whoami",
+]
+
+
+class KeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    role: Role = Role.USER
+    scope: Scope = Scope.OWN
+    user_id: IdStr | None = None
+    team: IdStr | None = None
+    expires_at: datetime | None = None
+    rate_per_second: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] | None = None
+    burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+
+
+class KeyRead(msgspec.Struct, kw_only=True):
+    id: str
+    name: str
+    role: Role
+    scope: Scope
+    user_id: str | None
+    team: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rate_per_second: float | None
+    burst: int | None
+
+    @classmethod
+    def of(cls, k: ApiKey) -> KeyRead:
+        return cls(
+            id=k.id,
+            name=k.name,
+            role=k.role,
+            scope=k.scope,
+            user_id=k.user_id,
+            team=k.team,
+            created_at=k.created_at,
+            expires_at=k.expires_at,
+            revoked_at=k.revoked_at,
+            rate_per_second=k.rate_per_second,
+            burst=k.burst,
+        )
+
+
+class KeyCreated(msgspec.Struct, kw_only=True):
+    key: KeyRead
+    #: The token, shown this once; only its hash is stored.
+    secret: str
+
+
+class WhoAmI(msgspec.Struct, kw_only=True):
+    key_id: str
+    role: Role
+    scope: Scope
+    user_id: str | None
+    team: str | None
+
+
+def _access(state: State) -> AccessService:
+    runtime: Runtime = state.runtime
+    if runtime.access is None:
+        raise InvalidInput("authentication is off (security.auth=false): there are no keys")
+    return runtime.access
+
+
+def _rotation(state: State) -> DataKeyRotation:
+    runtime: Runtime = state.runtime
+    if runtime.rotation is None:
+        raise InvalidInput("field encryption is off (security.encryption.enabled=false)")
+    return runtime.rotation
+
+
+def _audit(request: Request[Any, Any, Any], target: str, **details: Any) -> None:
+    request.state.audit_target = target
+    request.state.audit_details = details
+
+
+@get("/v1/whoami", tags=["keys"], summary="The key this request is made with")
+async def whoami(request: Request[Any, Any, Any]) -> WhoAmI:
+    p = principal_of(request)
+    return WhoAmI(key_id=p.key_id, role=p.role, scope=p.scope, user_id=p.user_id, team=p.team)
+
+
+class AdminController(Controller):
+    """Everything here needs an admin key; every change is audited."""
+
+    path = "/v1/admin"
+    tags = ["admin"]
+    guards = [admin_only]
+
+    @post(
+        "/keys",
+        status_code=HTTP_201_CREATED,
+        summary="Create an API key (its secret is in this answer only)",
+        responses=responses(400, 409, 415, 422, 503),
+        opt={"audit": "key.create"},
+    )
+    async def create_key(
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[KeyCreate]
+    ) -> KeyCreated:
+        spec = KeySpec(**msgspec.structs.asdict(data))
+        key, secret = await _access(state).create_key(spec)
+        _audit(request, f"key:{key.id}", role=key.role, scope=key.scope, name=key.name)
+        return KeyCreated(key=KeyRead.of(key), secret=secret)
+
+    @get("/keys", summary="Every API key (never their secrets)", responses=responses(422, 503))
+    async def list_keys(self, state: State) -> list[KeyRead]:
+        return [KeyRead.of(k) for k in await _access(state).list_keys()]
+
+    @get("/keys/{key_id:str}", summary="One API key", responses=responses(404, 422, 503))
+    async def get_key(self, state: State, key_id: FromPath[str]) -> KeyRead:
+        return KeyRead.of(await _access(state).get_key(key_id))
+
+    @delete(
+        "/keys/{key_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Revoke an API key",
+        responses=responses(404, 409, 422, 503),
+        opt={"audit": "key.revoke"},
+    )
+    async def revoke_key(self, state: State, key_id: FromPath[str]) -> KeyRead:
+        return KeyRead.of(await _access(state).revoke(key_id))
+
+    @get(
+        "/teams/{team:str}/members",
+        summary="The users a team key may act for",
+        responses=responses(422, 503),
+    )
+    async def members(self, state: State, team: FromPath[str]) -> list[str]:
+        return await _access(state).members(team)
+
+    @put(
+        "/teams/{team:str}/members/{user_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Add a user to a team",
+        responses=responses(422, 503),
+        opt={"audit": "team.add_member"},
+    )
+    async def add_member(self, state: State, team: FromPath[str], user_id: FromPath[str]) -> None:
+        await _access(state).add_member(team, user_id)
+
+    @delete(
+        "/teams/{team:str}/members/{user_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Remove a user from a team",
+        responses=responses(404, 422, 503),
+        opt={"audit": "team.remove_member"},
+    )
+    async def remove_member(
+        self, state: State, team: FromPath[str], user_id: FromPath[str]
+    ) -> None:
+        await _access(state).remove_member(team, user_id)
+
+    @get("/audit", summary="The last audit entries", responses=responses(422, 503))
+    async def audit(
+        self,
+        state: State,
+        since: Annotated[datetime | None, QueryParameter()] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
+    ) -> list[dict[str, Any]]:
+        runtime: Runtime = state.runtime
+        if runtime.audit is None:
+            raise Unavailable("no audit log")
+        entries = await runtime.audit.read(since=since, limit=limit)
+        return [dataclasses.asdict(e) for e in entries]
+
+    @get(
+        "/encryption",
+        summary="Data keys in use and the state of the last rotation",
+        responses=responses(422, 503),
+    )
+    async def encryption(self, state: State) -> dict[str, Any]:
+        rotation = _rotation(state)
+        usage = await rotation.store.key_usage()
+        return {
+            "active_key": rotation.store.active_key,
+            "usage": usage,
+            "rotation": dataclasses.asdict(rotation.status),
+        }
+
+    @post(
+        "/encryption/rotate",
+        status_code=202,
+        summary="Re-encrypt every record with the active data key, in the background",
+        description="Reloads the key ring (keys file) first; progress at GET /v1/admin/encryption.",
+        responses=responses(409, 422, 503),
+        opt={"audit": "encryption.rotate"},
+    )
+    async def rotate(self, state: State) -> Response[dict[str, Any]]:
+        runtime: Runtime = state.runtime
+        rotation = _rotation(state)
+        if rotation.status.state == "running":
+            raise Conflict("a rotation is running; follow it at GET /v1/admin/encryption")
+        runtime.background(rotation.run())
+        # Let the run begin, so a status read after this answer shows it running.
+        await asyncio.sleep(0)
+        return Response({"status": "started"}, status_code=202)

@@ -1,0 +1,220 @@
+"""API keys, who a request acts as, and whether it may touch a user's memories.
+
+Keys look like ``mbk_<id>_<secret>``: the id names the key in logs, the audit log
+and lockouts; the secret is 32 random bytes. Only the SHA-256 of the whole token
+is stored (a fast hash is enough for a 256-bit random secret; there is nothing
+to brute-force). A verified key is remembered for ``cache_seconds``, so a request
+costs no database call; that is also how long another instance may still accept
+a key after it is revoked (the revoking instance forgets it at once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cachetools import TTLCache
+
+from membank_server.domain.errors import Conflict, InvalidInput, NotFound
+from membank_server.domain.model import USER_ID_PATTERN
+from membank_server.domain.ports import KeyStore
+from membank_server.domain.security import ApiKey, Principal, Role, Scope
+
+__all__ = ["AccessService", "KeySpec", "digest_of", "key_id_of"]
+
+_PREFIX = "mbk_"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def digest_of(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def key_id_of(token: str) -> str | None:
+    """The key id a token claims (for lockouts and logs), if it is shaped like ours."""
+    if not token.startswith(_PREFIX):
+        return None
+    key_id = token[len(_PREFIX) :].split("_", 1)[0]
+    return key_id if len(key_id) == 12 and key_id.isalnum() else None
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """What a new key may do; checked by :meth:`AccessService.create_key`."""
+
+    name: str
+    role: Role = Role.USER
+    scope: Scope = Scope.OWN
+    user_id: str | None = None
+    team: str | None = None
+    expires_at: datetime | None = None
+    rate_per_second: float | None = None
+    burst: int | None = None
+
+    def check(self, now: datetime) -> None:
+        if not 1 <= len(self.name) <= 128:
+            raise InvalidInput("name: 1-128 characters", {"field": "name"})
+        if self.role is Role.ADMIN and self.scope is not Scope.ALL:
+            raise InvalidInput("an admin key has scope all", {"field": "scope"})
+        if self.scope is Scope.OWN:
+            if self.user_id is None or not USER_ID_PATTERN.match(self.user_id):
+                raise InvalidInput(
+                    "scope own needs the user_id it is bound to", {"field": "user_id"}
+                )
+            if self.team is not None:
+                raise InvalidInput("scope own takes a user_id, not a team", {"field": "team"})
+        elif self.scope is Scope.TEAM:
+            if self.team is None or not USER_ID_PATTERN.match(self.team):
+                raise InvalidInput("scope team needs the team it is bound to", {"field": "team"})
+            if self.user_id is not None:
+                raise InvalidInput("scope team takes a team, not a user_id", {"field": "user_id"})
+        elif self.user_id is not None or self.team is not None:
+            raise InvalidInput("scope all is bound to no user_id or team", {"field": "scope"})
+        if self.expires_at is not None and self.expires_at <= now:
+            raise InvalidInput("expires_at must be in the future", {"field": "expires_at"})
+        if self.rate_per_second is not None and not 0 < self.rate_per_second <= 1_000_000:
+            raise InvalidInput("rate_per_second must be in (0, 1e6]", {"field": "rate_per_second"})
+        if self.burst is not None and not 1 <= self.burst <= 1_000_000:
+            raise InvalidInput("burst must be in [1, 1e6]", {"field": "burst"})
+
+
+class AccessService:
+    """Keys and teams, authentication, and the tenant check every request goes through.
+
+    Args:
+        keys: Where keys and team membership are stored.
+        cache_seconds: How long a verified key or a team membership is remembered.
+        clock: The current time (tests pass a fixed one).
+    """
+
+    def __init__(
+        self,
+        keys: KeyStore,
+        *,
+        cache_seconds: float = 2.0,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.keys = keys
+        self._clock = clock
+        self._verified: TTLCache[str, Principal | None] = TTLCache(100_000, cache_seconds)
+        self._members: TTLCache[tuple[str, str], bool] = TTLCache(100_000, cache_seconds)
+
+    # -- requests ------------------------------------------------------------
+
+    async def authenticate(self, token: str) -> Principal | None:
+        """The principal of a usable key, or None (unknown, expired or revoked)."""
+        digest = digest_of(token)
+        if digest in self._verified:
+            return self._verified[digest]
+        key = await self.keys.by_digest(digest)
+        principal = Principal.of(key) if key is not None and key.usable(self._clock()) else None
+        self._verified[digest] = principal
+        return principal
+
+    async def may_act_for(self, principal: Principal, user_id: str) -> bool:
+        """Whether ``principal`` may see or change ``user_id``'s memories."""
+        if principal.scope is Scope.ALL:
+            return True
+        if principal.scope is Scope.OWN:
+            return principal.user_id == user_id
+        if principal.team is None:
+            return False
+        member = self._members.get((principal.team, user_id))
+        if member is None:
+            member = await self.keys.is_member(principal.team, user_id)
+            self._members[(principal.team, user_id)] = member
+        return member
+
+    # -- keys ----------------------------------------------------------------
+
+    async def create_key(self, spec: KeySpec, token: str | None = None) -> tuple[ApiKey, str]:
+        """A new key and its token, which is shown once and never stored.
+
+        ``token`` adopts a given secret (an admin key from configuration).
+        """
+        now = self._clock()
+        spec.check(now)
+        key_id = secrets.token_hex(6)
+        token = token or f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        key = ApiKey(
+            id=key_id,
+            name=spec.name,
+            role=spec.role,
+            scope=spec.scope,
+            created_at=now,
+            digest=digest_of(token),
+            user_id=spec.user_id,
+            team=spec.team,
+            expires_at=spec.expires_at,
+            rate_per_second=spec.rate_per_second,
+            burst=spec.burst,
+        )
+        await self.keys.add(key)
+        return key, token
+
+    async def list_keys(self) -> list[ApiKey]:
+        return await self.keys.all()
+
+    async def get_key(self, key_id: str) -> ApiKey:
+        key = await self.keys.get(key_id)
+        if key is None:
+            raise NotFound(f"no key {key_id}")
+        return key
+
+    async def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key now; refuses the last usable admin key (409)."""
+        now = self._clock()
+        key = await self.get_key(key_id)
+        if key.role is Role.ADMIN and key.usable(now):
+            admins = [k for k in await self.keys.all() if k.role is Role.ADMIN and k.usable(now)]
+            if len(admins) <= 1:
+                raise Conflict("this is the last usable admin key; create another one first")
+        revoked = await self.keys.revoke(key_id, now)
+        if revoked is None:
+            raise NotFound(f"no key {key_id}")
+        self._verified.pop(revoked.digest, None)
+        return revoked
+
+    async def ensure_admin(self, token: str | None) -> str | None:
+        """Make sure an admin key exists at start.
+
+        With ``token`` (from configuration) it is adopted as an admin key if it is
+        not one yet. Without it, the first start creates one and returns its token
+        to print once; later starts return None.
+        """
+        now = self._clock()
+        if token is not None:
+            if await self.keys.by_digest(digest_of(token)) is None:
+                await self.create_key(KeySpec("configured admin", Role.ADMIN, Scope.ALL), token)
+            return None
+        if any(k.role is Role.ADMIN and k.usable(now) for k in await self.keys.all()):
+            return None
+        _, new = await self.create_key(KeySpec("first admin", Role.ADMIN, Scope.ALL))
+        return new
+
+    # -- teams ---------------------------------------------------------------
+
+    async def add_member(self, team: str, user_id: str) -> None:
+        _check_id("team", team)
+        _check_id("user_id", user_id)
+        await self.keys.add_member(team, user_id)
+        self._members.pop((team, user_id), None)
+
+    async def remove_member(self, team: str, user_id: str) -> None:
+        if not await self.keys.remove_member(team, user_id):
+            raise NotFound(f"{user_id} is not in team {team}")
+        self._members.pop((team, user_id), None)
+
+    async def members(self, team: str) -> list[str]:
+        return await self.keys.members(team)
+
+
+def _check_id(field: str, value: str) -> None:
+    if not USER_ID_PATTERN.match(value):
+        raise InvalidInput(f"{field}: 1-128 characters of [A-Za-z0-9_.:@-]", {"field": field})
