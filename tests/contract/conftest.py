@@ -6,7 +6,8 @@ PostgreSQL + pgvector of scripts/services, in a schema of its own per test.
 ``hybrid-*`` are HybridStores over an Edge shard and a pgvector schema: writes to
 both with the outbox behind them (``both``), pgvector plus an outbox drained into
 Edge in the background (``async``), reads raced (``fastest``) or merged
-(``merge``). The same tests run on all of them.
+(``merge``). ``encrypted-edge`` is the Edge shard behind an EncryptedStore (metadata
+keys ``a`` and ``v`` sealed too). The same tests run on all of them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from membank_server.domain.model import (
     content_hash,
 )
 from membank_server.domain.ports import MemoryStore
+from membank_server.security.crypto import KeyRing, generate_key
+from membank_server.security.encrypted_store import EncryptedStore
 from membank_server.storage.edge import EdgeStore
 from membank_server.storage.hybrid import HybridStore
 from membank_server.storage.outbox import PgOutbox
@@ -159,7 +162,7 @@ def pg(pg_dsn: str, pg_schema: str, dim: int) -> PgVectorStore:
     return PgVectorStore(pg_dsn, dimension=dim, schema=pg_schema, pool_max=4)
 
 
-@pytest.fixture(params=["edge", "qdrant", "pgvector", *_HYBRIDS])
+@pytest.fixture(params=["edge", "qdrant", "pgvector", *_HYBRIDS, "encrypted-edge"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """Make an unstarted store of this backend; every call reuses the same folder or schema."""
     backend: str = request.param
@@ -172,9 +175,14 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     def pgvector(dimension: int) -> PgVectorStore:
         return PgVectorStore(pg_dsn, dimension=dimension, schema=pg_schema, pool_max=4)
 
+    ring = KeyRing.from_settings(keys={"k1": generate_key()}, active="k1", index_key=generate_key())
+
     def make(dimension: int = DIM) -> MemoryStore:
         if backend == "edge":
             return EdgeStore(tmp_path / "edge", dimension=dimension)
+        if backend == "encrypted-edge":
+            edge = EdgeStore(tmp_path / "edge", dimension=dimension)
+            return EncryptedStore(edge, ring, metadata_keys=("a", "v"))
         if backend == "pgvector":
             return pgvector(dimension)
         if backend in _HYBRIDS:

@@ -1,0 +1,273 @@
+"""EncryptedStore: field-level AES-256-GCM around any MemoryStore.
+
+Sealed with the ring's active key on every write: ``memory.content``, every history
+event's content, the values of the chosen metadata keys (JSON-encoded first, so any
+JSON value comes back as it went in) in the memory and in each history event, and
+the record's ``idempotency`` digest (a plain SHA-256 of the request, content included).
+The AAD of a field is ``"<memory id>|<user id>|<field>"``, field being ``content``,
+``metadata.<key>``, ``history.<version>.content``, ``history.<version>.metadata.<key>``
+or ``idempotency``: a ciphertext copied to another row, user or field does not open
+(IntegrityError).
+``content_hash`` is stored as the ring's keyed hash of the plain digest, so exact
+duplicates are still found without storing a dictionary-attackable hash.
+
+Not encrypted: vectors (search needs them in clear, and an embedding does reveal
+something of its text), ids, user/agent/session ids, timestamps, the names of
+metadata keys and the values of metadata keys not chosen. A chosen metadata key
+cannot be filtered on in a search (InvalidInput).
+
+Rows written before encryption was turned on hold plain values: they are read as
+they are, and sealed at their next write or by a rotation (``DataKeyRotation``);
+until then, exact-duplicate detection does not see them. Only the keys listed in
+``metadata_keys`` are opened on read (a user's value that merely looks sealed stays
+as it is), so a key once listed must stay listed while any value of it is sealed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from membank_server.domain.errors import InvalidInput
+from membank_server.domain.model import (
+    CollectionInfo,
+    HistoryEvent,
+    Memory,
+    MemoryRecord,
+    Page,
+    SearchHit,
+    VectorQuery,
+    content_hash,
+)
+from membank_server.domain.ports import MemoryStore
+from membank_server.security.crypto import KeyRing
+
+__all__ = ["PLAINTEXT", "EncryptedStore"]
+
+#: The ``key_usage`` entry counting records with a field that is not sealed yet.
+PLAINTEXT = "plaintext"
+
+_Crypt = Callable[[str, str], str]  # (value, field) -> value
+
+
+def _aad(memory: Memory) -> Callable[[str], bytes]:
+    prefix = f"{memory.id}|{memory.user_id}|"
+    return lambda name: (prefix + name).encode("utf-8")
+
+
+class EncryptedStore:
+    """A :class:`~membank_server.domain.ports.MemoryStore` that seals fields before the
+    inner store sees them, and the :class:`~membank_server.domain.ports.Resealable` port.
+
+    Args:
+        inner: The store that keeps the sealed records.
+        ring: The data keys; new writes use its active key.
+        metadata_keys: Metadata keys whose values are sealed too.
+    """
+
+    def __init__(
+        self, inner: MemoryStore, ring: KeyRing, *, metadata_keys: Sequence[str] = ()
+    ) -> None:
+        self.inner = inner
+        self.ring = ring
+        self.metadata_keys = frozenset(metadata_keys)
+
+    @property
+    def backend(self) -> str:
+        return self.inner.backend
+
+    # -- sealing -------------------------------------------------------------
+
+    def _crypt_record(self, r: MemoryRecord, crypt: _Crypt, meta: _Crypt) -> MemoryRecord:
+        return replace(
+            r,
+            memory=self._crypt_memory(r.memory, crypt, meta),
+            history=tuple(self._crypt_event(h, crypt, meta) for h in r.history),
+            idempotency=None if r.idempotency is None else crypt(r.idempotency, "idempotency"),
+        )
+
+    def _crypt_memory(self, m: Memory, crypt: _Crypt, meta: _Crypt) -> Memory:
+        return replace(
+            m,
+            content=crypt(m.content, "content"),
+            metadata=self._crypt_metadata(m.metadata, "metadata", meta),
+        )
+
+    def _crypt_event(self, h: HistoryEvent, crypt: _Crypt, meta: _Crypt) -> HistoryEvent:
+        where = f"history.{h.version}"
+        return replace(
+            h,
+            content=crypt(h.content, f"{where}.content"),
+            metadata=self._crypt_metadata(h.metadata, f"{where}.metadata", meta),
+        )
+
+    def _crypt_metadata(
+        self, metadata: Mapping[str, Any], where: str, meta: _Crypt
+    ) -> Mapping[str, Any]:
+        if not self.metadata_keys.intersection(metadata):
+            return metadata
+        return {
+            k: meta(v, f"{where}.{k}") if k in self.metadata_keys else v
+            for k, v in metadata.items()
+        }
+
+    def _seal(self, r: MemoryRecord) -> MemoryRecord:
+        aad = _aad(r.memory)
+
+        def crypt(value: str, name: str) -> str:
+            return self.ring.seal(value, aad(name))
+
+        def meta(value: Any, name: str) -> str:
+            return crypt(json.dumps(value, ensure_ascii=False, separators=(",", ":")), name)
+
+        sealed = self._crypt_record(r, crypt, meta)
+        digest = self.ring.index(r.memory.content_hash)
+        return replace(sealed, memory=replace(sealed.memory, content_hash=digest))
+
+    def _openers(self, m: Memory) -> tuple[_Crypt, _Crypt]:
+        aad = _aad(m)
+
+        def crypt(value: str, name: str) -> str:
+            # Not a sealed token: a row written before encryption was turned on.
+            return self.ring.open(value, aad(name)) if KeyRing.is_sealed(value) else value
+
+        def meta(value: Any, name: str) -> Any:
+            return json.loads(crypt(value, name)) if KeyRing.is_sealed(value) else value
+
+        return crypt, meta
+
+    def _open(self, r: MemoryRecord) -> MemoryRecord:
+        opened = self._crypt_record(r, *self._openers(r.memory))
+        return replace(opened, memory=_rehash(opened.memory))
+
+    def _open_memory(self, m: Memory) -> Memory:
+        return _rehash(self._crypt_memory(m, *self._openers(m)))
+
+    # -- MemoryStore -----------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
+        await self.inner.upsert([self._seal(r) for r in records])
+
+    async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
+        found = await self.inner.get(user_id, memory_ids)
+        return {i: self._open(r) for i, r in found.items()}
+
+    async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
+        return await self.inner.owners(memory_ids)
+
+    async def find_by_hash(
+        self, pairs: Sequence[tuple[str, str]], now: datetime
+    ) -> dict[tuple[str, str], Memory]:
+        # Only the keyed hash is asked for: the plain digest never reaches the backend.
+        asked = {(user_id, self.ring.index(digest)): (user_id, digest) for user_id, digest in pairs}
+        found = await self.inner.find_by_hash(list(asked), now)
+        return {asked[key]: self._open_memory(m) for key, m in found.items() if key in asked}
+
+    async def list_page(
+        self,
+        user_id: str,
+        *,
+        now: datetime,
+        limit: int,
+        cursor: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+    ) -> Page:
+        page = await self.inner.list_page(
+            user_id,
+            now=now,
+            limit=limit,
+            cursor=cursor,
+            agent_id=agent_id,
+            session_id=session_id,
+        )
+        return replace(page, items=tuple(self._open_memory(m) for m in page.items))
+
+    async def search(self, query: VectorQuery) -> list[SearchHit]:
+        for condition in query.filters.metadata:
+            if condition.key in self.metadata_keys:
+                raise InvalidInput(
+                    f"metadata key {condition.key!r} is encrypted and cannot be filtered on",
+                    {"field": f"filters.metadata.{condition.key}"},
+                )
+        hits = await self.inner.search(query)
+        return [replace(h, memory=self._open_memory(h.memory)) for h in hits]
+
+    async def delete_user(self, user_id: str) -> int:
+        return await self.inner.delete_user(user_id)
+
+    async def purge_expired(self, now: datetime) -> int:
+        return await self.inner.purge_expired(now)
+
+    async def count(self, user_id: str | None = None) -> int:
+        return await self.inner.count(user_id)
+
+    async def info(self) -> CollectionInfo:
+        return await self.inner.info()
+
+    async def drop(self) -> None:
+        await self.inner.drop()
+
+    async def optimize(self) -> bool:
+        return await self.inner.optimize()
+
+    async def scan(
+        self, cursor: str | None = None, limit: int = 500
+    ) -> tuple[list[MemoryRecord], str | None]:
+        records, cursor = await self.inner.scan(cursor, limit)
+        return [self._open(r) for r in records], cursor
+
+    # -- Resealable ------------------------------------------------------------
+
+    @property
+    def active_key(self) -> str:
+        return self.ring.active_id
+
+    def reload_keys(self) -> None:
+        self.ring.reload()
+
+    def _keys_of(self, r: MemoryRecord) -> set[str]:
+        """The key ids of a stored record's sealable fields, PLAINTEXT for an unsealed one."""
+        return {KeyRing.key_of(value) or PLAINTEXT for value in self._sealable(r)}
+
+    def _sealable(self, r: MemoryRecord) -> Iterator[object]:
+        yield r.memory.content
+        if r.idempotency is not None:
+            yield r.idempotency
+        yield from (v for k, v in r.memory.metadata.items() if k in self.metadata_keys)
+        for h in r.history:
+            yield h.content
+            yield from (v for k, v in h.metadata.items() if k in self.metadata_keys)
+
+    async def key_usage(self) -> dict[str, int]:
+        usage: dict[str, int] = {}
+        cursor: str | None = None
+        while True:
+            records, cursor = await self.inner.scan(cursor, 500)
+            for r in records:
+                for key_id in self._keys_of(r):
+                    usage[key_id] = usage.get(key_id, 0) + 1
+            if cursor is None:
+                return usage
+
+    async def scan_stale(
+        self, cursor: str | None = None, limit: int = 500
+    ) -> tuple[list[MemoryRecord], str | None]:
+        records, cursor = await self.inner.scan(cursor, limit)
+        active = {self.ring.active_id}
+        return [self._open(r) for r in records if self._keys_of(r) != active], cursor
+
+
+def _rehash(m: Memory) -> Memory:
+    # The stored hash is keyed; the services compare plain digests.
+    return replace(m, content_hash=content_hash(m.content))

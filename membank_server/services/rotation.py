@@ -1,0 +1,160 @@
+"""DataKeyRotation: re-seal every stored record under the active data key.
+
+After ``membank keys add`` made a new key active, records sealed with older keys
+(and rows written before encryption was on) are found with ``scan_stale`` and
+written back, which seals them with the active key; once ``key_usage`` shows only
+the active key, the old ones can be retired.
+
+A record is rewritten under its user's lock, from a fresh read: a user's write
+that landed between the scan and the rewrite is kept (it was sealed with the
+active key, so the record is skipped), never overwritten by the scanned copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from membank_server.domain.errors import Conflict
+from membank_server.domain.model import MemoryRecord
+from membank_server.domain.ports import MemoryStore, Resealable
+
+__all__ = ["DataKeyRotation", "ResealableStore", "RotationState", "RotationStatus"]
+
+RotationState = Literal["idle", "running", "done", "failed"]
+Hold = Callable[[Iterable[str]], AbstractAsyncContextManager[None]]
+
+
+class ResealableStore(MemoryStore, Resealable, Protocol):
+    """A store with encrypted fields: both ports at once (``EncryptedStore``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RotationStatus:
+    """Where a rotation stands.
+
+    ``total`` counts the records that had a field not sealed with ``active_key``
+    when the run began (from ``key_usage``, so a record with fields under two old
+    keys counts twice); ``done`` the records rewritten so far. ``usage_before`` and
+    ``usage_after`` are ``key_usage`` at the start and at the end.
+    """
+
+    state: RotationState = "idle"
+    active_key: str | None = None
+    total: int = 0
+    done: int = 0
+    usage_before: dict[str, int] = field(default_factory=dict)
+    usage_after: dict[str, int] = field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _unchanged(scanned: MemoryRecord, fresh: MemoryRecord) -> bool:
+    return (
+        scanned.memory == fresh.memory
+        and scanned.history == fresh.history
+        and scanned.deleted_at == fresh.deleted_at
+    )
+
+
+class DataKeyRotation:
+    """Re-seals stale records one page at a time; one run at a time per instance.
+
+    Args:
+        store: The encrypted store (MemoryStore and Resealable); public as ``store``
+            for the admin API's key usage.
+        hold: Per-user locks, ``MemoryService.locks.hold``, so a rewrite never races
+            a user's read-modify-write.
+        page_size: Records scanned per page.
+        clock: The current time.
+    """
+
+    def __init__(
+        self,
+        store: ResealableStore,
+        hold: Hold,
+        *,
+        page_size: int = 500,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.store = store
+        self._hold = hold
+        self._page_size = page_size
+        self._clock = clock
+        self._status = RotationStatus()
+        self._running = False
+
+    @property
+    def status(self) -> RotationStatus:
+        return self._status
+
+    async def run(
+        self, on_progress: Callable[[RotationStatus], None] | None = None
+    ) -> RotationStatus:
+        """Reload the keys and re-seal every record not on the active key.
+
+        Raises:
+            Conflict: a rotation is already running.
+        """
+        # Checked and set with no await in between: no other task can slip in.
+        if self._running:
+            raise Conflict("a data-key rotation is already running")
+        self._running = True
+        try:
+            return await self._run(on_progress or (lambda _: None))
+        finally:
+            self._running = False
+
+    async def _run(self, report: Callable[[RotationStatus], None]) -> RotationStatus:
+        self._status = RotationStatus("running", started_at=self._clock())
+        try:
+            self.store.reload_keys()
+            active = self.store.active_key
+            before = await self.store.key_usage()
+            total = sum(n for key_id, n in before.items() if key_id != active)
+            self._update(report, active_key=active, usage_before=before, total=total)
+            cursor: str | None = None
+            while True:
+                stale, cursor = await self.store.scan_stale(cursor, self._page_size)
+                by_user: dict[str, list[MemoryRecord]] = {}
+                for record in stale:
+                    by_user.setdefault(record.memory.user_id, []).append(record)
+                for user_id, records in by_user.items():
+                    resealed = await self._reseal(user_id, records)
+                    self._update(report, done=self._status.done + resealed)
+                if cursor is None:
+                    break
+            after = await self.store.key_usage()
+            self._update(report, state="done", usage_after=after, finished_at=self._clock())
+        except BaseException as exc:
+            # Recorded for `status`, then raised: a failed or cancelled run is never "done".
+            error = str(exc) or type(exc).__name__
+            self._update(report, state="failed", error=error, finished_at=self._clock())
+            raise
+        return self._status
+
+    async def _reseal(self, user_id: str, scanned: Sequence[MemoryRecord]) -> int:
+        async with self._hold([user_id]):
+            fresh = await self.store.get(user_id, [r.memory.id for r in scanned])
+            # Gone: nothing to do. Changed since the scan: rewritten by a user, so
+            # sealed with the active key already.
+            todo = [
+                fresh[r.memory.id]
+                for r in scanned
+                if r.memory.id in fresh and _unchanged(r, fresh[r.memory.id])
+            ]
+            if todo:
+                await self.store.upsert(todo)
+        return len(todo)
+
+    def _update(self, report: Callable[[RotationStatus], None], **changes: Any) -> None:
+        self._status = replace(self._status, **changes)
+        report(self._status)
