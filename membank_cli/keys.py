@@ -31,6 +31,7 @@ from membank_server.config import Settings, load_settings
 from membank_server.domain.errors import MembankError
 from membank_server.domain.security import ApiKey, AuditEntry, Role, Scope
 from membank_server.services.access import AccessService, KeySpec
+from membank_server.services.runtime import KEY_RELOAD_SECONDS
 
 __all__ = ["app"]
 
@@ -259,7 +260,11 @@ def rotate_data_key(
         fail("--generate and --retire need security.encryption.keys_file")
     if generate:
         assert keys_file is not None
-        success(f"data key {add_key_to_file(Path(keys_file))} is now active")
+        success(f"data key {add_key_to_file(Path(keys_file))} is now active in {keys_file}")
+        # Every instance re-reads the file this often: wait, so none seals with the old
+        # key once the rotation has begun (or it could be retired while still in use).
+        with console.status("waiting for every instance to load the new key"):
+            time.sleep(KEY_RELOAD_SECONDS + 1)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         with httpx.Client(base_url=url, timeout=60, headers=headers) as http:

@@ -299,10 +299,11 @@ def build_runtime(
     telemetry = telemetry or NullTelemetry()
     store = store or build_store(settings, telemetry.storage_event)
     ring = build_key_ring(settings)
+    sealed = None
     if ring is not None:
         from membank_server.security.encrypted_store import EncryptedStore
 
-        store = EncryptedStore(
+        store = sealed = EncryptedStore(
             store, ring, metadata_keys=settings.security.encryption.metadata_keys
         )
     embedder = embedder or build_embedder(settings)
@@ -311,10 +312,10 @@ def build_runtime(
         store, embedder, limits_of(settings), telemetry, recall_cache=recall_cache
     )
     rotation = None
-    if ring is not None:
+    if sealed is not None:
         from membank_server.services.rotation import DataKeyRotation
 
-        rotation = DataKeyRotation(store, memories.locks.hold)  # type: ignore[arg-type]
+        rotation = DataKeyRotation(sealed, memories.locks.hold)
     sec = settings.security
     access = (
         AccessService(build_key_store(settings), cache_seconds=sec.key_cache_seconds)

@@ -202,11 +202,15 @@ class AdminController(Controller):
     )
     async def encryption(self, state: State) -> dict[str, Any]:
         rotation = _rotation(state)
-        usage = await rotation.store.key_usage()
+        status = rotation.status
+        # Usage is a full scan: while a rotation runs, its own figures stand in.
+        usage = (
+            status.usage_before if status.state == "running" else await rotation.store.key_usage()
+        )
         return {
             "active_key": rotation.store.active_key,
             "usage": usage,
-            "rotation": dataclasses.asdict(rotation.status),
+            "rotation": dataclasses.asdict(status),
         }
 
     @post(

@@ -18,7 +18,11 @@ from membank_server.services.warmup import CacheWarmer, WarmupReport
 if TYPE_CHECKING:
     from membank_server.services.rotation import DataKeyRotation
 
-__all__ = ["Runtime", "WarmupPlan"]
+__all__ = ["KEY_RELOAD_SECONDS", "Runtime", "WarmupPlan"]
+
+#: How often a server re-reads its data-key file (``membank keys rotate-data-key``
+#: waits this long after adding a key, so every instance seals with it first).
+KEY_RELOAD_SECONDS = 5.0
 
 _log = logging.getLogger("membank.runtime")
 
@@ -92,6 +96,8 @@ class Runtime:
         if background:
             self._tasks.append(asyncio.create_task(self._load_embedder()))
             self._tasks.append(asyncio.create_task(self._upkeep()))
+            if self.rotation is not None:
+                self._tasks.append(asyncio.create_task(self._follow_keys()))
         else:
             await self._load_embedder()
             if self.embedder_error:
@@ -158,6 +164,17 @@ class Runtime:
             except MembankError as exc:
                 _log.warning("upkeep failed, will retry: %s", exc.message)
             await asyncio.sleep(self.purge_interval)
+
+    async def _follow_keys(self) -> None:
+        """Re-read the data-key ring every ``KEY_RELOAD_SECONDS``: after another instance
+        (or ``membank keys``) made a new key active, new writes here use it too."""
+        assert self.rotation is not None
+        while True:
+            await asyncio.sleep(KEY_RELOAD_SECONDS)
+            try:
+                await asyncio.to_thread(self.rotation.store.reload_keys)
+            except MembankError as exc:
+                _log.warning("data keys not reloaded, keeping the loaded ones: %s", exc.message)
 
     def background(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run ``work`` after the request that asked for it; cancelled at shutdown."""
