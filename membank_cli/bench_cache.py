@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -26,10 +27,22 @@ import numpy as np
 
 from membank_cli.output import fail
 
-__all__ = ["CachedRun", "run_cached"]
+__all__ = ["BENCH_AUTH", "BENCH_SECURITY", "CachedRun", "run_cached"]
+
+#: Bench servers run with security on, as in production: requests carry an admin key
+#: and pass the lockout check and the per-key rate limiter (set far above what a bench
+#: sends, so its cost is measured but it never refuses).
+_BENCH_KEY = "membank-bench-" + secrets.token_urlsafe(24)
+BENCH_SECURITY = {
+    "MEMBANK_SECURITY__ADMIN_KEY": _BENCH_KEY,
+    "MEMBANK_SECURITY__RATE_LIMIT__REQUESTS_PER_SECOND": "10000000",
+    "MEMBANK_SECURITY__RATE_LIMIT__BURST": "10000000",
+}
+BENCH_AUTH = {"Authorization": f"Bearer {_BENCH_KEY}"}
 
 _LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "%s"
 wrk.body = [[%s]]
 """
 
@@ -79,13 +92,15 @@ def _uvicorn(args: list[str], env: dict[str, str], ready_path: str) -> Iterator[
 
 def _membank(env: dict[str, str]) -> AbstractContextManager[str]:
     return _uvicorn(
-        ["-m", "membank_cli", "serve"], {**env, "MEMBANK_SERVER__LOG_LEVEL": "warning"}, "/ready"
+        ["-m", "membank_cli", "serve"],
+        {**env, **BENCH_SECURITY, "MEMBANK_SERVER__LOG_LEVEL": "warning"},
+        "/ready",
     )
 
 
 def _wrk(url: str, body: bytes, seconds: int, connections: int) -> tuple[float, float, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(_LUA % body.decode())
+        fh.write(_LUA % (BENCH_AUTH["Authorization"], body.decode()))
     out = subprocess.run(
         [
             "wrk",
@@ -124,7 +139,10 @@ def run_cached(redis_url: str, seconds: int, connections: int, users: int) -> li
             "MEMBANK_CACHE__REDIS_URL": redis_url,
         }
         rng = np.random.default_rng(3)
-        with _membank(base) as url, httpx.Client(base_url=url, timeout=120) as http:
+        with (
+            _membank(base) as url,
+            httpx.Client(base_url=url, timeout=120, headers=BENCH_AUTH) as http,
+        ):
             http.delete("/v1/cache")  # the Redis may hold an earlier run's entries
             for start in range(0, users * 10, 1000):
                 vectors = rng.standard_normal((1000, 384)).astype(np.float32)
@@ -158,9 +176,9 @@ def run_cached(redis_url: str, seconds: int, connections: int, users: int) -> li
                 httpx.post(
                     f"{url}/v1/search",
                     content=body,
-                    headers={"content-type": "application/json"},
+                    headers={"content-type": "application/json", **BENCH_AUTH},
                     timeout=30,
-                )
+                ).raise_for_status()
                 runs.append(CachedRun(name, *_wrk(url, body, seconds, connections)))
         Path(tmp, "payload.json").write_bytes(payload)
         ceiling = _ceiling(Path(tmp, "payload.json"), body, seconds, connections)

@@ -61,11 +61,20 @@ class LockoutPolicy:
 
 
 class _Rates:
-    """Per-key sliding-window limits over a ``limits`` storage."""
+    """Per-key sliding-window limits over a ``limits`` storage.
 
-    def __init__(self, storage: Storage) -> None:
+    A request costs one ``hit``. The window's figures (for the RateLimit headers) are
+    read at most every ``stats_every`` seconds per key and counted down locally in
+    between, so ``RateLimit-Remaining`` may be a little stale on a busy multi-instance
+    key; a refusal always reads them fresh for its ``Retry-After``.
+    """
+
+    def __init__(self, storage: Storage, stats_every: float = 0.1) -> None:
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._items: dict[tuple[float, int], RateLimitItem] = {}
+        self._every = stats_every
+        #: key id -> (read at (monotonic), remaining then, reset (epoch), hits since)
+        self._stats: dict[str, tuple[float, int, float, int]] = {}
 
     def _item(self, per_second: float, burst: int) -> RateLimitItem:
         item = self._items.get((per_second, burst))
@@ -77,7 +86,16 @@ class _Rates:
     async def hit(self, key_id: str, per_second: float, burst: int) -> RateDecision:
         item = self._item(per_second, burst)
         allowed = await self._limiter.hit(item, "key", key_id)
+        now = time.monotonic()
+        seen = self._stats.get(key_id)
+        if allowed and seen is not None and now - seen[0] < self._every:
+            at, remaining, reset, hits = seen
+            self._stats[key_id] = (at, remaining, reset, hits + 1)
+            return RateDecision(True, burst, max(0, remaining - hits - 1), reset - time.time())
         stats = await self._limiter.get_window_stats(item, "key", key_id)
+        if len(self._stats) > 100_000:
+            self._stats.clear()
+        self._stats[key_id] = (now, stats.remaining, stats.reset_time, 0)
         return RateDecision(
             allowed, burst, max(0, stats.remaining), max(0.0, stats.reset_time - time.time())
         )

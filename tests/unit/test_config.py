@@ -101,3 +101,39 @@ def test_storage_and_cache_combinations(env: dict[str, str], needle: str) -> Non
     with pytest.raises(ConfigError) as err:
         load_settings(environ=env)
     assert needle in err.value.message
+
+
+def test_masked_hides_security_material() -> None:
+    s = load_settings(
+        environ={
+            "MEMBANK_SECURITY__ADMIN_KEY": "a" * 40,
+            "MEMBANK_SECURITY__ENCRYPTION__ENABLED": "true",
+            "MEMBANK_SECURITY__ENCRYPTION__KEYS": '{"k1": "S2V5TWF0ZXJpYWw="}',
+            "MEMBANK_SECURITY__ENCRYPTION__ACTIVE": "k1",
+            "MEMBANK_SECURITY__ENCRYPTION__INDEX_KEY": "SW5kZXhNYXRlcmlhbA==",
+        }
+    )
+    shown = masked(s)
+    text = str(shown)
+    assert "a" * 40 not in text and "S2V5" not in text and "SW5k" not in text
+    assert shown["security"]["encryption"]["keys"] == "***"
+    assert shown["security"]["keys_backend"] == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"MEMBANK_SECURITY__ADMIN_KEY": "short"}, "at least 32"),
+        ({"MEMBANK_SECURITY__KEYS_BACKEND": "postgres"}, "keys_dsn"),
+        ({"MEMBANK_SECURITY__AUDIT__SINK": "postgres"}, "audit.dsn"),
+        ({"MEMBANK_SECURITY__TRUSTED_PROXIES": '["not-an-ip"]'}, "not-an-ip"),
+        ({"MEMBANK_SECURITY__TRUSTED_PROXIES": "[oops"}, "not valid JSON"),
+        ({"MEMBANK_SECURITY__ENCRYPTION__ENABLED": "true"}, "generate-data-key"),
+        ({"MEMBANK_SECURITY__RATE_LIMIT__BURST": "0"}, "rate_limit.burst"),
+        ({"MEMBANK_SECURITY__LOCKOUT__MAX_SECONDS": "-1"}, "lockout.max_seconds"),
+    ],
+)
+def test_security_settings_are_checked(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ=env)
+    assert needle in err.value.message
