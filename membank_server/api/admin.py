@@ -106,7 +106,12 @@ def _audit(request: Request[Any, Any, Any], target: str, **details: Any) -> None
     request.state.audit_details = details
 
 
-@get("/v1/whoami", tags=["keys"], summary="The key this request is made with")
+@get(
+    "/v1/whoami",
+    tags=["keys"],
+    summary="The key this request is made with",
+    responses=responses(),
+)
 async def whoami(request: Request[Any, Any, Any]) -> WhoAmI:
     p = principal_of(request)
     return WhoAmI(key_id=p.key_id, role=p.role, scope=p.scope, user_id=p.user_id, team=p.team)

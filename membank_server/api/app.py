@@ -11,6 +11,7 @@ from litestar import Litestar, MediaType, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -25,6 +26,7 @@ from membank_server.api.controllers import (
     mark_backend,
 )
 from membank_server.api.errors import error_response, exception_handlers, responses
+from membank_server.api.schemas import ErrorBody
 from membank_server.api.security import SecurityMiddleware
 from membank_server.api.tenancy import admin_only
 from membank_server.config import Settings
@@ -52,6 +54,11 @@ def health() -> dict[str, str]:
     tags=["ops"],
     summary="Readiness: 503 until storage and embedder are ready",
     opt={"public": True},
+    responses={
+        503: ResponseSpec(
+            data_container=ErrorBody, description="not ready yet", generate_examples=False
+        )
+    },
 )
 async def ready(state: State) -> Response[Any]:
     runtime: Runtime = state.runtime
@@ -120,6 +127,7 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
         request_max_body_size=settings.server.max_body_bytes,
         before_request=before_memory_request,
         after_request=mark_backend,
+        security=[{"apiKey": []}],
     )
     batch = Router(
         path="/",
@@ -127,6 +135,7 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
         request_max_body_size=settings.server.batch_max_body_bytes,
         before_request=before_memory_request,
         after_request=mark_backend,
+        security=[{"apiKey": []}],
     )
     prometheus = PrometheusConfig(
         app_name="membank", prefix="membank", group_path=True, exclude=["/metrics"]
@@ -157,7 +166,6 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
                     )
                 }
             ),
-            security=[{"apiKey": []}],
         ),
         logging_config=None,
         debug=False,

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Response, delete, get, post
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, QueryParameter
 
 from membank_server.api.errors import responses
@@ -68,7 +69,11 @@ class CacheController(Controller):
     guards = [admin_only]
     tags = ["cache"]
 
-    @get("/stats", summary="Cache outcomes and hit ratios per level in this process")
+    @get(
+        "/stats",
+        summary="Cache outcomes and hit ratios per level in this process",
+        responses=responses(503),
+    )
     async def stats(self, state: State) -> dict[str, Any]:
         runtime: Runtime = state.runtime
         cache = runtime.memories.recall_cache
@@ -83,7 +88,11 @@ class CacheController(Controller):
             },
         }
 
-    @get("/popular", summary="The most asked searches (what warmup replays)")
+    @get(
+        "/popular",
+        summary="The most asked searches (what warmup replays)",
+        responses=responses(422, 503),
+    )
     async def popular(
         self,
         state: State,
@@ -106,7 +115,18 @@ class CacheController(Controller):
         "/warmup",
         summary="Warm the cache now (eager) or in the background (lazy)",
         status_code=200,
-        responses=responses(415, 422, 503),
+        responses=responses(
+            415,
+            422,
+            503,
+            others={
+                202: ResponseSpec(
+                    data_container=dict[str, str],
+                    description="lazy: warming in the background",
+                    generate_examples=False,
+                )
+            },
+        ),
         opt={"audit": "cache.warmup"},
     )
     async def warmup(self, state: State, data: JSONBody[WarmupBody]) -> Response[dict[str, Any]]:

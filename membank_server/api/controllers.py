@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -97,7 +98,20 @@ class MemoryController(Controller):
             "request answers as the first did and stores nothing; the key with another body "
             "is a 409. With `id`, the call is an idempotent upsert of that memory."
         ),
-        responses=responses(400, 409, 413, 415, 422, 503),
+        responses=responses(
+            409,
+            413,
+            415,
+            422,
+            503,
+            others={
+                200: ResponseSpec(
+                    data_container=MemoryRead,
+                    description="an exact duplicate of a live memory: the existing one",
+                    generate_examples=False,
+                )
+            },
+        ),
     )
     async def create(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -139,12 +140,18 @@ _DOCUMENTED = {
 }
 
 
-def responses(*codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the error answers a handler can give (and, as every
-    route but the public ones is behind an API key: 401, 403 and 429)."""
-    return {
+def responses(
+    *codes: int, others: Mapping[int, ResponseSpec] | None = None
+) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error answers a handler can give: ``codes``, plus 400
+    (a malformed request, in our error body) and, as every route but the public ones
+    is behind an API key, 401, 403 and 429. ``others`` adds answers besides the
+    handler's own success, by status (a duplicate's 200, a background job's 202)."""
+    specs = {
         c: ResponseSpec(
             data_container=ErrorBody, description=_DOCUMENTED[c], generate_examples=False
         )
-        for c in sorted({*codes, 401, 403, 429})
+        for c in sorted({*codes, 400, 401, 403, 429})
     }
+    specs.update(others or {})
+    return specs
