@@ -27,7 +27,7 @@ import numpy as np
 import typer
 from rich.progress import Progress
 
-from membank_cli.bench_cache import BENCH_AUTH, BENCH_SECURITY, run_cached
+from membank_cli.bench_cache import bench_auth, bench_security, run_cached
 from membank_cli.output import console, fail, print_json, table, warning
 
 __all__ = ["bench"]
@@ -95,7 +95,7 @@ def _server(data_dir: Path, extra: dict[str, str]) -> Iterator[tuple[str, int]]:
         "MEMBANK_STORAGE__EDGE__PATH": str(data_dir / "edge"),
         "MEMBANK_SERVER__PORT": str(port),
         "MEMBANK_SERVER__LOG_LEVEL": "warning",
-        **BENCH_SECURITY,
+        **bench_security(),
         **extra,
     }
     proc = subprocess.Popen([sys.executable, "-m", "membank_cli", "serve"], env=env)
@@ -155,7 +155,7 @@ async def _drive(
     latencies: list[float] = []
     task = progress.add_task(label, total=len(bodies))
     queue = iter(bodies)
-    headers = {"content-type": "application/json", **BENCH_AUTH}
+    headers = {"content-type": "application/json", **bench_auth()}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
 

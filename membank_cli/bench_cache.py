@@ -8,6 +8,7 @@ answers the same payload from a dict (the ceiling).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -27,18 +28,28 @@ import numpy as np
 
 from membank_cli.output import fail
 
-__all__ = ["BENCH_AUTH", "BENCH_SECURITY", "CachedRun", "run_cached"]
+__all__ = ["CachedRun", "bench_auth", "bench_security", "run_cached"]
+
 
 #: Bench servers run with security on, as in production: requests carry an admin key
 #: and pass the lockout check and the per-key rate limiter (set far above what a bench
 #: sends, so its cost is measured but it never refuses).
-_BENCH_KEY = "membank-bench-" + secrets.token_urlsafe(24)
-BENCH_SECURITY = {
-    "MEMBANK_SECURITY__ADMIN_KEY": _BENCH_KEY,
-    "MEMBANK_SECURITY__RATE_LIMIT__REQUESTS_PER_SECOND": "10000000",
-    "MEMBANK_SECURITY__RATE_LIMIT__BURST": "10000000",
-}
-BENCH_AUTH = {"Authorization": f"Bearer {_BENCH_KEY}"}
+@functools.cache
+def _bench_key() -> str:
+    return "membank-bench-" + secrets.token_urlsafe(24)
+
+
+def bench_security() -> dict[str, str]:
+    return {
+        "MEMBANK_SECURITY__ADMIN_KEY": _bench_key(),
+        "MEMBANK_SECURITY__RATE_LIMIT__REQUESTS_PER_SECOND": "10000000",
+        "MEMBANK_SECURITY__RATE_LIMIT__BURST": "10000000",
+    }
+
+
+def bench_auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {_bench_key()}"}
+
 
 _LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -93,14 +104,14 @@ def _uvicorn(args: list[str], env: dict[str, str], ready_path: str) -> Iterator[
 def _membank(env: dict[str, str]) -> AbstractContextManager[str]:
     return _uvicorn(
         ["-m", "membank_cli", "serve"],
-        {**env, **BENCH_SECURITY, "MEMBANK_SERVER__LOG_LEVEL": "warning"},
+        {**env, **bench_security(), "MEMBANK_SERVER__LOG_LEVEL": "warning"},
         "/ready",
     )
 
 
 def _wrk(url: str, body: bytes, seconds: int, connections: int) -> tuple[float, float, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(_LUA % (BENCH_AUTH["Authorization"], body.decode()))
+        fh.write(_LUA % (bench_auth()["Authorization"], body.decode()))
     out = subprocess.run(
         [
             "wrk",
@@ -141,7 +152,7 @@ def run_cached(redis_url: str, seconds: int, connections: int, users: int) -> li
         rng = np.random.default_rng(3)
         with (
             _membank(base) as url,
-            httpx.Client(base_url=url, timeout=120, headers=BENCH_AUTH) as http,
+            httpx.Client(base_url=url, timeout=120, headers=bench_auth()) as http,
         ):
             http.delete("/v1/cache")  # the Redis may hold an earlier run's entries
             for start in range(0, users * 10, 1000):
@@ -176,7 +187,7 @@ def run_cached(redis_url: str, seconds: int, connections: int, users: int) -> li
                 httpx.post(
                     f"{url}/v1/search",
                     content=body,
-                    headers={"content-type": "application/json", **BENCH_AUTH},
+                    headers={"content-type": "application/json", **bench_auth()},
                     timeout=30,
                 ).raise_for_status()
                 runs.append(CachedRun(name, *_wrk(url, body, seconds, connections)))

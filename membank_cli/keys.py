@@ -26,7 +26,12 @@ import typer
 from rich.progress import Progress
 
 from membank_cli.output import console, fail, print_json, success, table, warning
-from membank_server.bootstrap import build_audit_log, build_key_store
+from membank_server.bootstrap import (
+    add_data_key,
+    build_audit_log,
+    build_key_store,
+    retire_data_keys,
+)
 from membank_server.config import Settings, load_settings
 from membank_server.domain.errors import MembankError
 from membank_server.domain.security import ApiKey, AuditEntry, Role, Scope
@@ -222,14 +227,12 @@ def generate_data_key(
     config: Path = ConfigOption,
 ) -> None:
     """Add a new field-encryption key to the keys file (created 0600) and make it active."""
-    from membank_server.security.crypto import add_key_to_file
-
     settings = _settings(config)
     path = keys_file or settings.security.encryption.keys_file
     if path is None:
         fail("give --keys-file or set security.encryption.keys_file")
     try:
-        key_id = add_key_to_file(Path(path))
+        key_id = add_data_key(Path(path))
     except MembankError as exc:
         fail(exc)
     success(f"data key {key_id} is now active in {path}")
@@ -252,15 +255,13 @@ def rotate_data_key(
     Reads keep working throughout; with --retire the keys no record uses any
     more are removed from the keys file afterwards.
     """
-    from membank_server.security.crypto import add_key_to_file, retire_keys_in_file
-
     settings = _settings(config)
     keys_file = settings.security.encryption.keys_file
     if (generate or retire) and keys_file is None:
         fail("--generate and --retire need security.encryption.keys_file")
     if generate:
         assert keys_file is not None
-        success(f"data key {add_key_to_file(Path(keys_file))} is now active in {keys_file}")
+        success(f"data key {add_data_key(Path(keys_file))} is now active in {keys_file}")
         # Every instance re-reads the file this often: wait, so none seals with the old
         # key once the rotation has begun (or it could be retired while still in use).
         with console.status("waiting for every instance to load the new key"):
@@ -268,8 +269,8 @@ def rotate_data_key(
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
         with httpx.Client(base_url=url, timeout=60, headers=headers) as http:
-            _checked(http.post("/v1/admin/encryption/rotate"))
-            state = _follow(http)
+            started = _checked(http.post("/v1/admin/encryption/rotate"))["started_at"]
+            state = _follow(http, started)
     except httpx.TransportError as exc:
         fail(f"cannot reach the server at {url}: {exc}")
     rotation = state["rotation"]
@@ -280,7 +281,7 @@ def rotate_data_key(
         assert keys_file is not None
         unused = {k for k, n in state["usage"].items() if n == 0}
         in_use = set(state["usage"]) - unused - {"plaintext"}
-        removed = retire_keys_in_file(Path(keys_file), keep=in_use | {state["active_key"]})
+        removed = retire_data_keys(Path(keys_file), keep=in_use | {state["active_key"]})
         success(f"retired {', '.join(removed) or 'no keys'} from {keys_file}")
 
 
@@ -294,14 +295,26 @@ def _checked(r: httpx.Response) -> Any:
     return r.json()
 
 
-def _follow(http: httpx.Client) -> Any:
-    """Poll the rotation with a progress bar until it ends."""
+def _follow(http: httpx.Client, started_at: str) -> Any:
+    """Poll the rotation this command started (by its start time) until it ends.
+
+    Point --url at one instance: another one knows nothing of this run.
+    """
+    strangers = 0
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("re-encrypting", total=None)
         while True:
             state = _checked(http.get("/v1/admin/encryption"))
             r = state["rotation"]
-            progress.update(task, total=r["total"] or None, completed=r["done"])
-            if r["state"] in ("done", "failed", "idle") and r["finished_at"] is not None:
-                return state
+            if r["started_at"] != started_at:
+                strangers += 1
+                if strangers > 25:
+                    fail(
+                        "the server reports another rotation than the one started: "
+                        "point --url at a single instance (or it restarted mid-run)"
+                    )
+            else:
+                progress.update(task, total=r["total"] or None, completed=r["done"])
+                if r["finished_at"] is not None:
+                    return state
             time.sleep(0.2)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from membank_server.security.crypto import KeyRing
 
 __all__ = [
+    "add_data_key",
     "build_audit_log",
     "build_embedder",
     "build_key_ring",
@@ -38,6 +39,7 @@ __all__ = [
     "build_single_store",
     "build_store",
     "build_throttle",
+    "retire_data_keys",
     "security_dir",
 ]
 
@@ -375,3 +377,17 @@ def build_key_ring(settings: Settings) -> KeyRing | None:
         return KeyRing.from_file(Path(enc.keys_file))
     assert enc.active is not None and enc.index_key is not None  # checked by load_settings
     return KeyRing.from_settings(keys=enc.keys, active=enc.active, index_key=enc.index_key)
+
+
+def add_data_key(path: Path) -> str:
+    """Add a new active data key to a keys file (made 0600 if missing); its id."""
+    from membank_server.security.crypto import add_key_to_file
+
+    return add_key_to_file(path)
+
+
+def retire_data_keys(path: Path, keep: set[str]) -> list[str]:
+    """Remove the keys file's keys not in ``keep`` (never the active one); their ids."""
+    from membank_server.security.crypto import retire_keys_in_file
+
+    return retire_keys_in_file(path, keep)

@@ -40,6 +40,7 @@ __all__ = [
     "StorageSettings",
     "load_settings",
     "masked",
+    "masked_tree",
 ]
 
 _PREFIX = "MEMBANK_"
@@ -224,6 +225,10 @@ class EncryptionSettings(_Section):
     enabled: bool = False
     keys: dict[str, str] = msgspec.field(default_factory=dict)
     active: str | None = None
+
+    def __repr__(self) -> str:
+        return f"EncryptionSettings({masked_tree(self)})"
+
     index_key: str | None = None
     keys_file: str | None = None
     metadata_keys: list[str] = msgspec.field(default_factory=list)
@@ -231,6 +236,9 @@ class EncryptionSettings(_Section):
 
 class SecuritySettings(_Section):
     """API keys bound to tenants, lockout, rate limits, audit and field encryption."""
+
+    def __repr__(self) -> str:
+        return f"SecuritySettings({masked_tree(self)})"
 
     auth: bool = True
     #: An admin key to accept (created on first start when absent); when unset, the
@@ -382,6 +390,11 @@ def _check_security(settings: Settings) -> None:
             raise ConfigError(f"setting {name} must be positive, got {value}")
     if sec.admin_key is not None and len(sec.admin_key) < 32:
         raise ConfigError("setting security.admin_key must be at least 32 characters")
+    if not sec.auth and not _loopback(settings.server.host):
+        raise ConfigError(
+            "setting security.auth=false serves every request as an admin: only with "
+            f"server.host on loopback (127.0.0.1), not {settings.server.host!r}"
+        )
     pg_dsn = settings.storage.postgres.dsn
     if sec.keys_backend == "postgres" and not (sec.keys_dsn or pg_dsn):
         raise ConfigError(
@@ -410,6 +423,15 @@ def _check_security(settings: Settings) -> None:
             f"setting security.encryption.active names {enc.active!r}, which is not in "
             "security.encryption.keys"
         )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _stores_used(storage: StorageSettings) -> set[str]:
@@ -453,6 +475,11 @@ def load_settings(
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The settings as a plain tree with every secret replaced by ``***``."""
+    return masked_tree(settings)
+
+
+def masked_tree(section: msgspec.Struct) -> dict[str, Any]:
+    """A settings section as a plain tree with every secret replaced by ``***``."""
 
     def mask(node: Any) -> Any:
         if isinstance(node, dict):
@@ -465,4 +492,4 @@ def masked(settings: Settings) -> dict[str, Any]:
             return _URL_PASSWORD.sub(r"\1***@", node)
         return node
 
-    return dict(mask(msgspec.to_builtins(settings)))
+    return dict(mask(msgspec.to_builtins(section)))

@@ -10,13 +10,14 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from membank_server.api.errors import responses
 from membank_server.api.schemas import IdStr
 from membank_server.api.tenancy import admin_only, principal_of
 from membank_server.domain.errors import Conflict, InvalidInput, Unavailable
+from membank_server.domain.model import USER_ID_PATTERN
 from membank_server.domain.security import ApiKey, Role, Scope
 from membank_server.services.access import AccessService, KeySpec
 from membank_server.services.rotation import DataKeyRotation
@@ -24,12 +25,19 @@ from membank_server.services.runtime import Runtime
 
 __all__ = [
     "AdminController",
+    "AuditRead",
+    "EncryptionRead",
     "KeyCreate",
     "KeyCreated",
     "KeyRead",
+    "RotationRead",
     "WhoAmI",
     "whoami",
 ]
+
+
+KeyIdPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9]{1,64}$")]
+NamePath = Annotated[str, PathParameter(pattern=USER_ID_PATTERN.pattern)]
 
 
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -38,7 +46,7 @@ class KeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     scope: Scope = Scope.OWN
     user_id: IdStr | None = None
     team: IdStr | None = None
-    expires_at: datetime | None = None
+    expires_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
     rate_per_second: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] | None = None
     burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
@@ -77,6 +85,38 @@ class KeyCreated(msgspec.Struct, kw_only=True):
     key: KeyRead
     #: The token, shown this once; only its hash is stored.
     secret: str
+
+
+class AuditRead(msgspec.Struct, kw_only=True):
+    at: datetime
+    request_id: str
+    #: A key id, ``anonymous`` or ``cli:<os user>``; never key material.
+    actor: str
+    client: str
+    action: str
+    target: str
+    result: str
+    status: int
+    details: dict[str, Any]
+
+
+class RotationRead(msgspec.Struct, kw_only=True):
+    state: str
+    active_key: str | None
+    total: int
+    done: int
+    usage_before: dict[str, int]
+    usage_after: dict[str, int]
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+
+
+class EncryptionRead(msgspec.Struct, kw_only=True):
+    active_key: str
+    #: Stored records per data key id ("plaintext": written before encryption was on).
+    usage: dict[str, int]
+    rotation: RotationRead
 
 
 class WhoAmI(msgspec.Struct, kw_only=True):
@@ -144,7 +184,7 @@ class AdminController(Controller):
         return [KeyRead.of(k) for k in await _access(state).list_keys()]
 
     @get("/keys/{key_id:str}", summary="One API key", responses=responses(404, 422, 503))
-    async def get_key(self, state: State, key_id: FromPath[str]) -> KeyRead:
+    async def get_key(self, state: State, key_id: KeyIdPath) -> KeyRead:
         return KeyRead.of(await _access(state).get_key(key_id))
 
     @delete(
@@ -154,7 +194,7 @@ class AdminController(Controller):
         responses=responses(404, 409, 422, 503),
         opt={"audit": "key.revoke"},
     )
-    async def revoke_key(self, state: State, key_id: FromPath[str]) -> KeyRead:
+    async def revoke_key(self, state: State, key_id: KeyIdPath) -> KeyRead:
         return KeyRead.of(await _access(state).revoke(key_id))
 
     @get(
@@ -162,7 +202,7 @@ class AdminController(Controller):
         summary="The users a team key may act for",
         responses=responses(422, 503),
     )
-    async def members(self, state: State, team: FromPath[str]) -> list[str]:
+    async def members(self, state: State, team: NamePath) -> list[str]:
         return await _access(state).members(team)
 
     @put(
@@ -172,7 +212,7 @@ class AdminController(Controller):
         responses=responses(422, 503),
         opt={"audit": "team.add_member"},
     )
-    async def add_member(self, state: State, team: FromPath[str], user_id: FromPath[str]) -> None:
+    async def add_member(self, state: State, team: NamePath, user_id: NamePath) -> None:
         await _access(state).add_member(team, user_id)
 
     @delete(
@@ -182,9 +222,7 @@ class AdminController(Controller):
         responses=responses(404, 422, 503),
         opt={"audit": "team.remove_member"},
     )
-    async def remove_member(
-        self, state: State, team: FromPath[str], user_id: FromPath[str]
-    ) -> None:
+    async def remove_member(self, state: State, team: NamePath, user_id: NamePath) -> None:
         await _access(state).remove_member(team, user_id)
 
     @get("/audit", summary="The last audit entries", responses=responses(422, 503))
@@ -193,30 +231,25 @@ class AdminController(Controller):
         state: State,
         since: Annotated[datetime | None, QueryParameter()] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditRead]:
         runtime: Runtime = state.runtime
         if runtime.audit is None:
             raise Unavailable("no audit log")
         entries = await runtime.audit.read(since=since, limit=limit)
-        return [dataclasses.asdict(e) for e in entries]
+        return [AuditRead(**dataclasses.asdict(e)) for e in entries]
 
     @get(
         "/encryption",
         summary="Data keys in use and the state of the last rotation",
         responses=responses(422, 503),
     )
-    async def encryption(self, state: State) -> dict[str, Any]:
+    async def encryption(self, state: State) -> EncryptionRead:
         rotation = _rotation(state)
-        status = rotation.status
-        # Usage is a full scan: while a rotation runs, its own figures stand in.
-        usage = (
-            status.usage_before if status.state == "running" else await rotation.store.key_usage()
+        return EncryptionRead(
+            active_key=rotation.active_key,
+            usage=await rotation.usage(),
+            rotation=RotationRead(**dataclasses.asdict(rotation.status)),
         )
-        return {
-            "active_key": rotation.store.active_key,
-            "usage": usage,
-            "rotation": dataclasses.asdict(status),
-        }
 
     @post(
         "/encryption/rotate",
@@ -226,12 +259,12 @@ class AdminController(Controller):
         responses=responses(409, 422, 503),
         opt={"audit": "encryption.rotate"},
     )
-    async def rotate(self, state: State) -> Response[dict[str, Any]]:
+    async def rotate(self, state: State) -> Response[RotationRead]:
         runtime: Runtime = state.runtime
         rotation = _rotation(state)
         if rotation.status.state == "running":
             raise Conflict("a rotation is running; follow it at GET /v1/admin/encryption")
         runtime.background(rotation.run())
-        # Let the run begin, so a status read after this answer shows it running.
+        # Let the run begin: this answer names it (started_at) and shows it running.
         await asyncio.sleep(0)
-        return Response({"status": "started"}, status_code=202)
+        return Response(RotationRead(**dataclasses.asdict(rotation.status)), status_code=202)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,8 +20,6 @@ from membank_server.domain.errors import (
     MembankError,
     NotFound,
     PreconditionFailed,
-    TooManyRequests,
-    Unauthenticated,
     Unavailable,
 )
 
@@ -41,9 +38,7 @@ ERROR_STATUS: dict[type[MembankError], int] = {
     NotFound: 404,
     Conflict: 409,
     PreconditionFailed: 412,
-    Unauthenticated: 401,
     Forbidden: 403,
-    TooManyRequests: 429,
     IntegrityError: 500,
     Unavailable: 503,
 }
@@ -87,8 +82,6 @@ def _domain(_: Request[Any, Any, Any], exc: MembankError) -> Response[ErrorBody]
     if status >= 500:
         _log.error("%s: %s", type(exc).__name__, exc.message)
     headers = {"Retry-After": "1"} if status == 503 else None
-    if isinstance(exc, TooManyRequests):
-        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
     return error_response(status, exc.code, exc.message, exc.details, headers)
 
 

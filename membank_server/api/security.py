@@ -1,13 +1,14 @@
 """The security edge of every request: request id, client address, API key, lockout,
 rate limit, security headers, and the audit line of audited routes.
 
-Order, for a route that is not public: a client under lockout gets 429 without
-its key being looked at; a missing or bad key is 401 and counts as a failure of
-the client (and of the key id it names); a good key is rate limited per key. A
-key's holder is never locked out by someone else's failures against it: a locked
-key still accepts its own secret (256 random bits; nobody guesses it), while
-wrong secrets for it get 429. Requests refused during a lockout are counted, not
-audited one by one, so a flood cannot fill the audit log.
+For a route that is not public: a usable key passes (then its rate limit applies),
+whoever sends it and however many failures its client has had, so nobody can lock
+a real user out by failing from the same address or against the same key. A
+missing or bad key is 401 and counts as a failure of the client (and of the key id
+it names); after too many, that client's (or that key id's) further failures get
+429 with ``Retry-After`` and are neither counted again nor audited one by one, so a
+flood cannot fill the audit log or lengthen its own lockout. Keys are 256 random
+bits: lockout slows and reports guessing, it is not what stops it.
 """
 
 from __future__ import annotations
@@ -17,15 +18,13 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
-import msgspec
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from membank_server.api._http import clean, client_address, error_body, header, reply, with_headers
 from membank_server.config import SecuritySettings
 from membank_server.domain.errors import MembankError
 from membank_server.domain.ports import AuditLog, Throttle
@@ -34,6 +33,8 @@ from membank_server.domain.security import Scope as KeyScope
 from membank_server.services.access import AccessService, key_id_of
 
 __all__ = ["ANONYMOUS_ADMIN", "SecurityMiddleware", "client_address"]
+
+Refusal = tuple[int, str, str, list[tuple[bytes, bytes]]]
 
 _log = logging.getLogger("membank.security")
 
@@ -51,49 +52,6 @@ _API_HEADERS = [
     (b"cache-control", b"no-store"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
 ]
-_PUBLIC_PREFIXES = ("/health", "/ready", "/schema")
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-def client_address(scope: Scope, trusted: Sequence[Network]) -> str:
-    """The client's IP: the peer, or, when the peer is a trusted proxy, the last
-    address in X-Forwarded-For that is not a trusted proxy."""
-    peer = scope.get("client")
-    address = str(peer[0]) if peer else "unknown"
-    if not trusted or not _within(address, trusted):
-        return address
-    forwarded = ",".join(
-        v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"
-    )
-    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-    for hop in reversed(hops):
-        try:
-            ipaddress.ip_address(hop)
-        except ValueError:
-            return address
-        address = hop
-        if not _within(hop, trusted):
-            return hop
-    return address
-
-
-def _within(address: str, networks: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in n for n in networks)
-
-
-def _error(status: int, code: str, message: str) -> bytes:
-    return msgspec.json.encode({"error": {"code": code, "message": message, "details": {}}})
 
 
 class SecurityMiddleware(ASGIMiddleware):
@@ -118,49 +76,72 @@ class SecurityMiddleware(ASGIMiddleware):
         self.lockout = settings.lockout.enabled
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        given = _header(scope, b"x-request-id")
+        given = header(scope, b"x-request-id")
         request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
         client = client_address(scope, self.trusted)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["client"] = client
+        path = scope["path"]
+        docs = path == "/schema" or path.startswith("/schema/")
         extra = [*_HEADERS, (b"x-request-id", request_id.encode())]
-        if not scope["path"].startswith("/schema"):
+        if not docs:
             extra += _API_HEADERS
         opt = scope["route_handler"].opt
-        public = opt.get("public") or scope["path"].startswith(_PUBLIC_PREFIXES)
         if not self.settings.auth:
             scope["user"] = ANONYMOUS_ADMIN
-        elif not public:
-            refused = await self._authenticate(scope, client, request_id, extra)
+        elif not (opt.get("public") or docs):
+            try:
+                refused = await self._authenticate(scope, client, request_id, extra)
+            except MembankError as exc:
+                # The key store or Redis failed: say so without its internals.
+                _log.error("authentication unavailable: %s", exc.message)
+                refused = (
+                    503,
+                    "unavailable",
+                    "authentication is unavailable right now; retry shortly",
+                    [(b"retry-after", b"1")],
+                )
             if refused is not None:
                 status, code, message, headers = refused
-                await _reply(send, status, _error(status, code, message), extra + headers)
+                await reply(send, status, error_body(code, message), extra + headers)
                 return
         action = opt.get("audit")
         if action is None:
-            await next_app(scope, receive, _with_headers(send, extra))
+            await next_app(scope, receive, with_headers(send, extra))
             return
 
         async def audited(message: Message) -> None:
             if message["type"] == "http.response.start":
                 await self._record(scope, str(action), int(message["status"]))
-            await _with_headers(send, extra)(message)
+            await with_headers(send, extra)(message)
 
         await next_app(scope, receive, audited)
 
     async def _authenticate(
         self, scope: Scope, client: str, request_id: str, extra: list[tuple[bytes, bytes]]
-    ) -> tuple[int, str, str, list[tuple[bytes, bytes]]] | None:
+    ) -> Refusal | None:
         """Set ``scope["user"]``; or say what to answer instead."""
-        if self.lockout:
-            left = await self.throttle.locked(f"client:{client}")
-            if left is not None:
-                return _locked(left, "too many failed authentications from this client")
-        auth = _header(scope, b"authorization") or ""
+        auth = header(scope, b"authorization") or ""
         scheme, _, token = auth.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        principal = None
+        if scheme.lower() == "bearer" and token:
+            assert self.access is not None  # checked in __init__
+            principal = await self.access.authenticate(token)
+        if principal is not None:
+            scope["user"] = principal
+            return await self._limit(principal, extra)
+        claimed = key_id_of(token) if token else None
+        if self.lockout:
+            left = await self.throttle.locked(f"client:{client}")
+            why = "too many failed authentications from this client"
+            if left is None and claimed is not None:
+                left = await self.throttle.locked(f"key:{claimed}")
+                why = "too many failed authentications for this key"
+            if left is not None:
+                return _locked(left, why)
+        if not token:
             await self._fail(scope, client, request_id, None, "auth.missing_key")
             return (
                 401,
@@ -168,28 +149,17 @@ class SecurityMiddleware(ASGIMiddleware):
                 "send an API key: Authorization: Bearer <key>",
                 [(b"www-authenticate", b'Bearer realm="membank"')],
             )
-        assert self.access is not None  # checked in __init__
-        principal = await self.access.authenticate(token)
-        if principal is None:
-            claimed = key_id_of(token)
-            if self.lockout and claimed is not None:
-                left = await self.throttle.locked(f"key:{claimed}")
-                if left is not None:
-                    await self.throttle.failed(f"client:{client}")
-                    return _locked(left, "too many failed authentications for this key")
-            await self._fail(scope, client, request_id, claimed, "auth.bad_key")
-            return (
-                401,
-                "unauthorized",
-                "the API key is unknown, expired or revoked",
-                [(b"www-authenticate", b'Bearer realm="membank", error="invalid_token"')],
-            )
-        scope["user"] = principal
-        return await self._limit(principal, extra)
+        await self._fail(scope, client, request_id, claimed, "auth.bad_key")
+        return (
+            401,
+            "unauthorized",
+            "the API key is unknown, expired or revoked",
+            [(b"www-authenticate", b'Bearer realm="membank", error="invalid_token"')],
+        )
 
     async def _limit(
         self, principal: Principal, extra: list[tuple[bytes, bytes]]
-    ) -> tuple[int, str, str, list[tuple[bytes, bytes]]] | None:
+    ) -> Refusal | None:
         if self.rate is None:
             return None
         per_second = principal.rate_per_second or self.rate[0]
@@ -211,7 +181,10 @@ class SecurityMiddleware(ASGIMiddleware):
     async def _fail(
         self, scope: Scope, client: str, request_id: str, key_id: str | None, action: str
     ) -> None:
-        details: dict[str, Any] = {"path": scope["path"], "method": scope.get("method", "")}
+        details: dict[str, Any] = {
+            "path": clean(scope["path"]),
+            "method": clean(str(scope.get("method", ""))),
+        }
         if self.lockout:
             started = await self.throttle.failed(f"client:{client}")
             if started is not None:
@@ -246,7 +219,7 @@ class SecurityMiddleware(ASGIMiddleware):
                 actor=actor,
                 client=state.get("client", ""),
                 action=action,
-                target=str(state.get("audit_target") or _target(scope)),
+                target=clean(str(state.get("audit_target") or _target(scope))),
                 result=result,
                 status=status,
                 details=dict(state.get("audit_details", {})),
@@ -281,14 +254,16 @@ class _NoThrottle:
 
 
 def _target(scope: Scope) -> str:
-    """What an audited request acted on: its path parameters and ``user_id``."""
+    """What an audited request acted on: its path parameters, and the user_id the
+    tenant check passed (the value the handler used, not a re-read of the query)."""
     parts = [f"{k}={v}" for k, v in scope.get("path_params", {}).items()]
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    parts += [f"user_id={u}" for u in query.get("user_id", [])[:1]]
+    user = scope.get("state", {}).get("audit_user")
+    if user is not None:
+        parts.append(f"user_id={user}")
     return " ".join(parts)
 
 
-def _locked(left: float, why: str) -> tuple[int, str, str, list[tuple[bytes, bytes]]]:
+def _locked(left: float, why: str) -> Refusal:
     retry = max(1, math.ceil(left))
     return (
         429,
@@ -306,27 +281,3 @@ def _rate_headers(d: RateDecision, per_second: float, burst: int) -> list[tuple[
         (b"ratelimit-reset", str(max(0, math.ceil(d.reset_seconds))).encode()),
         (b"ratelimit-policy", f"{burst};w={window}".encode()),
     ]
-
-
-def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    async def sender(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *extra]
-        await send(message)
-
-    return sender
-
-
-async def _reply(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -42,11 +42,19 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
 class Tenancy:
     """The tenant check of one request."""
 
-    def __init__(self, access: AccessService | None, principal: Principal) -> None:
+    def __init__(
+        self,
+        access: AccessService | None,
+        principal: Principal,
+        state: dict[str, Any] | None = None,
+    ) -> None:
         self.access = access
         self.principal = principal
+        self._state = state if state is not None else {}
 
     async def _allowed(self, user_id: str) -> bool:
+        # The checked user is what the audit line names: the value the handler uses.
+        self._state["audit_user"] = user_id
         if self.access is None:
             return self.principal.is_admin
         return await self.access.may_act_for(self.principal, user_id)
@@ -65,4 +73,4 @@ class Tenancy:
 
 def provide_tenancy(request: Request[Any, Any, Any], state: State) -> Tenancy:
     runtime: Runtime = state.runtime
-    return Tenancy(runtime.access, principal_of(request))
+    return Tenancy(runtime.access, principal_of(request), request.scope.setdefault("state", {}))

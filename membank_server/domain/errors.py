@@ -6,9 +6,7 @@
     ├── NotFound                no such memory for this user (404)
     ├── Conflict                the id or idempotency key is taken by something else (409)
     ├── PreconditionFailed      If-Match named a version that is not the current one (412)
-    ├── Unauthenticated         no API key, or one that is unknown, expired or revoked (401)
     ├── Forbidden               the key may not do this (403)
-    ├── TooManyRequests         rate limited or locked out; ``retry_after`` seconds (429)
     ├── IntegrityError          stored data failed its integrity check: a ciphertext that
     │                           does not belong to its row, or an unknown data key (500)
     ├── ConfigError             a setting is missing or wrong (fails at start)
@@ -39,8 +37,6 @@ __all__ = [
     "NotFound",
     "PreconditionFailed",
     "StorageUnavailable",
-    "TooManyRequests",
-    "Unauthenticated",
     "Unavailable",
 ]
 
@@ -81,24 +77,8 @@ class PreconditionFailed(MembankError):
     code = "precondition_failed"
 
 
-class Unauthenticated(MembankError):
-    code = "unauthorized"
-
-
 class Forbidden(MembankError):
     code = "forbidden"
-
-
-class TooManyRequests(MembankError):
-    """Rate limited or locked out; the client may retry after ``retry_after`` seconds."""
-
-    code = "too_many_requests"
-
-    def __init__(
-        self, message: str, retry_after: float, details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message, details)
-        self.retry_after = retry_after
 
 
 class IntegrityError(MembankError):

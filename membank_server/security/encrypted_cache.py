@@ -9,6 +9,7 @@ ever a copy, and the caller computes the answer again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from membank_server.domain.errors import IntegrityError
@@ -16,6 +17,8 @@ from membank_server.domain.ports import Cache
 from membank_server.security.crypto import KeyRing
 
 __all__ = ["EncryptedCache"]
+
+_log = logging.getLogger("membank.security")
 
 
 class EncryptedCache:
@@ -37,8 +40,10 @@ class EncryptedCache:
     def _open(self, key: str, value: bytes) -> bytes | None:
         try:
             return self.ring.open_bytes(value, key.encode("utf-8"))
-        except IntegrityError:
-            # Not an error for a cache: the entry is unusable, so it is a miss.
+        except IntegrityError as exc:
+            # Not an error for a cache: the entry is unusable, so it is a miss; but a
+            # value that does not open may be tampering, so it is logged.
+            _log.warning("cache entry %s failed to open, treated as a miss: %s", key, exc.message)
             return None
 
     async def get(self, key: str) -> bytes | None:

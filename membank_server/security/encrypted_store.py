@@ -125,7 +125,7 @@ class EncryptedStore:
             return crypt(json.dumps(value, ensure_ascii=False, separators=(",", ":")), name)
 
         sealed = self._crypt_record(r, crypt, meta)
-        digest = self.ring.index(r.memory.content_hash)
+        digest = self.ring.index(f"{r.memory.user_id}|{r.memory.content_hash}")
         return replace(sealed, memory=replace(sealed.memory, content_hash=digest))
 
     def _openers(self, m: Memory) -> tuple[_Crypt, _Crypt]:
@@ -169,7 +169,11 @@ class EncryptedStore:
         self, pairs: Sequence[tuple[str, str]], now: datetime
     ) -> dict[tuple[str, str], Memory]:
         # Only the keyed hash is asked for: the plain digest never reaches the backend.
-        asked = {(user_id, self.ring.index(digest)): (user_id, digest) for user_id, digest in pairs}
+        # Keyed by user too: equal contents of two users do not show as equal hashes.
+        asked = {
+            (user_id, self.ring.index(f"{user_id}|{digest}")): (user_id, digest)
+            for user_id, digest in pairs
+        }
         found = await self.inner.find_by_hash(list(asked), now)
         return {asked[key]: self._open_memory(m) for key, m in found.items() if key in asked}
 

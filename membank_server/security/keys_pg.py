@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import secrets
 from datetime import datetime
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from membank_server.domain.errors import ConfigError, Conflict, StorageUnavailable
+from membank_server.domain.errors import ConfigError, Conflict, InvalidInput, StorageUnavailable
 from membank_server.domain.security import ApiKey
 from membank_server.security._keys_rows import COLUMNS, key_of, row_of
 
@@ -43,6 +44,8 @@ class PgKeyStore:
             user_id text, team text, digest text NOT NULL UNIQUE,
             created_at timestamptz NOT NULL, expires_at timestamptz, revoked_at timestamptz,
             rate_per_second double precision, burst integer);
+        CREATE TABLE IF NOT EXISTS {self._schema}.secrets (
+            name text PRIMARY KEY, value bytea NOT NULL);
         CREATE TABLE IF NOT EXISTS {self._schema}.team_members (
             team text NOT NULL, user_id text NOT NULL, PRIMARY KEY (team, user_id));
         """
@@ -68,6 +71,8 @@ class PgKeyStore:
             return await getattr(self._pool, method)(sql, *args)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict("a key with this id exists") from exc
+        except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError) as exc:
+            raise InvalidInput("a value has a character PostgreSQL cannot store") from exc
         except _DRIVER as exc:
             raise StorageUnavailable(f"key store: PostgreSQL unavailable: {exc}") from exc
 
@@ -97,6 +102,19 @@ class PgKeyStore:
             at,
         )
         return key_of(row) if row is not None else None
+
+    async def secret(self, name: str) -> bytes:
+        await self._call(
+            "execute",
+            f"INSERT INTO {self._schema}.secrets (name, value) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING",
+            name,
+            secrets.token_bytes(32),
+        )
+        row = await self._call(
+            "fetchrow", f"SELECT value FROM {self._schema}.secrets WHERE name = $1", name
+        )
+        return bytes(row["value"])
 
     async def add_member(self, team: str, user_id: str) -> None:
         await self._call(

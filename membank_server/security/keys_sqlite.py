@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at TEXT,
     rate_per_second REAL,
     burst INTEGER
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS team_members (
     team TEXT NOT NULL,
@@ -130,6 +135,16 @@ class SqliteKeyStore:
 
         row = await self._run(run)
         return key_of(row) if row is not None else None
+
+    async def secret(self, name: str) -> bytes:
+        fresh = secrets.token_bytes(32)
+
+        def run(db: sqlite3.Connection) -> bytes:
+            db.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, fresh))
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+            return bytes(row["value"])
+
+        return await self._run(run)
 
     async def add_member(self, team: str, user_id: str) -> None:
         await self._run(

@@ -109,6 +109,7 @@ class LocalThrottle:
         self._failures: dict[str, tuple[int, float]] = {}
         self._strikes: dict[str, tuple[int, float]] = {}
         self._locks: dict[str, float] = {}
+        self._bound = 100_000
         self._rates = _Rates(MemoryStorage())
 
     async def locked(self, subject: str) -> float | None:
@@ -130,8 +131,10 @@ class LocalThrottle:
         count += 1
         if count < p.max_failures:
             self._failures[subject] = (count, since)
-            if len(self._failures) > 100_000:
+            if len(self._failures) > self._bound:
                 self._forget(now)
+                # Still many live subjects: forget again only after as many more.
+                self._bound = max(100_000, 2 * len(self._failures))
             return None
         self._failures.pop(subject, None)
         strikes, last = self._strikes.get(subject, (0, now))
@@ -142,9 +145,11 @@ class LocalThrottle:
         return seconds
 
     def _forget(self, now: float) -> None:
-        """Bound memory under a flood of distinct clients: drop stale counts."""
-        window = self.policy.window
-        self._failures = {k: v for k, v in self._failures.items() if now - v[1] <= window}
+        """Bound memory under a flood of distinct subjects: drop what has run out."""
+        p = self.policy
+        self._failures = {k: v for k, v in self._failures.items() if now - v[1] <= p.window}
+        self._strikes = {k: v for k, v in self._strikes.items() if now - v[1] <= p.reset}
+        self._locks = {k: v for k, v in self._locks.items() if v > now}
 
     async def hit(self, key_id: str, per_second: float, burst: int) -> RateDecision:
         return await self._rates.hit(key_id, per_second, burst)

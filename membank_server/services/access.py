@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from cachetools import TTLCache
 
@@ -26,6 +27,9 @@ from membank_server.domain.security import ApiKey, Principal, Role, Scope
 __all__ = ["AccessService", "KeySpec", "digest_of", "key_id_of"]
 
 _PREFIX = "mbk_"
+#: The name of the admin key adopted from ``security.admin_key``.
+CONFIGURED_ADMIN = "configured admin"
+_UNSEEN = object()
 
 
 def _utcnow() -> datetime:
@@ -58,8 +62,8 @@ class KeySpec:
     burst: int | None = None
 
     def check(self, now: datetime) -> None:
-        if not 1 <= len(self.name) <= 128:
-            raise InvalidInput("name: 1-128 characters", {"field": "name"})
+        if not 1 <= len(self.name) <= 128 or not self.name.isprintable():
+            raise InvalidInput("name: 1-128 printable characters", {"field": "name"})
         if self.role is Role.ADMIN and self.scope is not Scope.ALL:
             raise InvalidInput("an admin key has scope all", {"field": "scope"})
         if self.scope is Scope.OWN:
@@ -76,6 +80,10 @@ class KeySpec:
                 raise InvalidInput("scope team takes a team, not a user_id", {"field": "user_id"})
         elif self.user_id is not None or self.team is not None:
             raise InvalidInput("scope all is bound to no user_id or team", {"field": "scope"})
+        if self.expires_at is not None and self.expires_at.tzinfo is None:
+            raise InvalidInput(
+                "expires_at needs a time zone, e.g. 2030-01-01T00:00:00Z", {"field": "expires_at"}
+            )
         if self.expires_at is not None and self.expires_at <= now:
             raise InvalidInput("expires_at must be in the future", {"field": "expires_at"})
         if self.rate_per_second is not None and not 0 < self.rate_per_second <= 1_000_000:
@@ -110,8 +118,9 @@ class AccessService:
     async def authenticate(self, token: str) -> Principal | None:
         """The principal of a usable key, or None (unknown, expired or revoked)."""
         digest = digest_of(token)
-        if digest in self._verified:
-            return self._verified[digest]
+        cached = self._verified.get(digest, _UNSEEN)
+        if cached is not _UNSEEN:
+            return cast(Principal | None, cached)
         key = await self.keys.by_digest(digest)
         principal = Principal.of(key) if key is not None and key.usable(self._clock()) else None
         self._verified[digest] = principal
@@ -190,8 +199,13 @@ class AccessService:
         """
         now = self._clock()
         if token is not None:
-            if await self.keys.by_digest(digest_of(token)) is None:
-                await self.create_key(KeySpec("configured admin", Role.ADMIN, Scope.ALL), token)
+            digest = digest_of(token)
+            if await self.keys.by_digest(digest) is None:
+                await self.create_key(KeySpec(CONFIGURED_ADMIN, Role.ADMIN, Scope.ALL), token)
+            # A changed security.admin_key replaces the one configured before.
+            for old in await self.keys.all():
+                if old.name == CONFIGURED_ADMIN and old.digest != digest and old.usable(now):
+                    await self.keys.revoke(old.id, now)
             return None
         if any(k.role is Role.ADMIN and k.usable(now) for k in await self.keys.all()):
             return None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import time
 import uuid
 import zlib
@@ -107,10 +109,21 @@ class MemoryService:
         self.telemetry = telemetry or NullTelemetry()
         self._clock = clock
         self.locks = UserLocks()
+        #: Keys the ids that Idempotency-Keys stand for (set at start with auth on).
+        self.idempotency_secret: bytes | None = None
         self.recall_cache = recall_cache
         self._ids = _MemoryIds()
 
     # -- writes ------------------------------------------------------------
+
+    def _idempotent_id(self, user_id: str, key: str) -> UUID:
+        """The memory id an Idempotency-Key stands for. Under the server's secret it
+        cannot be computed by another user (who could otherwise take the id first)."""
+        name = f"{user_id}\n{key}"
+        if self.idempotency_secret is None:
+            return uuid.uuid5(_IDEMPOTENCY_NS, name)
+        digest = hmac.new(self.idempotency_secret, name.encode(), hashlib.sha256).digest()
+        return UUID(bytes=digest[:16], version=5)
 
     async def remember(
         self, item: NewMemory, idempotency_key: str | None = None
@@ -127,9 +140,7 @@ class MemoryService:
             if item.id is not None:
                 raise InvalidInput("give either an id or an Idempotency-Key, not both")
             digest = request_digest(item)
-            item = replace(
-                item, id=uuid.uuid5(_IDEMPOTENCY_NS, f"{item.user_id}\n{idempotency_key}")
-            )
+            item = replace(item, id=self._idempotent_id(item.user_id, idempotency_key))
         (result,) = await self._write([item], digest, batch=False)
         return result
 

@@ -12,6 +12,7 @@ active key, so the record is skipped), never overwritten by the scanned copy.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
@@ -96,6 +97,17 @@ class DataKeyRotation:
     def status(self) -> RotationStatus:
         return self._status
 
+    @property
+    def active_key(self) -> str:
+        return self.store.active_key
+
+    async def usage(self) -> dict[str, int]:
+        """Records per data key now; a full scan, so while a run is going on, the
+        figures it began with."""
+        if self._status.state == "running":
+            return dict(self._status.usage_before)
+        return await self.store.key_usage()
+
     async def run(
         self, on_progress: Callable[[RotationStatus], None] | None = None
     ) -> RotationStatus:
@@ -116,7 +128,7 @@ class DataKeyRotation:
     async def _run(self, report: Callable[[RotationStatus], None]) -> RotationStatus:
         self._status = RotationStatus("running", started_at=self._clock())
         try:
-            self.store.reload_keys()
+            await asyncio.to_thread(self.store.reload_keys)
             active = self.store.active_key
             before = await self.store.key_usage()
             total = sum(n for key_id, n in before.items() if key_id != active)

@@ -75,8 +75,8 @@ class Runtime:
     throttle: Throttle | None = None
     rotation: DataKeyRotation | None = None
     #: The admin key a first start created, for the server to print once.
-    admin_key: str | None = None
-    configured_admin_key: str | None = None
+    admin_key: str | None = field(default=None, repr=False)
+    configured_admin_key: str | None = field(default=None, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _scheduler: Any = None
 
@@ -91,6 +91,7 @@ class Runtime:
         if self.access is not None:
             await self.access.keys.start()
             self.admin_key = await self.access.ensure_admin(self.configured_admin_key)
+            self.memories.idempotency_secret = await self.access.keys.secret("idempotency")
         await self.store.start()
         self.store_ready = True
         if background:

@@ -134,7 +134,7 @@ async def test_raw_rows_hold_no_plaintext(
         assert all(KeyRing.key_of(h.content) == "k1" for h in r.history)
         assert all(KeyRing.key_of(h.metadata.get("v")) is None for h in r.history)
         assert r.memory.content_hash == enc.ring.index(
-            content_hash(got[r.memory.id].memory.content)
+            f"alice|{content_hash(got[r.memory.id].memory.content)}"
         )
 
     await inner.aclose()
@@ -198,9 +198,10 @@ async def test_find_by_hash_uses_the_keyed_hash(
 
     assert found == {("alice", h): x.memory}
     assert await inner.find_by_hash([("alice", h)], _now()) == {}
-    assert list(await inner.find_by_hash([("alice", enc.ring.index(h))], _now())) == [
-        ("alice", enc.ring.index(h))
-    ]
+    keyed = enc.ring.index(f"alice|{h}")
+    assert list(await inner.find_by_hash([("alice", keyed)], _now())) == [("alice", keyed)]
+    # Keyed by user: carol's hash of the same text differs from alice's.
+    assert enc.ring.index(f"carol|{h}") != keyed
 
 
 @on_stores

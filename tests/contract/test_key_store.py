@@ -161,3 +161,10 @@ async def test_bad_specs(keys: KeyStore, spec: KeySpec) -> None:
     with pytest.raises(InvalidInput):
         await AccessService(keys).create_key(spec)
     assert await keys.all() == []
+
+
+async def test_named_secrets_are_made_once_and_kept(keys: KeyStore) -> None:
+    first = await keys.secret("idempotency")
+    assert len(first) == 32
+    assert await keys.secret("idempotency") == first
+    assert await keys.secret("other") != first

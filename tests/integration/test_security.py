@@ -331,7 +331,7 @@ def test_no_key_material_in_logs_or_audit(server: ServerProcess, admin: httpx.Cl
     texts = [server.log.read_text(), (server.data_dir / "audit.log").read_text()]
     keys_db = (server.data_dir / "keys.db").read_bytes()
     for secret in [*secrets, ADMIN_KEY]:
-        tail = secret.rsplit("_", 1)[-1]
+        tail = secret[len("mbk_") + 13 :]
         for text in texts:
             assert tail not in text
         assert tail.encode() not in keys_db
@@ -381,4 +381,84 @@ def test_keys_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "user_id" in bad.stderr
     audit = (tmp_path / "data" / "audit.log").read_text()
     assert "key.create" in audit and "key.revoke" in audit
-    assert created["secret"].rsplit("_", 1)[-1] not in audit
+    assert created["secret"][len("mbk_") + 13 :] not in audit
+
+
+def test_idempotency_ids_cannot_be_taken_by_another_user(world: World, admin: httpx.Client) -> None:
+    """The id an Idempotency-Key stands for is keyed by a server secret: another
+    user cannot compute it and take it first."""
+    public = uuid.uuid5(
+        uuid.UUID("6f1c9a52-3a77-4c55-9d3e-2b0c7a9e8d41"), f"{world.alice}\norder-1"
+    )
+    with world.server.client(key=world.bob_key) as bob:
+        squat = bob.post(
+            "/v1/memories", json={"user_id": world.bob, "content": "x", "id": str(public)}
+        )
+        assert squat.status_code == 201
+    with world.server.client(key=world.alice_key) as alice:
+        body = {"user_id": world.alice, "content": "order 1 placed"}
+        first = alice.post("/v1/memories", json=body, headers={"Idempotency-Key": "order-1"})
+        replay = alice.post("/v1/memories", json=body, headers={"Idempotency-Key": "order-1"})
+    assert first.status_code == 201 and replay.status_code == 201
+    assert first.json()["id"] == replay.json()["id"] != str(public)
+
+
+def test_changing_the_configured_admin_key_revokes_the_old_one(tmp_path: Path) -> None:
+    old, new = "old-admin-key-" + "o" * 30, "new-admin-key-" + "n" * 30
+    proc = ServerProcess(tmp_path / "data", env={"MEMBANK_SECURITY__ADMIN_KEY": old}).start()
+    proc.stop()
+    proc.env["MEMBANK_SECURITY__ADMIN_KEY"] = new
+    proc.start()
+    try:
+        with proc.client(key=old) as stale, proc.client(key=new) as fresh:
+            assert stale.get("/v1/admin/keys").status_code == 401
+            assert fresh.get("/v1/admin/keys").status_code == 200
+    finally:
+        proc.stop()
+
+
+def test_key_requests_with_odd_values_are_4xx(admin: httpx.Client) -> None:
+    naive = admin.post(
+        "/v1/admin/keys",
+        json={"name": "n", "scope": "own", "user_id": "x", "expires_at": "2030-01-01T00:00:00"},
+    )
+    assert naive.status_code == 422
+    assert (
+        admin.post(
+            "/v1/admin/keys", json={"name": "a\u0000b", "scope": "own", "user_id": "x"}
+        ).status_code
+        == 422
+    )
+    assert admin.get("/v1/admin/keys/a%00b").status_code in (400, 404, 422)
+    assert admin.put("/v1/admin/teams/t%00/members/u").status_code in (400, 404, 422)
+
+
+def test_audit_names_the_user_the_handler_acted_on(world: World, admin: httpx.Client) -> None:
+    erased = admin.delete("/v1/memories", params=[("user_id", world.alice), ("user_id", world.bob)])
+    assert erased.status_code == 200
+    request_id = erased.headers["x-request-id"]
+    alice_left = admin.get("/v1/memories", params={"user_id": world.alice}).json()["items"]
+    bob_left = admin.get("/v1/memories", params={"user_id": world.bob}).json()["items"]
+    acted_on = world.alice if not alice_left else world.bob
+    assert not (alice_left and bob_left)
+    entry = next(
+        e
+        for e in admin.get("/v1/admin/audit", params={"limit": 100}).json()
+        if e["request_id"] == request_id
+    )
+    assert entry["target"] == f"user_id={acted_on}"
+
+
+def test_failures_with_control_characters_are_audited(
+    server: ServerProcess, admin: httpx.Client
+) -> None:
+    with server.client(key="mbk_abcdefabcd00_x") as bad:
+        r = bad.get("/v1/admin/keys/a%00b%0a")
+        assert r.status_code == 401
+        request_id = r.headers["x-request-id"]
+    entry = next(
+        e
+        for e in admin.get("/v1/admin/audit", params={"limit": 100}).json()
+        if e["request_id"] == request_id
+    )
+    assert "\x00" not in entry["details"]["path"] and "\n" not in entry["details"]["path"]

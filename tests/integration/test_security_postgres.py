@@ -78,4 +78,4 @@ def test_keys_and_audit_shared_through_postgres(
     assert tail.returncode == 0, tail.stderr
     lines = [json.loads(line) for line in tail.stdout.splitlines() if line.strip()]
     assert any(e["action"] == "memory.delete" and mid in e["target"] for e in lines)
-    assert made["secret"].rsplit("_", 1)[-1] not in tail.stdout
+    assert made["secret"][len("mbk_") + 13 :] not in tail.stdout

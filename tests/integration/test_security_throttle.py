@@ -79,21 +79,26 @@ def _lockout_doubles_and_ends(server: ServerProcess) -> None:
         bad = _as(ip, "mbk_0123456789ab_wrong")
         codes = [http.get("/v1/whoami", headers=bad).status_code for _ in range(3)]
         assert codes == [401, 401, 401]
-        locked = http.get("/v1/whoami", headers=_as(ip))
-        assert locked.status_code == 429, "a locked-out client is refused, even with a good key"
+        locked = http.get("/v1/whoami", headers=bad)
+        assert locked.status_code == 429
         assert locked.headers["retry-after"] == "1"
         assert locked.json()["error"]["code"] == "too_many_requests"
-        assert http.get("/v1/whoami", headers=_as(next(_ips))).status_code == 200
+        with server.client(key=None) as anonymous:
+            no_key = anonymous.get("/v1/whoami", headers={"X-Forwarded-For": ip})
+        assert no_key.status_code == 429
+        good = http.get("/v1/whoami", headers=_as(ip))
+        assert good.status_code == 200, "a usable key is never locked out by its address"
+        assert http.get("/v1/whoami", headers=_as(next(_ips), "mbk_x_y")).status_code == 401
         time.sleep(1.1)
-        assert http.get("/v1/whoami", headers=_as(ip)).status_code == 200
-        for _ in range(3):
+        assert http.get("/v1/whoami", headers=bad).status_code == 401
+        for _ in range(2):
             http.get("/v1/whoami", headers=bad)
-        again = http.get("/v1/whoami", headers=_as(ip))
+        again = http.get("/v1/whoami", headers=bad)
         assert again.status_code == 429 and again.headers["retry-after"] == "2"
         time.sleep(2.1)
         for _ in range(3):
             http.get("/v1/whoami", headers=bad)
-        capped = http.get("/v1/whoami", headers=_as(ip))
+        capped = http.get("/v1/whoami", headers=bad)
         assert capped.status_code == 429 and capped.headers["retry-after"] == "2"
 
 
@@ -113,7 +118,8 @@ def test_untrusted_forwarded_for_is_ignored(tmp_path: Path) -> None:
             for i in range(3):
                 http.get("/v1/whoami", headers=_as(f"10.8.0.{i}", "mbk_0123456789ab_x"))
             # Each failure claimed another address; all came from 127.0.0.1.
-            assert http.get("/v1/whoami", headers=_as("10.8.1.1")).status_code == 429
+            refused = http.get("/v1/whoami", headers=_as("10.8.1.1", "mbk_0123456789ab_x"))
+            assert refused.status_code == 429
     finally:
         proc.stop()
 
@@ -136,7 +142,8 @@ def test_lockout_is_shared_by_instances(pair: tuple[ServerProcess, ServerProcess
     with a.client() as on_a, b.client() as on_b:
         for _ in range(3):
             assert on_a.get("/v1/whoami", headers=_as(ip, "mbk_x_y")).status_code == 401
-        assert on_b.get("/v1/whoami", headers=_as(ip)).status_code == 429
+        assert on_b.get("/v1/whoami", headers=_as(ip, "mbk_x_z")).status_code == 429
+        assert on_b.get("/v1/whoami", headers=_as(ip)).status_code == 200
 
 
 def test_rate_limit_per_key_across_instances(pair: tuple[ServerProcess, ServerProcess]) -> None:

@@ -29,6 +29,11 @@ def _scope(peer: str, *forwarded: str) -> Any:
         ("127.0.0.1", ["not-an-ip"], TRUSTED, "127.0.0.1"),
         ("127.0.0.1", [], TRUSTED, "127.0.0.1"),
         ("127.0.0.1", ["10.2.2.2"], TRUSTED, "10.2.2.2"),  # all trusted: the farthest
+        ("127.0.0.1", ["1.2.3.4:5555"], TRUSTED, "1.2.3.4"),  # with a port
+        ("127.0.0.1", ["[2001:db8::1]:443"], TRUSTED, "2001:db8::1"),
+        ("127.0.0.1", ["[2001:db8::1]"], TRUSTED, "2001:db8::1"),
+        ("::ffff:10.0.0.1", ["1.2.3.4"], TRUSTED, "1.2.3.4"),  # IPv4-mapped proxy
+        ("::ffff:203.0.113.9", ["1.2.3.4"], TRUSTED, "203.0.113.9"),
     ],
 )
 def test_client_address(peer: str, forwarded: list[str], trusted: list[Any], expected: str) -> None:

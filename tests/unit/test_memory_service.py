@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -72,6 +73,18 @@ async def test_idempotency_key(svc: MemoryService, store: InMemoryStore) -> None
     await svc.forget("u1", first.id)
     with pytest.raises(Conflict):
         await svc.remember(item, "key-1")
+
+
+async def test_idempotency_ids_are_keyed_by_the_server_secret(svc: MemoryService) -> None:
+    public = uuid.uuid5(UUID("6f1c9a52-3a77-4c55-9d3e-2b0c7a9e8d41"), "u1\nkey-9")
+    unkeyed, _ = await svc.remember(NewMemory("u1", "a"), "key-9")
+    assert unkeyed.id == public
+    svc.idempotency_secret = b"s" * 32
+    keyed, _ = await svc.remember(NewMemory("u1", "b"), "key-10")
+    again, _ = await svc.remember(NewMemory("u1", "b"), "key-10")
+    assert keyed.id == again.id
+    assert keyed.id != uuid.uuid5(UUID("6f1c9a52-3a77-4c55-9d3e-2b0c7a9e8d41"), "u1\nkey-10")
+    assert keyed.id.version == 5
 
 
 async def test_client_id_upsert_and_ownership(svc: MemoryService) -> None:
