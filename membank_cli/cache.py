@@ -9,6 +9,7 @@ import httpx
 import typer
 from rich.progress import Progress
 
+from membank_cli._server import KeyOption, UrlOption, auth_headers, checked, server_client
 from membank_cli.output import console, fail, print_json, success, table
 
 __all__ = ["app"]
@@ -16,34 +17,12 @@ __all__ = ["app"]
 app = typer.Typer(
     help="Warm, inspect or flush the search cache of a running server.", no_args_is_help=True
 )
-UrlOption = typer.Option("http://127.0.0.1:8080", "--url", help="The running membank server.")
-KeyOption = typer.Option(
-    None, "--api-key", envvar="MEMBANK_API_KEY", help="An admin API key [env: MEMBANK_API_KEY]."
-)
-
-
-def _headers(key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"} if key else {}
-
-
-def _client(url: str, key: str | None) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=60, headers=_headers(key))
-
-
-def _checked(r: httpx.Response) -> Any:
-    if r.status_code >= 400:
-        try:
-            message = r.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = r.text[:200]
-        fail(f"{r.request.method} {r.request.url.path} answered {r.status_code}: {message}")
-    return r.json()
 
 
 def _get(url: str, key: str | None, path: str, **params: Any) -> Any:
     try:
-        with _client(url, key) as http:
-            return _checked(http.get(path, params=params))
+        with server_client(url, key) as http:
+            return checked(http.get(path, params=params))
     except httpx.TransportError as exc:
         fail(f"cannot reach the server at {url}: {exc}")
 
@@ -52,7 +31,7 @@ async def _replay(
     url: str, key: str | None, bodies: list[dict[str, Any]], batch_size: int
 ) -> dict[str, int]:
     outcomes = {"warmed": 0, "already_cached": 0, "failed": 0}
-    async with httpx.AsyncClient(base_url=url, timeout=60, headers=_headers(key)) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=60, headers=auth_headers(key)) as http:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("warming", total=len(bodies))
             for start in range(0, len(bodies), batch_size):
@@ -95,8 +74,8 @@ def warmup(
         return
     if strategy == "lazy":
         try:
-            with _client(url, key) as http:
-                _checked(
+            with server_client(url, key) as http:
+                checked(
                     http.post(
                         "/v1/cache/warmup",
                         json={
@@ -156,9 +135,9 @@ def flush(
 ) -> None:
     """Drop cached searches (and, without --user, cached embeddings)."""
     try:
-        with _client(url, key) as http:
+        with server_client(url, key) as http:
             params = {"user_id": user} if user else {}
-            n = _checked(http.delete("/v1/cache", params=params))["flushed"]
+            n = checked(http.delete("/v1/cache", params=params))["flushed"]
     except httpx.TransportError as exc:
         fail(f"cannot reach the server at {url}: {exc}")
     success(f"flushed {n} cache entries")

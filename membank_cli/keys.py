@@ -25,6 +25,7 @@ import httpx
 import typer
 from rich.progress import Progress
 
+from membank_cli._server import KeyOption, UrlOption, checked, server_client
 from membank_cli.output import console, fail, print_json, success, table, warning
 from membank_server.bootstrap import (
     add_data_key,
@@ -43,10 +44,6 @@ __all__ = ["app"]
 app = typer.Typer(help="API keys, teams and data-encryption keys.", no_args_is_help=True)
 _T = TypeVar("_T")
 ConfigOption = typer.Option(None, "--config", "-c", help="TOML settings file.")
-UrlOption = typer.Option("http://127.0.0.1:8080", "--url", help="The running membank server.")
-KeyOption = typer.Option(
-    None, "--api-key", envvar="MEMBANK_API_KEY", help="An admin API key [env: MEMBANK_API_KEY]."
-)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -266,10 +263,9 @@ def rotate_data_key(
         # key once the rotation has begun (or it could be retired while still in use).
         with console.status("waiting for every instance to load the new key"):
             time.sleep(KEY_RELOAD_SECONDS + 1)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        with httpx.Client(base_url=url, timeout=60, headers=headers) as http:
-            started = _checked(http.post("/v1/admin/encryption/rotate"))["started_at"]
+        with server_client(url, key) as http:
+            started = checked(http.post("/v1/admin/encryption/rotate"))["started_at"]
             state = _follow(http, started)
     except httpx.TransportError as exc:
         fail(f"cannot reach the server at {url}: {exc}")
@@ -285,16 +281,6 @@ def rotate_data_key(
         success(f"retired {', '.join(removed) or 'no keys'} from {keys_file}")
 
 
-def _checked(r: httpx.Response) -> Any:
-    if r.status_code >= 400:
-        try:
-            message = r.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = r.text[:200]
-        fail(f"{r.request.method} {r.request.url.path} answered {r.status_code}: {message}")
-    return r.json()
-
-
 def _follow(http: httpx.Client, started_at: str) -> Any:
     """Poll the rotation this command started (by its start time) until it ends.
 
@@ -304,7 +290,7 @@ def _follow(http: httpx.Client, started_at: str) -> Any:
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("re-encrypting", total=None)
         while True:
-            state = _checked(http.get("/v1/admin/encryption"))
+            state = checked(http.get("/v1/admin/encryption"))
             r = state["rotation"]
             if r["started_at"] != started_at:
                 strangers += 1
