@@ -21,6 +21,7 @@ from membank_server.domain.telemetry import NullTelemetry, Telemetry
 from membank_server.services.access import AccessService
 from membank_server.services.inputs import Limits
 from membank_server.services.memories import MemoryService
+from membank_server.services.quotas import Quotas
 from membank_server.services.recall_cache import CacheStats, RecallCache
 from membank_server.services.runtime import Runtime, WarmupPlan
 from membank_server.services.warmup import CacheWarmer, LockFactory, local_lock
@@ -73,6 +74,7 @@ def embedding_dimension(settings: Settings) -> int:
 def build_single_store(settings: Settings, kind: str) -> MemoryStore:
     s = settings.storage
     dimension = embedding_dimension(settings)
+    history_limit = settings.limits.history_max_versions or None
     if kind == "qdrant":
         from membank_server.storage.qdrant import QdrantStore
 
@@ -96,6 +98,7 @@ def build_single_store(settings: Settings, kind: str) -> MemoryStore:
             shard_number=q.shard_number,
             replication_factor=q.replication_factor,
             write_consistency_factor=q.write_consistency_factor,
+            history_limit=history_limit,
         )
     if kind == "pgvector":
         from membank_server.storage.pgvector import PgVectorStore
@@ -117,6 +120,7 @@ def build_single_store(settings: Settings, kind: str) -> MemoryStore:
             hnsw_ef_construction=pg.hnsw_ef_construction,
             hnsw_ef_search=pg.hnsw_ef_search,
             migrate=pg.migrate_on_start,
+            history_limit=history_limit,
         )
     from membank_server.storage.edge import EdgeStore
 
@@ -130,6 +134,7 @@ def build_single_store(settings: Settings, kind: str) -> MemoryStore:
         hnsw_ef=e.hnsw_ef,
         full_scan_threshold=e.full_scan_threshold,
         optimize_on_start=e.optimize_on_start,
+        history_limit=history_limit,
     )
 
 
@@ -310,8 +315,12 @@ def build_runtime(
         )
     embedder = embedder or build_embedder(settings)
     recall_cache, lock = build_recall_cache(settings, telemetry, ring)
+    lim = settings.limits
+    quotas = Quotas(
+        lim.user_max_memories or None, lim.user_max_bytes or None, lim.usage_refresh_seconds
+    )
     memories = MemoryService(
-        store, embedder, limits_of(settings), telemetry, recall_cache=recall_cache
+        store, embedder, limits_of(settings), telemetry, recall_cache=recall_cache, quotas=quotas
     )
     rotation = None
     if sealed is not None:

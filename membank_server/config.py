@@ -41,6 +41,7 @@ __all__ = [
     "load_settings",
     "masked",
     "masked_tree",
+    "secret_values",
 ]
 
 _PREFIX = "MEMBANK_"
@@ -48,6 +49,7 @@ _PREFIX = "MEMBANK_"
 _NOT_SETTINGS = ("MEMBANK_CONFIG", "MEMBANK_API_KEY")
 _SECRET_KEYS = ("api_key", "admin_key", "index_key", "password", "secret", "token")
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
+_URL_SECRET = re.compile(r"(://[^:/@\s]*:)([^@\s]+)@")
 MiB = 1024 * 1024
 
 
@@ -62,8 +64,15 @@ class ServerSettings(_Section):
     max_body_bytes: int = 1 * MiB
     batch_max_body_bytes: int = 16 * MiB
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_json: bool = False
+    #: None: JSON lines when stderr is not a terminal, console lines on a terminal.
+    log_json: bool | None = None
     purge_interval_seconds: float = 60.0
+    #: On SIGTERM, seconds in-flight requests may take to finish; the rest are answered
+    #: 503 ``shutting_down`` and the process exits with status 1.
+    shutdown_timeout: float = 10.0
+    #: ``host:port`` of a second, unauthenticated listener serving only /metrics
+    #: (for a Prometheus on a private network); None serves it on the API port only.
+    metrics_address: str | None = None
 
 
 class LimitSettings(_Section):
@@ -72,6 +81,15 @@ class LimitSettings(_Section):
     batch_max_items: int = 1000
     search_max_limit: int = 100
     list_max_limit: int = 1000
+    #: Objects and arrays nested deeper than this in a request body are refused (400).
+    json_max_depth: int = 32
+    #: Versions of history kept per memory; older events are pruned (0 keeps all).
+    history_max_versions: int = 100
+    #: Per-user quotas (0 lifts one): live memories, and bytes of content + metadata.
+    user_max_memories: int = 1_000_000
+    user_max_bytes: int = 1024**3
+    #: How often a user's usage is measured again in the store (other instances' writes).
+    usage_refresh_seconds: float = 300.0
 
 
 class EdgeSettings(_Section):
@@ -257,7 +275,13 @@ class SecuritySettings(_Section):
     #: Proxies (IPs or CIDRs) whose X-Forwarded-For is believed.
     trusted_proxies: list[str] = msgspec.field(default_factory=list)
     cors_origins: list[str] = msgspec.field(default_factory=list)
-    metrics_public: bool = True
+    #: Requests one key may have in flight on one instance (429 beyond), and how many
+    #: of them may be batch writes: one key's bulk import cannot take every worker.
+    max_concurrent_per_key: int = 32
+    max_concurrent_batches_per_key: int = 2
+    #: /metrics without a key. Off by default: it needs an admin key, or scrape the
+    #: unauthenticated listener at ``server.metrics_address`` on a private network.
+    metrics_public: bool = False
     rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
     lockout: LockoutSettings = msgspec.field(default_factory=LockoutSettings)
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
@@ -315,11 +339,14 @@ def _check(settings: Settings) -> None:
         "server.workers": settings.server.workers,
         "server.max_body_bytes": settings.server.max_body_bytes,
         "server.batch_max_body_bytes": settings.server.batch_max_body_bytes,
+        "server.shutdown_timeout": settings.server.shutdown_timeout,
         "limits.content_max_chars": settings.limits.content_max_chars,
         "limits.metadata_max_bytes": settings.limits.metadata_max_bytes,
         "limits.batch_max_items": settings.limits.batch_max_items,
         "limits.search_max_limit": settings.limits.search_max_limit,
         "limits.list_max_limit": settings.limits.list_max_limit,
+        "limits.json_max_depth": settings.limits.json_max_depth,
+        "limits.usage_refresh_seconds": settings.limits.usage_refresh_seconds,
         "embedder.batch_size": settings.embedder.batch_size,
         "embedder.threads": settings.embedder.threads,
         "embedder.dimensions": settings.embedder.dimensions,
@@ -327,6 +354,9 @@ def _check(settings: Settings) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"setting {name} must be positive, got {value}")
+    address = settings.server.metrics_address
+    if address is not None and not re.fullmatch(r"\[?[0-9A-Za-z.:-]+\]?:\d{1,5}", address):
+        raise ConfigError(f"setting server.metrics_address must be host:port, got {address!r}")
     if settings.server.port > 65535:
         raise ConfigError(f"setting server.port must be at most 65535, got {settings.server.port}")
     storage = settings.storage
@@ -384,6 +414,8 @@ def _check_security(settings: Settings) -> None:
         "security.lockout.window_seconds": sec.lockout.window_seconds,
         "security.lockout.base_seconds": sec.lockout.base_seconds,
         "security.lockout.max_seconds": sec.lockout.max_seconds,
+        "security.max_concurrent_per_key": sec.max_concurrent_per_key,
+        "security.max_concurrent_batches_per_key": sec.max_concurrent_batches_per_key,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -493,3 +525,32 @@ def masked_tree(section: msgspec.Struct) -> dict[str, Any]:
         return node
 
     return dict(mask(msgspec.to_builtins(section)))
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold (the values ``masked`` hides, URL passwords and
+    the data keys), for the log redactor to remove wherever they might appear."""
+    found: list[str] = []
+
+    def walk(node: Any, secret: bool) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, secret or k == "keys" or k.endswith(_SECRET_KEYS))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, secret)
+        elif isinstance(node, str):
+            if secret:
+                found.append(node)
+            found.extend(m.group(2) for m in _URL_SECRET.finditer(node))
+
+    walk(msgspec.to_builtins(settings), False)
+    keys_file = settings.security.encryption.keys_file
+    if keys_file:
+        try:
+            ring = json.loads(Path(keys_file).read_text())
+        except (OSError, ValueError):
+            ring = None  # the key ring reports a bad file itself, at start
+        if isinstance(ring, dict):
+            walk({"keys": ring.get("keys"), "index_key": ring.get("index_key")}, True)
+    return found

@@ -4,9 +4,12 @@
     ├── InvalidInput            a request is well-formed but its values are wrong (422)
     │   └── DimensionMismatch   a client vector has the wrong number of components
     ├── NotFound                no such memory for this user (404)
+    │   └── NotEnabled          a feature this server was not configured with
     ├── Conflict                the id or idempotency key is taken by something else (409)
     ├── PreconditionFailed      If-Match named a version that is not the current one (412)
     ├── Forbidden               the key may not do this (403)
+    │   └── QuotaExceeded       the user would hold more than a quota allows
+    ├── TooBusy                 too many requests of this key at once (429)
     ├── IntegrityError          stored data failed its integrity check: a ciphertext that
     │                           does not belong to its row, or an unknown data key (500)
     ├── ConfigError             a setting is missing or wrong (fails at start)
@@ -34,9 +37,12 @@ __all__ = [
     "IntegrityError",
     "InvalidInput",
     "MembankError",
+    "NotEnabled",
     "NotFound",
     "PreconditionFailed",
+    "QuotaExceeded",
     "StorageUnavailable",
+    "TooBusy",
     "Unavailable",
 ]
 
@@ -69,6 +75,10 @@ class NotFound(MembankError):
     code = "not_found"
 
 
+class NotEnabled(NotFound):
+    code = "not_enabled"
+
+
 class Conflict(MembankError):
     code = "conflict"
 
@@ -79,6 +89,14 @@ class PreconditionFailed(MembankError):
 
 class Forbidden(MembankError):
     code = "forbidden"
+
+
+class QuotaExceeded(Forbidden):
+    code = "quota_exceeded"
+
+
+class TooBusy(MembankError):
+    code = "too_many_concurrent"
 
 
 class IntegrityError(MembankError):

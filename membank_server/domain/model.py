@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -23,12 +24,16 @@ __all__ = [
     "Page",
     "SearchFilter",
     "SearchHit",
+    "Usage",
     "VectorQuery",
     "content_hash",
+    "stored_bytes",
 ]
 
-#: user_id, agent_id and session_id: 1-128 characters of this set.
-USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+#: user_id, agent_id and session_id: 1-128 characters of this set. Python's ``$`` also
+#: matches before a final newline ("bob\n" would pass): ``(?!\n)`` makes it the end,
+#: in Python and in the ECMAScript dialect OpenAPI readers use alike.
+USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$(?!\n)")
 
 MetadataValue = str | int | float | bool
 
@@ -88,6 +93,12 @@ class MemoryRecord:
     can still be read; stores never return tombstones from list or search.
     ``idempotency`` is the digest of the request that created it under an
     ``Idempotency-Key``, so a replay can be told from a reuse.
+
+    History is kept apart from the record, so that reading or changing a memory
+    never reads its history. ``history`` is what a write adds (events are keyed by
+    ``(version, event)``: one written again replaces the stored one, the others stay)
+    and what ``MemoryStore.scan`` returns whole; ``MemoryStore.get`` leaves it empty
+    (``MemoryStore.history`` reads it).
     """
 
     memory: Memory
@@ -99,7 +110,8 @@ class MemoryRecord:
 
 @dataclass(frozen=True, slots=True)
 class MetadataCondition:
-    """A condition on one metadata key: equality, membership or a range."""
+    """A condition on one metadata key: equality, membership or a range; with none of
+    them, that the key is set (to anything but null or an empty list)."""
 
     key: str
     equals: MetadataValue | None = None
@@ -141,6 +153,20 @@ class Page:
 
     items: tuple[Memory, ...]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one user stores: live memories, and the bytes of their content and metadata."""
+
+    memories: int = 0
+    bytes: int = 0
+
+
+def stored_bytes(memory: Memory) -> int:
+    """The size a memory counts for in a user's quota: UTF-8 content plus JSON metadata."""
+    metadata = json.dumps(dict(memory.metadata), ensure_ascii=False, separators=(",", ":"))
+    return len(memory.content.encode("utf-8")) + len(metadata.encode("utf-8"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
 from membank_server.domain.model import (
     CollectionInfo,
+    HistoryEvent,
     Memory,
     MemoryRecord,
     Page,
     SearchHit,
+    Usage,
     VectorQuery,
 )
 from membank_server.domain.security import ApiKey, AuditEntry, RateDecision
@@ -62,6 +64,10 @@ class MemoryStore(Protocol):
     Every method that reads takes the ``user_id`` it reads for and never returns
     another user's record. A write returns only once it is durable.
     All methods raise ``StorageUnavailable`` when the backend cannot answer.
+
+    History lives apart from records (see ``MemoryRecord``): a store keeps the last
+    ``history_limit`` versions of each memory's history, pruning older events when
+    it writes newer ones.
     """
 
     @property
@@ -73,12 +79,31 @@ class MemoryStore(Protocol):
 
     async def aclose(self) -> None: ...
 
-    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
-        """Write records whole (memory, vector, history, tombstone), durably."""
+    async def upsert(
+        self, records: Sequence[MemoryRecord], *, claims: Collection[UUID] = ()
+    ) -> None:
+        """Write records (memory, vector, tombstone) and add their history events, durably.
+
+        ``claims`` are ids the caller takes for its record's user for the first time
+        (a client-chosen id). Taking one is atomic: when another user owns it, or
+        takes it concurrently, exactly one of the two writes succeeds and the other
+        raises ``Conflict`` (``details["ids"]``) without overwriting anything of the
+        owner's. Records not claimed are written as given (the caller read them as
+        its user's own; a copy, a restore and a secondary store follow a primary).
+        """
         ...
 
     async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
-        """Records by id for this user, tombstones included; missing ids are absent."""
+        """Records by id for this user, tombstones included, without history; missing
+        ids are absent."""
+        ...
+
+    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+        """The kept history of one of the user's memories, oldest first; empty if none."""
+        ...
+
+    async def usage(self, user_id: str) -> Usage:
+        """The user's live memories and their bytes (``stored_bytes``), for quotas."""
         ...
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
@@ -212,8 +237,18 @@ class KeyStore(Protocol):
         """Every key, revoked and expired ones too, oldest first."""
         ...
 
-    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
-        """Mark a key revoked (idempotent); None when there is no such key."""
+    async def revoke(self, key_id: str, at: datetime, *, keep_admin: bool = True) -> ApiKey | None:
+        """Mark a key revoked (idempotent); None when there is no such key.
+
+        With ``keep_admin``, revoking an admin key that would leave no usable admin key
+        without an expiry raises ``Conflict`` and changes nothing; revocations are
+        serialised across every process sharing the store, so two admins revoking each
+        other at once cannot both succeed.
+        """
+        ...
+
+    async def restore(self, key_id: str) -> ApiKey | None:
+        """Lift a key's revocation (the configured admin key, at start); None if absent."""
         ...
 
     async def add_member(self, team: str, user_id: str) -> None: ...

@@ -6,14 +6,18 @@ vectors are comparable to the reference ones: WordPiece tokens truncated to
 mask, L2 normalisation.
 
 All CPU work (tokenising, inference, pooling, the conversion to Python
-floats) runs on a dedicated thread pool, never on the event loop.
+floats) runs on a dedicated thread pool, never on the event loop. The pool runs
+the jobs of small calls first (``_pool``), so a search's one text is not stuck
+behind a bulk import's batches. A batch holds at most ``batch_size`` texts and
+``batch_size * 64`` tokens: 32 short texts, or 8 texts truncated at 256 tokens,
+whose attention would otherwise take gigabytes. onnxruntime's memory arena is
+off, so what one large batch needed is returned once it is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +28,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from membank_server.domain.errors import ConfigError, EmbedderUnavailable
+from membank_server.embeddings._pool import PriorityPool
 from membank_server.embeddings._texts import checked_texts
 
 __all__ = ["OnnxEmbedder"]
@@ -33,6 +38,8 @@ _DEFAULT_MAX_LENGTH = 256
 _DIMENSION = 384
 # BERT's learned position embeddings end here; longer inputs cannot be run.
 _MODEL_WINDOW = 512
+#: Tokens per batch per text of batch_size (padding included): bounds a batch's memory.
+_TOKENS_PER_SLOT = 64
 _TOKENIZER_PATH = Path(__file__).parent / "data" / "tokenizer.json"
 
 _Int64Array = npt.NDArray[np.int64]
@@ -78,7 +85,7 @@ class OnnxEmbedder:
         self._threads = threads
         self._max_length = max_length
         self._model_path = model_path
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: PriorityPool | None = None
         self._model: _Model | None = None
         self._start_lock = asyncio.Lock()
 
@@ -103,13 +110,10 @@ class OnnxEmbedder:
             if self._model is not None:
                 return
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(
-                    max_workers=self._threads, thread_name_prefix="membank-embed"
-                )
-            loop = asyncio.get_running_loop()
+                self._executor = PriorityPool(self._threads, "membank-embed")
             try:
-                self._model = await loop.run_in_executor(
-                    self._executor, _load, self._model_path, self._max_length
+                self._model = await _run(
+                    self._executor, 0, _load, self._model_path, self._max_length
                 )
             except BaseException:
                 await self._shutdown()
@@ -128,21 +132,16 @@ class OnnxEmbedder:
         model, executor = self._model, self._executor
         if model is None or executor is None:
             raise EmbedderUnavailable("the embedding model is not loaded; call start() first")
-        token_ids = await _run(executor, _tokenize, model, items)
-        # Sorting by length makes each batch pad to nearly the same length;
-        # unsorted, about 40% of the compute goes to padding.
-        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-        batches = [
-            order[start : start + self._batch_size]
-            for start in range(0, len(order), self._batch_size)
-        ]
-        # At most `threads` batches of this call wait in the pool's FIFO queue at
-        # once, so a one-text query is not stuck behind every batch of a bulk import.
+        priority = len(items)
+        token_ids = await _run(executor, priority, _tokenize, model, items)
+        batches = _batches(token_ids, self._batch_size, self._batch_size * _TOKENS_PER_SLOT)
+        # At most `threads` batches of this call wait in the pool at once, so the
+        # pool's queue stays short and other calls' jobs interleave with these.
         slots = asyncio.Semaphore(self._threads)
 
         async def infer(batch: list[int]) -> list[list[float]]:
             async with slots:
-                return await _run(executor, _infer, model, [token_ids[i] for i in batch])
+                return await _run(executor, priority, _infer, model, [token_ids[i] for i in batch])
 
         results = await asyncio.gather(*(infer(batch) for batch in batches))
         vectors: list[list[float]] = [[] for _ in items]
@@ -159,7 +158,7 @@ class OnnxEmbedder:
     async def _shutdown(self) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:
-            await asyncio.to_thread(executor.shutdown, wait=True)
+            await asyncio.to_thread(executor.shutdown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +169,27 @@ class _Model:
     output_name: str
 
 
-async def _run(executor: ThreadPoolExecutor, fn: Callable[..., _T], *args: object) -> _T:
+def _batches(token_ids: list[list[int]], size: int, budget: int) -> list[list[int]]:
+    """Indexes of texts sorted by length, cut into batches of at most ``size`` texts and
+    ``budget`` padded tokens. Sorting makes each batch pad to nearly the same length;
+    unsorted, about 40% of the compute goes to padding."""
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # Sorted ascending: this text is the longest of the batch if it joins.
+        if current and (len(current) >= size or (len(current) + 1) * len(token_ids[i]) > budget):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+async def _run(executor: PriorityPool, priority: int, fn: Callable[..., _T], *args: object) -> _T:
     try:
-        future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        future = executor.submit(priority, fn, *args)
     except RuntimeError as exc:
         # aclose() shut the pool down while this call was between two batches.
         raise EmbedderUnavailable("the embedder was closed while embedding") from exc
@@ -201,6 +218,7 @@ def _load(model_path: Path | None, max_length: int) -> _Model:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = False
     try:
         session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]

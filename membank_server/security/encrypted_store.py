@@ -26,7 +26,7 @@ as it is), so a key once listed must stay listed while any value of it is sealed
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -40,6 +40,7 @@ from membank_server.domain.model import (
     MemoryRecord,
     Page,
     SearchHit,
+    Usage,
     VectorQuery,
     content_hash,
 )
@@ -155,8 +156,23 @@ class EncryptedStore:
     async def aclose(self) -> None:
         await self.inner.aclose()
 
-    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
-        await self.inner.upsert([self._seal(r) for r in records])
+    async def upsert(
+        self, records: Sequence[MemoryRecord], *, claims: Collection[UUID] = ()
+    ) -> None:
+        await self.inner.upsert([self._seal(r) for r in records], claims=claims)
+
+    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+        events = await self.inner.history(user_id, memory_id)
+        if not events:
+            return events
+        # The AAD names the memory and its user, which the caller gave and the inner
+        # store matched: a sealed event copied from another memory does not open.
+        stub = Memory(memory_id, user_id, "", {}, events[0].at, events[0].at, 0, "")
+        crypt, meta = self._openers(stub)
+        return tuple(self._crypt_event(h, crypt, meta) for h in events)
+
+    async def usage(self, user_id: str) -> Usage:
+        return await self.inner.usage(user_id)
 
     async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
         found = await self.inner.get(user_id, memory_ids)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +14,19 @@ from uuid import UUID
 from membank_server.domain.errors import DimensionMismatch, InvalidInput
 from membank_server.domain.model import SearchFilter
 
-__all__ = ["Limits", "MemoryPatch", "NewMemory", "RecallQuery", "check_vector", "request_digest"]
+_VISIBLE = re.compile(r"\S")
+#: The largest vector component accepted (the OpenAPI schema says so too).
+VECTOR_BOUND = 1e6
+
+__all__ = [
+    "VECTOR_BOUND",
+    "Limits",
+    "MemoryPatch",
+    "NewMemory",
+    "RecallQuery",
+    "check_vector",
+    "request_digest",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,13 +37,14 @@ class Limits:
     search_max_limit: int = 100
     list_max_limit: int = 1000
 
-    def check_content(self, content: str, where: dict[str, Any]) -> None:
-        if not content.strip():
-            raise InvalidInput("content must not be blank", {**where, "field": "content"})
+    def check_content(self, content: str, where: dict[str, Any], field: str = "content") -> None:
+        # \S as the API's pattern has it (Python's re), not str.strip's notion of space.
+        if not _VISIBLE.search(content):
+            raise InvalidInput(f"{field} must not be blank", {**where, "field": field})
         if len(content) > self.content_max_chars:
             raise InvalidInput(
-                f"content is {len(content)} characters; at most {self.content_max_chars} allowed",
-                {**where, "field": "content", "limit": self.content_max_chars},
+                f"{field} is {len(content)} characters; at most {self.content_max_chars} allowed",
+                {**where, "field": field, "limit": self.content_max_chars},
             )
 
     def check_metadata(self, metadata: Mapping[str, Any], where: dict[str, Any]) -> None:
@@ -49,25 +62,25 @@ def check_vector(vector: Sequence[float], dimension: int, where: dict[str, Any])
             f"vector has {len(vector)} dimensions; this server stores {dimension}",
             {**where, "field": "vector", "expected": dimension, "got": len(vector)},
         )
-    # One pass in C: the sum of magnitudes is finite only if every component is,
-    # and zero only if all are.
-    magnitude = sum(map(abs, vector))
-    if not math.isfinite(magnitude) or magnitude == 0:
+    # Bounded so that sums of squares stay far inside float32, which the stores use.
+    largest = max(map(abs, vector), default=0.0)
+    if not largest <= VECTOR_BOUND or largest == 0:  # NaN fails the first test too
         raise InvalidInput(
-            "vector must be finite numbers, not all zero", {**where, "field": "vector"}
+            f"vector must be numbers within ±{VECTOR_BOUND:g}, not all zero",
+            {**where, "field": "vector"},
         )
 
 
 def check_expiry(expires_at: datetime | None, now: datetime, where: dict[str, Any]) -> None:
-    if expires_at is None:
-        return
-    if expires_at.tzinfo is None:
+    """``expires_at`` needs a time zone. A time already past is accepted, as a key's
+    expiry in Redis is: the memory is stored expired, so it is never read and the next
+    purge removes it (the OpenAPI schema cannot say "in the future", and a schema must
+    not promise what the server refuses)."""
+    if expires_at is not None and expires_at.tzinfo is None:
         raise InvalidInput(
             "expires_at needs a timezone (e.g. 2030-01-01T00:00:00Z)",
             {**where, "field": "expires_at"},
         )
-    if expires_at <= now:
-        raise InvalidInput("expires_at is in the past", {**where, "field": "expires_at"})
 
 
 @dataclass(frozen=True, slots=True)

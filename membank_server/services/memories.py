@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
+import logging
 import time
 import uuid
-import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
 
-from membank_server.domain.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from membank_server.domain.errors import (
+    CacheUnavailable,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+)
 from membank_server.domain.model import (
     Event,
     HistoryEvent,
@@ -24,9 +28,17 @@ from membank_server.domain.model import (
     SearchHit,
     VectorQuery,
     content_hash,
+    stored_bytes,
 )
 from membank_server.domain.ports import Embedder, MemoryStore
 from membank_server.domain.telemetry import NullTelemetry, Telemetry
+from membank_server.services._writes import (
+    MemoryIds,
+    UserLocks,
+    WritePlan,
+    build_record,
+    same,
+)
 from membank_server.services.inputs import (
     Limits,
     MemoryPatch,
@@ -36,51 +48,18 @@ from membank_server.services.inputs import (
     check_vector,
     request_digest,
 )
+from membank_server.services.quotas import Quotas, UsageMeter
 from membank_server.services.recall_cache import RecallCache
 
 __all__ = ["MemoryService", "UserLocks"]
 
+_log = logging.getLogger("membank.memories")
+
 _IDEMPOTENCY_NS = UUID("6f1c9a52-3a77-4c55-9d3e-2b0c7a9e8d41")
-_STRIPES = 128
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class _MemoryIds:
-    """UUIDv7 ids, strictly increasing within the process.
-
-    Time-ordered ids make listing in id order list in creation order; within one
-    millisecond the random tail is incremented so the order still holds.
-    """
-
-    def __init__(self) -> None:
-        self._last = 0
-
-    def __call__(self) -> UUID:
-        ms = time.time_ns() // 1_000_000
-        value = (ms & ((1 << 48) - 1)) << 80 | (uuid.uuid4().int & ((1 << 80) - 1))
-        value = max(value, self._last + 1)
-        self._last = value
-        # version 7 in bits 76-79, RFC 4122 variant in bits 62-63
-        value = (value & ~(0xF << 76)) | (0x7 << 76)
-        return UUID(int=(value & ~(0x3 << 62)) | (0x2 << 62))
-
-
-class UserLocks:
-    """Striped per-user locks: read-modify-write of one user's memories is serial."""
-
-    def __init__(self) -> None:
-        self._locks = [asyncio.Lock() for _ in range(_STRIPES)]
-
-    @contextlib.asynccontextmanager
-    async def hold(self, user_ids: Iterable[str]) -> AsyncIterator[None]:
-        stripes = sorted({zlib.crc32(u.encode()) % _STRIPES for u in user_ids})
-        async with contextlib.AsyncExitStack() as stack:
-            for i in stripes:
-                await stack.enter_async_context(self._locks[i])
-            yield
 
 
 class MemoryService:
@@ -102,6 +81,7 @@ class MemoryService:
         telemetry: Telemetry | None = None,
         clock: Callable[[], datetime] = _utcnow,
         recall_cache: RecallCache | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -112,7 +92,8 @@ class MemoryService:
         #: Keys the ids that Idempotency-Keys stand for (set at start with auth on).
         self.idempotency_secret: bytes | None = None
         self.recall_cache = recall_cache
-        self._ids = _MemoryIds()
+        self.usage = UsageMeter(store, quotas or Quotas(None, None))
+        self._ids = MemoryIds()
 
     # -- writes ------------------------------------------------------------
 
@@ -130,17 +111,16 @@ class MemoryService:
     ) -> tuple[Memory, bool]:
         """Store one memory; returns it and whether it was created.
 
-        With ``idempotency_key`` the memory id derives from (user, key): a replay of
-        the same request returns the same memory; the same key with another body is
-        a ``Conflict``. An exact duplicate of a live memory of the user returns that
-        memory, not created.
+        With ``idempotency_key`` the memory id derives from (user, key), unless the
+        request names its own ``id``: a replay of the same request returns the same
+        memory; the same key with another body is a ``Conflict``. An exact duplicate
+        of a live memory of the user returns that memory, not created.
         """
         digest = None
         if idempotency_key is not None:
-            if item.id is not None:
-                raise InvalidInput("give either an id or an Idempotency-Key, not both")
             digest = request_digest(item)
-            item = replace(item, id=self._idempotent_id(item.user_id, idempotency_key))
+            if item.id is None:
+                item = replace(item, id=self._idempotent_id(item.user_id, idempotency_key))
         (result,) = await self._write([item], digest, batch=False)
         return result
 
@@ -192,72 +172,30 @@ class MemoryService:
                 if item.id not in existing
             ]
             duplicates = await self.store.find_by_hash(fresh, now)
-            return await self._apply(items, existing, duplicates, digest, now)
+            plan = WritePlan.of(items, existing, duplicates, digest)
+            await self._apply(plan, now)
+            return [step.result() for step in plan.steps]
 
-    async def _apply(
-        self,
-        items: Sequence[NewMemory],
-        existing: dict[UUID, MemoryRecord],
-        duplicates: dict[tuple[str, str], Memory],
-        digest: str | None,
-        now: datetime,
-    ) -> list[tuple[Memory, bool]]:
-        results: list[tuple[Memory, bool] | None] = [None] * len(items)
-        plans: list[tuple[int, NewMemory, MemoryRecord | None]] = []
-        seen: dict[tuple[str, str], int] = {}
-        for i, item in enumerate(items):
-            digest_of = content_hash(item.content)
-            old = existing.get(item.id) if item.id else None
-            if old is not None and old.deleted_at is None:
-                if digest is not None:
-                    if old.idempotency != digest:
-                        raise Conflict("this Idempotency-Key was used with a different request")
-                    results[i] = (old.memory, True)
-                elif _same(old.memory, item, digest_of):
-                    results[i] = (old.memory, False)
-                else:
-                    plans.append((i, item, old))
-                continue
-            if old is not None and digest is not None:
-                raise Conflict("the memory created with this Idempotency-Key was deleted")
-            key = (item.user_id, digest_of)
-            if key in duplicates:
-                results[i] = (duplicates[key], False)
-            elif key in seen:
-                results[i] = None  # filled from its first occurrence below
-            else:
-                seen[key] = i
-                plans.append((i, item, old))
-        to_embed = [
-            (i, item.content)
-            for i, item, old in plans
-            if item.vector is None
-            and not (old is not None and old.memory.content_hash == content_hash(item.content))
-        ]
-        vectors = dict(
-            zip((i for i, _ in to_embed), await self._embed([t for _, t in to_embed]), strict=True)
-        )
-        records = [
-            _build(
-                item,
-                old,
-                vectors.get(i) or item.vector or (old.vector if old else []),
-                digest,
-                now,
-                item.id or self._ids(),
-            )
-            for i, item, old in plans
-        ]
-        await self.store.upsert(records)
-        await self._invalidate(r.memory.user_id for r in records)
-        for (i, _, old), record in zip(plans, records, strict=True):
-            results[i] = (record.memory, old is None or old.deleted_at is not None)
-        for i, item in enumerate(items):
-            if results[i] is None:
-                first = results[seen[(item.user_id, content_hash(item.content))]]
-                assert first is not None
-                results[i] = (first[0], False)
-        return [r for r in results if r is not None]
+    async def _apply(self, plan: WritePlan, now: datetime) -> None:
+        """Embed, build, check quotas, then write the plan's records in one upsert."""
+        writing = plan.writing
+        if not writing:
+            return
+        to_embed = [step for step in writing if step.needs_embedding]
+        vectors = await self._embed([step.item.content for step in to_embed])
+        embedded = {id(step): vector for step, vector in zip(to_embed, vectors, strict=True)}
+        for step in writing:
+            old = step.old
+            vector = embedded.get(id(step)) or step.item.vector or (old.vector if old else [])
+            memory_id = step.item.id or self._ids()
+            step.record = build_record(step.item, old, vector, plan.request_digest, now, memory_id)
+        growth = plan.growth()
+        for user_id, (memories, size) in growth.items():
+            await self.usage.check(user_id, memories, size)
+        await self.store.upsert([s.record for s in writing if s.record], claims=plan.claims)
+        for user_id, (memories, size) in growth.items():
+            self.usage.record(user_id, memories, size)
+        await self._invalidate(growth)
 
     async def update(
         self, user_id: str, memory_id: UUID, patch: MemoryPatch, if_match: int | None = None
@@ -294,15 +232,18 @@ class MemoryService:
                 id=m.id,
                 vector=patch.vector,
             )
-            if _same(m, item, content_hash(item.content)) and patch.vector is None:
+            if same(m, item, content_hash(item.content)) and patch.vector is None:
                 return m
             vector = patch.vector or (
                 old.vector
                 if content_hash(item.content) == m.content_hash
                 else (await self._embed([item.content]))[0]
             )
-            record = _build(item, old, vector, old.idempotency, now, m.id)
+            record = build_record(item, old, vector, old.idempotency, now, m.id)
+            growth = stored_bytes(record.memory) - stored_bytes(m)
+            await self.usage.check(user_id, 0, growth)
             await self.store.upsert([record])
+            self.usage.record(user_id, 0, growth)
             await self._invalidate([user_id])
             return record.memory
 
@@ -313,16 +254,26 @@ class MemoryService:
             old = await self._live_record(user_id, memory_id, now)
             m = replace(old.memory, version=old.memory.version + 1, updated_at=now)
             event = HistoryEvent(Event.DELETE, m.version, m.content, m.metadata, now)
-            await self.store.upsert(
-                [replace(old, memory=m, history=(*old.history, event), deleted_at=now)]
-            )
+            await self.store.upsert([replace(old, memory=m, history=(event,), deleted_at=now)])
+            self.usage.record(user_id, -1, -stored_bytes(old.memory))
             await self._invalidate([user_id])
 
     async def forget_user(self, user_id: str) -> int:
-        """Erase every memory of a user and its history; returns how many were live."""
+        """Erase every memory of a user and its history; returns how many were live.
+
+        The user's cached searches and query embeddings go too (search texts are as
+        personal as memories), not only out of reach by the generation bump.
+        """
         async with self.locks.hold([user_id]):
             erased = await self.store.delete_user(user_id)
-            await self._invalidate([user_id])
+            self.usage.forget(user_id)
+            if self.recall_cache is not None:
+                try:
+                    await self.recall_cache.flush(user_id)
+                except CacheUnavailable as exc:
+                    # The memories are gone; cached entries are out of reach (the
+                    # generation moved, or the epoch will) and expire with their TTL.
+                    _log.warning("cache entries of an erased user not removed: %s", exc.message)
             return erased
 
     async def purge_expired(self) -> int:
@@ -334,10 +285,11 @@ class MemoryService:
         return (await self._live_record(user_id, memory_id, self._clock())).memory
 
     async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
-        found = (await self.store.get(user_id, [memory_id])).get(memory_id)
-        if found is None:
+        """Every kept version, oldest first (deleted memories too, until erased)."""
+        events = await self.store.history(user_id, memory_id)
+        if not events:
             raise NotFound("no memory with this id for this user")
-        return found.history
+        return events
 
     async def list_page(
         self,
@@ -348,10 +300,10 @@ class MemoryService:
         agent_id: str | None = None,
         session_id: str | None = None,
     ) -> Page:
-        if not 1 <= limit <= self.limits.list_max_limit:
-            raise InvalidInput(
-                f"limit must be between 1 and {self.limits.list_max_limit}", {"field": "limit"}
-            )
+        if limit < 1:
+            raise InvalidInput("limit must be at least 1", {"field": "limit"})
+        # Above the server's page size, a page is that size (next_cursor goes on).
+        limit = min(limit, self.limits.list_max_limit)
         if cursor is not None:
             try:
                 UUID(cursor)
@@ -378,17 +330,18 @@ class MemoryService:
         (computed, then cached), ``bypass`` (cache counters down) or ``off`` (no cache)."""
         if (q.query is None) == (q.vector is None):
             raise InvalidInput("give exactly one of query or vector", {"field": "query"})
-        if not 1 <= q.limit <= self.limits.search_max_limit:
-            raise InvalidInput(
-                f"limit must be between 1 and {self.limits.search_max_limit}", {"field": "limit"}
-            )
+        if q.limit < 1:
+            raise InvalidInput("limit must be at least 1", {"field": "limit"})
+        if q.limit > self.limits.search_max_limit:
+            # A larger limit asks for "as many as you give": the server's maximum.
+            q = replace(q, limit=self.limits.search_max_limit)
         if q.vector is not None:
             check_vector(q.vector, self.embedder.dimension, {})
         else:
             assert q.query is not None
-            if not q.query.strip():
-                raise InvalidInput("query must not be blank", {"field": "query"})
-            self.limits.check_content(q.query, {"field": "query"})
+            self.limits.check_content(q.query, {}, "query")
+        if any(c.any_of == () for c in q.filters.metadata):
+            return [], "off"  # an empty "in" matches nothing: no need to ask the store
         if self.recall_cache is None:
             return await self._search(q), "off"
         hits, outcome = await self.recall_cache.search(
@@ -401,7 +354,9 @@ class MemoryService:
         return hits, outcome
 
     async def _search(self, q: RecallQuery) -> list[SearchHit]:
-        vector = q.vector if q.vector is not None else await self._query_vector(q.query or "")
+        vector = (
+            q.vector if q.vector is not None else await self._query_vector(q.user_id, q.query or "")
+        )
         started = time.perf_counter()
         hits = await self.store.search(
             VectorQuery(q.user_id, vector, q.limit, self._clock(), q.min_score, q.filters)
@@ -409,13 +364,13 @@ class MemoryService:
         self.telemetry.search(time.perf_counter() - started, len(hits))
         return hits
 
-    async def _query_vector(self, text: str) -> list[float]:
+    async def _query_vector(self, user_id: str, text: str) -> list[float]:
         async def compute() -> list[float]:
             return (await self._embed([text]))[0]
 
         if self.recall_cache is None:
             return await compute()
-        return await self.recall_cache.embedding(self.embedder.model, text, compute)
+        return await self.recall_cache.embedding(user_id, self.embedder.model, text, compute)
 
     async def _invalidate(self, user_ids: Iterable[str]) -> None:
         if self.recall_cache is not None:
@@ -442,44 +397,3 @@ class MemoryService:
         if found is None or found.deleted_at is not None or found.memory.is_expired(now):
             raise NotFound("no memory with this id for this user")
         return found
-
-
-def _same(m: Memory, item: NewMemory, digest: str) -> bool:
-    return (
-        m.content_hash == digest
-        and m.content == item.content
-        and dict(m.metadata) == dict(item.metadata)
-        and m.agent_id == item.agent_id
-        and m.session_id == item.session_id
-        and m.expires_at == item.expires_at
-    )
-
-
-def _build(
-    item: NewMemory,
-    old: MemoryRecord | None,
-    vector: list[float],
-    idempotency: str | None,
-    now: datetime,
-    memory_id: UUID,
-) -> MemoryRecord:
-    live = old is not None and old.deleted_at is None
-    version = old.memory.version + 1 if old is not None else 1
-    memory = Memory(
-        id=memory_id,
-        user_id=item.user_id,
-        content=item.content,
-        metadata=dict(item.metadata),
-        created_at=old.memory.created_at if live and old else now,
-        updated_at=now,
-        version=version,
-        content_hash=content_hash(item.content),
-        agent_id=item.agent_id,
-        session_id=item.session_id,
-        expires_at=item.expires_at,
-    )
-    event = HistoryEvent(
-        Event.UPDATE if live else Event.ADD, version, item.content, memory.metadata, now
-    )
-    history = (*(old.history if old else ()), event)
-    return MemoryRecord(memory, vector, history, None, idempotency)

@@ -5,8 +5,10 @@ What is cached:
 * search results, under ``s:{user}:{epoch}.{generation}:{digest}`` where the digest
   covers the normalised query text (or the vector's bytes), limit, min_score,
   filters and the embedder model;
-* query embeddings, under ``e:{digest}`` of (model, normalised text): a pure
-  function of its key, so it never needs invalidating.
+* query embeddings, under ``e:{user}:{digest}`` of (model, normalised text): a pure
+  function of its key, so it never needs invalidating. Kept per user although the
+  vector does not depend on who asks: a cache shared across tenants would tell any
+  tenant, by a faster answer, that someone else had asked the same question.
 
 Correctness: every write bumps the user's generation (an atomic counter shared by
 all instances) after the store has the write and before the write is answered, so
@@ -39,6 +41,7 @@ __all__ = [
     "EPOCH_KEY",
     "CacheStats",
     "RecallCache",
+    "embedding_prefix",
     "normalize_query",
     "replayable",
     "search_prefix",
@@ -56,12 +59,19 @@ def normalize_query(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).casefold().split())
 
 
-def search_prefix(user_id: str) -> str:
-    """The prefix of every cached search of one user (``cache flush --user``).
+def _escaped(user_id: str) -> str:
+    # ``%`` and ``:`` escaped so user ``a``'s prefix never matches user ``a:b``'s keys.
+    return user_id.replace("%", "%25").replace(":", "%3A")
 
-    ``%`` and ``:`` are escaped so user ``a``'s prefix never matches user ``a:b``'s keys.
-    """
-    return "s:" + user_id.replace("%", "%25").replace(":", "%3A") + ":"
+
+def search_prefix(user_id: str) -> str:
+    """The prefix of every cached search of one user (``cache flush --user``)."""
+    return f"s:{_escaped(user_id)}:"
+
+
+def embedding_prefix(user_id: str) -> str:
+    """The prefix of every cached query embedding of one user."""
+    return f"e:{_escaped(user_id)}:"
 
 
 def _digest(*parts: bytes) -> str:
@@ -189,9 +199,9 @@ class RecallCache:
         return hits, "miss"
 
     async def embedding(
-        self, model: str, text: str, compute: Callable[[], Awaitable[list[float]]]
+        self, user_id: str, model: str, text: str, compute: Callable[[], Awaitable[list[float]]]
     ) -> list[float]:
-        key = "e:" + _digest(model.encode(), normalize_query(text).encode())
+        key = embedding_prefix(user_id) + _digest(model.encode(), normalize_query(text).encode())
         cached = await self.cache.get(key)
         if cached is not None:
             return _floats.decode(cached)
@@ -217,7 +227,9 @@ class RecallCache:
         if user_id is None:
             return await self.cache.clear("s:") + await self.cache.clear("e:")
         await self.invalidate([user_id])
-        return await self.cache.clear(search_prefix(user_id))
+        return await self.cache.clear(search_prefix(user_id)) + await self.cache.clear(
+            embedding_prefix(user_id)
+        )
 
     async def aclose(self) -> None:
         if self.popular is not None:

@@ -58,14 +58,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _unchanged(scanned: MemoryRecord, fresh: MemoryRecord) -> bool:
-    return (
-        scanned.memory == fresh.memory
-        and scanned.history == fresh.history
-        and scanned.deleted_at == fresh.deleted_at
-    )
-
-
 class DataKeyRotation:
     """Re-seals stale records one page at a time; one run at a time per instance.
 
@@ -156,12 +148,14 @@ class DataKeyRotation:
     async def _reseal(self, user_id: str, scanned: Sequence[MemoryRecord]) -> int:
         async with self._hold([user_id]):
             fresh = await self.store.get(user_id, [r.memory.id for r in scanned])
-            # Gone: nothing to do. Changed since the scan: rewritten by a user, so
-            # sealed with the active key already.
+            # Gone: nothing to do. Otherwise the record as it is now (read under the
+            # user's lock) is written back with the history the scan read (whole and
+            # opened): a user's change since the scan sealed only its own new version,
+            # the older events are re-sealed here.
             todo = [
-                fresh[r.memory.id]
+                replace(fresh[r.memory.id], history=r.history)
                 for r in scanned
-                if r.memory.id in fresh and _unchanged(r, fresh[r.memory.id])
+                if r.memory.id in fresh
             ]
             if todo:
                 await self.store.upsert(todo)

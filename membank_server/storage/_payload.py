@@ -1,9 +1,13 @@
 """The payload layout shared by the Qdrant-family stores, and the neutral filter spec.
 
-A point's payload holds the whole record: the memory fields, numeric timestamps
-for range filters, its state (``live`` or ``deleted``) and its history. Both
-Qdrant adapters (Edge and qdrant-client) write and read exactly this layout, so
-a collection can move between them.
+A point's payload holds the record: the memory fields, numeric timestamps for
+range filters, its state (``live`` or ``deleted``) and its size in a quota's terms
+(``bytes``). History is kept apart (``history_event_to_payload``), one entry per
+event keyed by ``(memory id, version, event)``, so a read never loads it. Points
+written before that carried their history in a ``history`` payload field:
+:func:`legacy_history` reads it (the stores move it out when they open). Both
+Qdrant adapters (Edge and qdrant-client) write and read exactly this layout, so a
+collection can move between them.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from membank_server.domain.model import (
     Event,
@@ -21,15 +25,21 @@ from membank_server.domain.model import (
     Memory,
     MemoryRecord,
     SearchFilter,
+    stored_bytes,
 )
 
 __all__ = [
+    "BYTES",
     "HISTORY",
     "INDEXED_KEYWORDS",
     "INDEXED_NUMBERS",
     "LIVE",
     "NEVER",
     "Cond",
+    "history_event_from_payload",
+    "history_event_to_payload",
+    "history_point_id",
+    "legacy_history",
     "live_conditions",
     "record_from_payload",
     "record_to_payload",
@@ -39,6 +49,8 @@ __all__ = [
 LIVE = "live"
 DELETED = "deleted"
 HISTORY = "history"
+BYTES = "bytes"
+_HISTORY_IDS = UUID("0b7a3c52-95b2-4f0e-a1de-64c3f2a90c17")
 #: expires_ts of a memory that never expires: far beyond any real date.
 NEVER = 253402300799.0  # 9999-12-31T23:59:59Z
 
@@ -50,7 +62,8 @@ INDEXED_NUMBERS = ("created_ts", "expires_ts")
 class Cond:
     """One filter condition, independent of the client library.
 
-    ``op`` is ``eq`` (value), ``any`` (values), or ``range`` (gte/lte/gt).
+    ``op`` is ``eq`` (value), ``any`` (values), ``range`` (gte/lte/gt), or ``set`` (the
+    key holds something other than null or an empty list).
     """
 
     op: str
@@ -82,22 +95,7 @@ def record_to_payload(record: MemoryRecord) -> dict[str, Any]:
         "version": m.version,
         "content_hash": m.content_hash,
         "state": DELETED if record.deleted_at else LIVE,
-        # One JSON string, not a nested list: the engines convert a nested
-        # payload field by field, which made history most of a write's cost.
-        HISTORY: json.dumps(
-            [
-                {
-                    "event": h.event.value,
-                    "version": h.version,
-                    "content": h.content,
-                    "metadata": dict(h.metadata),
-                    "at": _iso(h.at),
-                }
-                for h in record.history
-            ],
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ),
+        BYTES: stored_bytes(m),
     }
     for key, value in (
         ("agent_id", m.agent_id),
@@ -129,25 +127,65 @@ def memory_from_payload(point_id: UUID | str, p: Mapping[str, Any]) -> Memory:
 
 
 def record_from_payload(
-    point_id: UUID | str, p: Mapping[str, Any], vector: list[float] | None
+    point_id: UUID | str,
+    p: Mapping[str, Any],
+    vector: list[float] | None,
+    history: tuple[HistoryEvent, ...] = (),
 ) -> MemoryRecord:
     deleted = p.get("deleted_at")
     return MemoryRecord(
         memory=memory_from_payload(point_id, p),
         vector=vector or [],
-        history=tuple(
-            HistoryEvent(
-                event=Event(h["event"]),
-                version=int(h["version"]),
-                content=h["content"],
-                metadata=h.get("metadata") or {},
-                at=_dt(h["at"]),
-            )
-            for h in json.loads(p.get(HISTORY) or "[]")
-        ),
+        history=history,
         deleted_at=_dt(deleted) if deleted else None,
         idempotency=p.get("idempotency"),
     )
+
+
+def _event(h: Mapping[str, Any]) -> HistoryEvent:
+    return HistoryEvent(
+        event=Event(h["event"]),
+        version=int(h["version"]),
+        content=h["content"],
+        metadata=h.get("metadata") or {},
+        at=_dt(h["at"]),
+    )
+
+
+def legacy_history(p: Mapping[str, Any]) -> tuple[HistoryEvent, ...] | None:
+    """The history an older point carried in its payload; None when it carries none."""
+    raw = p.get(HISTORY)
+    if raw is None:
+        return None
+    return tuple(_event(h) for h in json.loads(raw or "[]"))
+
+
+def history_point_id(memory: Memory, h: HistoryEvent) -> str:
+    """The id of one history event: a write of the same (version, event) replaces it.
+
+    The user is part of it: events are written before their record (and before a
+    store can tell that another user owns the id), so a refused write's events must
+    never replace the owner's."""
+    return str(uuid5(_HISTORY_IDS, f"{memory.user_id}|{memory.id}|{h.version}|{h.event.value}"))
+
+
+def history_event_to_payload(memory: Memory, h: HistoryEvent) -> dict[str, Any]:
+    return {
+        "memory_id": str(memory.id),
+        "user_id": memory.user_id,
+        "version": h.version,
+        "event": h.event.value,
+        "content": h.content,
+        # A JSON string: metadata is returned, never filtered on, and the engines
+        # convert a nested payload field by field.
+        "metadata": json.dumps(dict(h.metadata), ensure_ascii=False, separators=(",", ":")),
+        "at": _iso(h.at),
+        "at_ts": h.at.timestamp(),
+    }
+
+
+def history_event_from_payload(p: Mapping[str, Any]) -> HistoryEvent:
+    return _event({**p, "metadata": json.loads(p.get("metadata") or "{}")})
 
 
 def live_conditions(user_id: str, now: datetime) -> list[Cond]:
@@ -183,6 +221,8 @@ def search_conditions(user_id: str, now: datetime, f: SearchFilter) -> list[Cond
             conds.append(Cond("range", key, gte=mc.equals, lte=mc.equals))
         elif mc.equals is not None:
             conds.append(Cond("eq", key, mc.equals))
+        elif mc.gte is None and mc.lte is None:
+            conds.append(Cond("set", key))
         else:
             conds.append(Cond("range", key, gte=mc.gte, lte=mc.lte))
     return conds

@@ -60,6 +60,7 @@ __all__ = [
     "check_memories",
     "filters_sql",
     "forget_component",
+    "history_from_rows",
     "lock_schema",
     "memories_migrations",
     "memory_from_row",
@@ -78,7 +79,7 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,
     OSError,
 )
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$(?!\n)")
 #: One lock for every membank schema change in a database ("membank" in ASCII).
 _LOCK_KEY = 0x6D656D62616E6B
 _TRANSIENT = (
@@ -314,7 +315,7 @@ MEMORY_COLUMNS = (
     "idempotency", "embedding",
 )  # fmt: skip
 HISTORY_COLUMNS = (
-    "memory_id", "seq", "user_id", "version", "event", "content", "metadata", "at",
+    "memory_id", "user_id", "version", "event", "content", "metadata", "at",
 )  # fmt: skip
 #: The Memory fields of a row aliased ``m``.
 MEMORY_SELECT = ", ".join(f"m.{c}" for c in MEMORY_COLUMNS[:11])
@@ -357,7 +358,18 @@ def memories_migrations(
                     " PRIMARY KEY (memory_id, seq))",
                     f"CREATE INDEX {quote_ident(p + '_history_user_idx')} ON {h} (user_id)",
                 ),
-            )
+            ),
+            # History kept apart and appended: an event is keyed by what it is, so a
+            # write adds its events without reading or renumbering the earlier ones.
+            Migration(
+                2,
+                (
+                    f"DELETE FROM {h} a USING {h} b WHERE a.memory_id = b.memory_id"
+                    " AND a.version = b.version AND a.event = b.event AND a.seq < b.seq",
+                    f"ALTER TABLE {h} DROP COLUMN seq",
+                    f"ALTER TABLE {h} ADD PRIMARY KEY (memory_id, version, event)",
+                ),
+            ),
         ]
 
     return build
@@ -419,15 +431,20 @@ def memory_from_row(row: Any) -> Memory:
     )
 
 
+def history_from_rows(rows: Any) -> tuple[HistoryEvent, ...]:
+    """Events from ``(event, version, content, metadata, at)`` rows or tuples."""
+    return tuple(
+        HistoryEvent(Event(event), version, content, json.loads(metadata), at)
+        for event, version, content, metadata, at in rows or ()
+    )
+
+
 def record_from_row(row: Any) -> MemoryRecord:
     embedding = row["embedding"]
     return MemoryRecord(
         memory=memory_from_row(row),
         vector=embedding.to_list() if embedding is not None else [],
-        history=tuple(
-            HistoryEvent(Event(event), version, content, json.loads(metadata), at)
-            for event, version, content, metadata, at in row["history"] or ()
-        ),
+        history=history_from_rows(row["history"]) if "history" in row else (),
         deleted_at=row["deleted_at"],
         idempotency=row["idempotency"],
     )
@@ -463,6 +480,12 @@ def _typed(value: str | int | float | bool) -> str:
 
 def _metadata_sql(c: MetadataCondition, args: Args) -> str:
     key = args.add(c.key)
+    if c.equals is None and c.any_of is None and c.gte is None and c.lte is None:
+        # Set: as Qdrant's "not is_empty", anything but missing, null or [].
+        return (
+            f"coalesce(jsonb_typeof(m.metadata -> {key}) <> 'null'"
+            f" AND m.metadata -> {key} <> '[]'::jsonb, false)"
+        )
     elements = (
         f"jsonb_array_elements(CASE jsonb_typeof(m.metadata -> {key}) WHEN 'array'"
         f" THEN m.metadata -> {key} ELSE jsonb_build_array(m.metadata -> {key}) END)"

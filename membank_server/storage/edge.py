@@ -18,8 +18,10 @@ server starts (:attr:`EdgeStore.optimize_on_start`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,31 +31,43 @@ from uuid import UUID
 import numpy as np
 import qdrant_edge as qe
 
-from membank_server.domain.errors import ConfigError, StorageUnavailable
+from membank_server.domain.errors import ConfigError, Conflict, MembankError, StorageUnavailable
 from membank_server.domain.model import (
     CollectionInfo,
+    HistoryEvent,
     Memory,
     MemoryRecord,
     Page,
     SearchHit,
+    Usage,
     VectorQuery,
 )
 from membank_server.storage._payload import (
+    BYTES,
     HISTORY,
     INDEXED_KEYWORDS,
     INDEXED_NUMBERS,
     Cond,
+    legacy_history,
     live_conditions,
     memory_from_payload,
     record_from_payload,
     record_to_payload,
     search_conditions,
 )
+from membank_server.storage._sqlite_history import SqliteHistory
 
 __all__ = ["EdgeStore"]
 
 _T = TypeVar("_T")
+#: A write run by the writer thread, on the shard and the history database.
+_Op = Callable[[Any, SqliteHistory], None]
 _DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid"}
+_log = logging.getLogger("membank.storage")
+# Points of earlier versions may still carry a history field until moved at open.
+_NO_HISTORY = qe.PayloadSelector.Exclude([HISTORY])
+_VERSION_ONLY = qe.PayloadSelector.Include(["user_id", "version"])
+_BYTES_ONLY = qe.PayloadSelector.Include([BYTES])
 
 
 def _condition(c: Cond) -> Any:
@@ -74,6 +88,8 @@ def _condition(c: Cond) -> Any:
                 ]
             )
         return qe.FieldCondition(key=c.key, match=qe.MatchAny(c.value))
+    if c.op == "set":
+        return qe.Filter(must_not=[qe.IsEmptyCondition(c.key)])
     return qe.FieldCondition(key=c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte, gt=c.gt))
 
 
@@ -81,17 +97,47 @@ def _filter(conds: Sequence[Cond]) -> Any:
     return qe.Filter(must=[_condition(c) for c in conds])
 
 
-def _apply_group(shard: Any, ops: list[Callable[[Any], None]]) -> list[Exception | None]:
-    """Apply a group of writes, then flush once: the group is durable when this returns."""
+def _apply_group(shard: Any, history: SqliteHistory, ops: list[_Op]) -> list[Exception | None]:
+    """Apply a group of writes, then commit history and flush the shard once each: the
+    group is durable when this returns. Each write runs in a savepoint of the history
+    transaction, undone if the write fails, so one failed write does not fail its group."""
     outcomes: list[Exception | None] = []
-    for op in ops:
-        try:
-            op(shard)
-            outcomes.append(None)
-        except Exception as exc:  # noqa: BLE001 - one failed write must not fail its group
-            outcomes.append(exc)
+    history.begin()
+    try:
+        for op in ops:
+            history.savepoint("op")
+            try:
+                op(shard, history)
+                history.release("op")
+                outcomes.append(None)
+            except Exception as exc:  # noqa: BLE001 - one failed write must not fail its group
+                history.undo("op")
+                outcomes.append(exc)
+        # History first: an event may outlive a crash its record did not (it is then
+        # never shown, see SqliteHistory), never the other way round.
+        history.commit()
+    except BaseException:
+        history.rollback()
+        raise
     shard.flush()
     return outcomes
+
+
+def _owned_elsewhere(shard: Any, records: Sequence[MemoryRecord], claims: Collection[UUID]) -> None:
+    """Raise Conflict when a claimed id belongs to another user. Run by the writer thread,
+    which applies every write in turn, so nothing can take the id between this look and
+    the write that follows it."""
+    wanted = {r.memory.id: r.memory.user_id for r in records if r.memory.id in claims}
+    if not wanted:
+        return
+    found = shard.retrieve([str(i) for i in wanted], qe.PayloadSelector.Include(["user_id"]), False)
+    taken = sorted(
+        str(r.id)
+        for r in found
+        if r.payload and r.payload.get("user_id") != wanted[UUID(str(r.id))]
+    )
+    if taken:
+        raise Conflict("this id belongs to another memory", {"field": "id", "ids": taken})
 
 
 class EdgeStore:
@@ -107,6 +153,7 @@ class EdgeStore:
         full_scan_threshold: Below this many KB of a tenant's vectors, search is exact.
         optimize_on_start: Build pending HNSW segments when the store starts.
         search_threads: Threads for reads (Edge holds the GIL: more adds little).
+        history_limit: Versions of history kept per memory (None: all).
     """
 
     backend = "edge"
@@ -123,6 +170,7 @@ class EdgeStore:
         full_scan_threshold: int = 10_000,
         optimize_on_start: bool = False,
         search_threads: int = 2,
+        history_limit: int | None = 100,
     ) -> None:
         if distance not in _DISTANCES:
             raise ConfigError(f"storage distance must be one of {sorted(_DISTANCES)}")
@@ -137,15 +185,48 @@ class EdgeStore:
         self._readers = ThreadPoolExecutor(search_threads, thread_name_prefix="edge-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="edge-write")
         self._shard: Any = None
-        self._pending: list[tuple[Callable[[Any], None], asyncio.Future[None]]] = []
+        self._history = SqliteHistory(path / "history.db", history_limit)
+        self._pending: list[tuple[_Op, asyncio.Future[None]]] = []
         self._committing: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
         self._shard = await self._run(self._writer, self._open)
+        await self._run(self._writer, self._history.open)
+        moved = await self._run(self._writer, self._move_legacy_history)
+        if moved:
+            _log.info("moved the history of %d memories out of their payloads", moved)
         if self.optimize_on_start:
             await self.optimize()
+
+    def _move_legacy_history(self) -> int:
+        """Points written by earlier versions carry their history in the payload: move it
+        to the history database, and give them their ``bytes``, once, at open."""
+        shard, moved = self._shard, 0
+        legacy = qe.Filter(must_not=[qe.IsEmptyCondition(HISTORY)])
+        while True:
+            request = qe.ScrollRequest(limit=500, filter=legacy, with_payload=True)
+            points, _ = shard.scroll(request)
+            if not points:
+                return moved
+            events: list[tuple[Memory, HistoryEvent]] = []
+            for p in points:
+                memory = memory_from_payload(p.id, p.payload)
+                events.extend((memory, h) for h in legacy_history(p.payload) or ())
+            self._history.begin()
+            self._history.add(events)
+            self._history.commit()
+            for p in points:
+                record = record_from_payload(p.id, p.payload, None)
+                shard.update(
+                    qe.UpdateOperation.set_payload(
+                        [p.id], {BYTES: record_to_payload(record)[BYTES]}
+                    )
+                )
+            shard.update(qe.UpdateOperation.delete_payload([p.id for p in points], [HISTORY]))
+            shard.flush()
+            moved += len(points)
 
     def _config(self) -> Any:
         return qe.EdgeConfig(
@@ -196,6 +277,7 @@ class EdgeStore:
             await self._run(self._writer, lambda: (shard.flush(), shard.close()))
         self._readers.shutdown(wait=True)
         self._writer.shutdown(wait=True)
+        self._history.close()
 
     async def optimize(self) -> bool:
         """Build HNSW for unindexed segments; blocks the process while it runs."""
@@ -206,7 +288,7 @@ class EdgeStore:
     async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[], _T]) -> _T:
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, fn)
-        except (ConfigError, StorageUnavailable):
+        except MembankError:
             raise
         except Exception as exc:
             raise StorageUnavailable(f"Qdrant Edge failed: {exc}") from exc
@@ -220,7 +302,7 @@ class EdgeStore:
             raise StorageUnavailable("the Qdrant Edge store is not open")
         return self._shard
 
-    async def _write(self, op: Callable[[Any], None]) -> None:
+    async def _write(self, op: _Op) -> None:
         """Queue a write and wait until the group that carries it is flushed."""
         self._require()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -236,7 +318,7 @@ class EdgeStore:
             shard = self._require()
             try:
                 outcomes = await asyncio.get_running_loop().run_in_executor(
-                    self._writer, _apply_group, shard, ops
+                    self._writer, _apply_group, shard, self._history, ops
                 )
             except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
                 outcomes = [exc] * len(group)
@@ -245,6 +327,8 @@ class EdgeStore:
                     continue
                 if error is None:
                     future.set_result(None)
+                elif isinstance(error, MembankError):
+                    future.set_exception(error)
                 else:
                     failure = StorageUnavailable(f"Qdrant Edge write failed: {error}")
                     failure.__cause__ = error
@@ -252,31 +336,56 @@ class EdgeStore:
 
     # -- writes ------------------------------------------------------------
 
-    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
+    async def upsert(
+        self, records: Sequence[MemoryRecord], *, claims: Collection[UUID] = ()
+    ) -> None:
         if not records:
             return
         points = [
             qe.Point(id=str(r.memory.id), vector=list(r.vector), payload=record_to_payload(r))
             for r in records
         ]
-        await self._write(lambda shard: shard.update(qe.UpdateOperation.upsert_points(points)))
+        events = [(r.memory, h) for r in records for h in r.history]
+        upsert = qe.UpdateOperation.upsert_points(points)
+
+        def op(shard: Any, history: SqliteHistory) -> None:
+            _owned_elsewhere(shard, records, claims)
+            history.add(events)
+            shard.update(upsert)
+
+        await self._write(op)
 
     async def delete_user(self, user_id: str) -> int:
         live = await self.count(user_id)
         user = _filter([Cond("eq", "user_id", user_id)])
-        await self._write(
-            lambda shard: shard.update(qe.UpdateOperation.delete_points_by_filter(user))
-        )
+
+        def op(shard: Any, history: SqliteHistory) -> None:
+            history.delete_user(user_id)
+            shard.update(qe.UpdateOperation.delete_points_by_filter(user))
+
+        await self._write(op)
         return live
 
     async def purge_expired(self, now: datetime) -> int:
         expired = _filter([Cond("range", "expires_ts", lte=now.timestamp())])
-        n = await self._read(lambda shard: int(shard.count(qe.CountRequest(filter=expired))))
-        if n:
-            await self._write(
-                lambda shard: shard.update(qe.UpdateOperation.delete_points_by_filter(expired))
+        ids: list[Any] = []
+        offset: Any = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset, limit=1000, filter=expired, with_payload=False
             )
-        return n
+            points, offset = await self._scroll(request)
+            ids.extend(str(p.id) for p in points)
+            if offset is None:
+                break
+        if ids:
+
+            def op(shard: Any, history: SqliteHistory) -> None:
+                history.delete_memories(ids)
+                shard.update(qe.UpdateOperation.delete_points(ids))
+
+            await self._write(op)
+        return len(ids)
 
     # -- reads -------------------------------------------------------------
 
@@ -284,7 +393,7 @@ class EdgeStore:
         if not memory_ids:
             return {}
         ids = [str(i) for i in memory_ids]
-        found = await self._read(lambda shard: shard.retrieve(ids, True, True))
+        found = await self._read(lambda shard: shard.retrieve(ids, _NO_HISTORY, True))
         out: dict[UUID, MemoryRecord] = {}
         for rec in found:
             if rec.payload and rec.payload.get("user_id") == user_id:
@@ -293,20 +402,44 @@ class EdgeStore:
                 out[r.memory.id] = r
         return out
 
+    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+        version = _VERSION_ONLY
+        found = await self._read(lambda shard: shard.retrieve([str(memory_id)], version, False))
+        if not found or not found[0].payload or found[0].payload.get("user_id") != user_id:
+            return ()
+        up_to = int(found[0].payload["version"])
+        history = self._history
+        return await self._read(lambda _: history.read(user_id, str(memory_id), up_to))
+
+    async def usage(self, user_id: str) -> Usage:
+        conds = _filter(live_conditions(user_id, datetime.now(UTC)))
+        memories = total = 0
+        offset: Any = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset, limit=2000, filter=conds, with_payload=_BYTES_ONLY
+            )
+            points, offset = await self._scroll(request)
+            memories += len(points)
+            total += sum(int((p.payload or {}).get(BYTES, 0)) for p in points)
+            if offset is None:
+                return Usage(memories, total)
+
     async def scan(
         self, cursor: str | None = None, limit: int = 500
     ) -> tuple[list[MemoryRecord], str | None]:
         request = qe.ScrollRequest(offset=cursor, limit=limit, with_payload=True, with_vector=True)
-        records, next_offset = await self._scroll(request)
-        return (
-            [
-                record_from_payload(
-                    r.id, r.payload or {}, r.vector if isinstance(r.vector, list) else None
-                )
-                for r in records
-            ],
-            str(next_offset) if next_offset is not None else None,
-        )
+        points, next_offset = await self._scroll(request)
+        history = self._history
+        events = await self._read(lambda _: history.read_many([str(p.id) for p in points]))
+        records = []
+        for p in points:
+            record = record_from_payload(
+                p.id, p.payload or {}, p.vector if isinstance(p.vector, list) else None
+            )
+            kept = tuple(h for h in events.get(str(p.id), ()) if h.version <= record.memory.version)
+            records.append(dataclasses.replace(record, history=kept))
+        return records, str(next_offset) if next_offset is not None else None
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
         if not memory_ids:
@@ -330,7 +463,7 @@ class EdgeStore:
                 for u, hs in by_user.items()
             ]
         )
-        selector = qe.PayloadSelector.Exclude([HISTORY])
+        selector = _NO_HISTORY
         wanted = set(pairs)
         out: dict[tuple[str, str], Memory] = {}
         offset: Any = None
@@ -370,7 +503,7 @@ class EdgeStore:
             offset=cursor,
             limit=limit,
             filter=_filter(conds),
-            with_payload=qe.PayloadSelector.Exclude([HISTORY]),
+            with_payload=_NO_HISTORY,
         )
         records, next_offset = await self._read(lambda shard: shard.scroll(request))
         return Page(
@@ -383,7 +516,7 @@ class EdgeStore:
             limit=query.limit,
             query=qe.Query.Nearest(list(query.vector)),
             filter=_filter(search_conditions(query.user_id, query.now, query.filters)),
-            with_payload=qe.PayloadSelector.Exclude([HISTORY]),
+            with_payload=_NO_HISTORY,
             score_threshold=query.min_score,
             params=self._params,
         )
@@ -419,4 +552,5 @@ class EdgeStore:
         if self._shard is not None:
             shard, self._shard = self._shard, None
             await self._run(self._writer, shard.close)
+        self._history.close()
         await asyncio.to_thread(shutil.rmtree, self.path, True)

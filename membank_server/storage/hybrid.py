@@ -24,7 +24,9 @@ Writes (``write=``):
     the primary, idempotently, and queues again). Entries are durable, so a
     crash between the two stores converges once a drainer runs again.
 
-``delete_user`` and ``purge_expired`` follow the same strategy as upserts.
+``delete_user`` and ``purge_expired`` follow the same strategy as upserts. Claimed
+ids (``MemoryStore.upsert``) are decided by the primary alone; the secondary and the
+outbox follow what the primary accepted.
 
 Reads (``read=``): ``primary_first`` falls back to the secondary when the
 primary raises ``StorageUnavailable``; ``fastest`` races both and takes the
@@ -39,7 +41,7 @@ merges by id (search keeps each id's best score, lists merge in id order). With
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -48,10 +50,12 @@ from uuid import UUID
 from membank_server.domain.errors import ConfigError, StorageUnavailable
 from membank_server.domain.model import (
     CollectionInfo,
+    HistoryEvent,
     Memory,
     MemoryRecord,
     Page,
     SearchHit,
+    Usage,
     VectorQuery,
 )
 from membank_server.domain.ports import MemoryStore
@@ -210,13 +214,13 @@ class HybridStore:
         self,
         op: str,
         entry: tuple[str, dict[str, Any]],
-        call: Callable[[MemoryStore], Awaitable[_T]],
+        call: Callable[[MemoryStore, bool], Awaitable[_T]],
         atomic: Callable[[AtomicWriter, InTransaction], Awaitable[_T]],
         *,
         queue_if: Callable[[_T], bool] = lambda _: True,
     ) -> _T:
         if self.write == "primary_only":
-            return await call(self.primary)
+            return await call(self.primary, True)
         if self.write == "both":
             return await self._write_both(op, entry, call)
         assert self.outbox is not None
@@ -225,7 +229,7 @@ class HybridStore:
         if self._atomic is not None:
             result = await atomic(self._atomic, partial(self.outbox.enqueue_on, entries=[entry]))
         else:
-            result = await call(self.primary)
+            result = await call(self.primary, True)
             if queue_if(result):
                 await self.outbox.enqueue([entry])
         if queue_if(result):
@@ -241,15 +245,15 @@ class HybridStore:
         self,
         op: str,
         entry: tuple[str, dict[str, Any]],
-        call: Callable[[MemoryStore], Awaitable[_T]],
+        call: Callable[[MemoryStore, bool], Awaitable[_T]],
     ) -> _T:
         if self.outbox is not None and await self.outbox.pending():
             raise StorageUnavailable(
                 f"cannot {op} now: the secondary store is catching up on queued writes; retry"
             )
-        result = await call(self.primary)
+        result = await call(self.primary, True)
         try:
-            await call(self.secondary)
+            await call(self.secondary, False)
         except StorageUnavailable as exc:
             queued = False
             try:
@@ -266,21 +270,23 @@ class HybridStore:
             ) from exc
         return result
 
-    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
+    async def upsert(
+        self, records: Sequence[MemoryRecord], *, claims: Collection[UUID] = ()
+    ) -> None:
         if not records:
             return
         await self._write(
             "upsert",
             upsert_entry(records),
-            lambda s: s.upsert(records),
-            lambda s, also: s.upsert(records, also=also),
+            lambda s, primary: s.upsert(records, claims=claims if primary else ()),
+            lambda s, also: s.upsert(records, claims=claims, also=also),
         )
 
     async def delete_user(self, user_id: str) -> int:
         return await self._write(
             "delete a user",
             delete_user_entry(user_id),
-            lambda s: s.delete_user(user_id),
+            lambda s, _: s.delete_user(user_id),
             lambda s, also: s.delete_user(user_id, also=also),
         )
 
@@ -289,7 +295,7 @@ class HybridStore:
         return await self._write(
             "purge expired memories",
             purge_entry(now),
-            lambda s: s.purge_expired(now),
+            lambda s, _: s.purge_expired(now),
             lambda s, also: s.purge_expired(now, also=also),
             queue_if=bool,
         )
@@ -410,6 +416,12 @@ class HybridStore:
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
         return await self._read("look up owners", lambda s: s.owners(memory_ids), prefer_primary)
+
+    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+        return await self._read("read history", lambda s: s.history(user_id, memory_id))
+
+    async def usage(self, user_id: str) -> Usage:
+        return await self._primary_first("measure a user", lambda s: s.usage(user_id))
 
     async def find_by_hash(
         self, pairs: Sequence[tuple[str, str]], now: datetime

@@ -30,15 +30,22 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
 
 from membank_server.domain.errors import ConfigError, MembankError, StorageUnavailable
 from membank_server.domain.model import MemoryRecord
 from membank_server.domain.ports import MemoryStore
-from membank_server.storage._payload import record_from_payload, record_to_payload
+from membank_server.storage._payload import (
+    history_event_from_payload,
+    history_event_to_payload,
+    legacy_history,
+    record_from_payload,
+    record_to_payload,
+)
 from membank_server.storage._pg_schema import (
     DRIVER_ERRORS,
     Connector,
@@ -88,7 +95,11 @@ class AtomicWriter(Protocol):
     dsn: str
 
     async def upsert(
-        self, records: Sequence[MemoryRecord], *, also: InTransaction | None = None
+        self,
+        records: Sequence[MemoryRecord],
+        *,
+        claims: Collection[UUID] = (),
+        also: InTransaction | None = None,
     ) -> None: ...
 
     async def delete_user(self, user_id: str, *, also: InTransaction | None = None) -> int: ...
@@ -99,7 +110,12 @@ class AtomicWriter(Protocol):
 def upsert_entry(records: Sequence[MemoryRecord]) -> Entry:
     return UPSERT, {
         "records": [
-            {"id": str(r.memory.id), "payload": record_to_payload(r), "vector": list(r.vector)}
+            {
+                "id": str(r.memory.id),
+                "payload": record_to_payload(r),
+                "vector": list(r.vector),
+                "history": [history_event_to_payload(r.memory, h) for h in r.history],
+            }
             for r in records
         ]
     }
@@ -114,8 +130,17 @@ def purge_entry(now: datetime) -> Entry:
 
 
 def decode_records(payload: Mapping[str, Any]) -> list[MemoryRecord]:
+    # Entries queued before history moved out of the payload carry it inside it.
     return [
-        record_from_payload(r["id"], r["payload"], r["vector"] or None) for r in payload["records"]
+        record_from_payload(
+            r["id"],
+            r["payload"],
+            r["vector"] or None,
+            tuple(history_event_from_payload(h) for h in r.get("history", ()))
+            or legacy_history(r["payload"])
+            or (),
+        )
+        for r in payload["records"]
     ]
 
 

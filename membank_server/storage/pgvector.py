@@ -29,7 +29,7 @@ back as an int.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -37,14 +37,16 @@ from uuid import UUID
 import stamina
 from pgvector.asyncpg import register_vector
 
-from membank_server.domain.errors import ConfigError, InvalidInput, StorageUnavailable
+from membank_server.domain.errors import ConfigError, Conflict, InvalidInput, StorageUnavailable
 from membank_server.domain.model import (
     CollectionInfo,
+    HistoryEvent,
     Memory,
     MemoryRecord,
     Page,
     SearchFilter,
     SearchHit,
+    Usage,
     VectorQuery,
 )
 from membank_server.storage._pg_schema import (
@@ -63,6 +65,7 @@ from membank_server.storage._pg_schema import (
     check_memories,
     filters_sql,
     forget_component,
+    history_from_rows,
     lock_schema,
     memories_migrations,
     memory_from_row,
@@ -113,6 +116,7 @@ class PgVectorStore:
         migrate: Apply missing migrations in :meth:`start`; otherwise only check.
         retries: Attempts in all for a read whose connection broke.
         purge_batch: Rows erased per transaction by :meth:`purge_expired`.
+        history_limit: Versions of history kept per memory (None: all).
     """
 
     backend = "pgvector"
@@ -136,6 +140,7 @@ class PgVectorStore:
         migrate: bool = True,
         retries: int = 3,
         purge_batch: int = 5_000,
+        history_limit: int | None = 100,
     ) -> None:
         if distance not in _DISTANCES:
             raise ConfigError(f"storage distance must be one of {sorted(_DISTANCES)}")
@@ -156,6 +161,7 @@ class PgVectorStore:
         self._pool_size = (pool_min, pool_max)
         self._retries = retries
         self._purge_batch = purge_batch
+        self.history_limit = history_limit
         self._opclass, self._op, self._score = _DISTANCES[distance]
         self._component = f"memories:{self.names.prefix}"
         self._t, self._h = self.names.q(self.names.prefix), self.names.q(self.names.history)
@@ -271,47 +277,57 @@ class PgVectorStore:
     # -- writes ------------------------------------------------------------
 
     async def upsert(
-        self, records: Sequence[MemoryRecord], *, also: InTransaction | None = None
+        self,
+        records: Sequence[MemoryRecord],
+        *,
+        claims: Collection[UUID] = (),
+        also: InTransaction | None = None,
     ) -> None:
-        """Write records whole; ``also`` runs first in the same transaction (an outbox append)."""
+        """Write records and add their history events in one transaction; ``also`` runs
+        first in it (an outbox append). A row of another user is never overwritten:
+        the merge is conditional on the stored ``user_id``, and a record it skipped
+        fails the whole transaction with ``Conflict``."""
         if not records and also is None:
             return
         latest = {r.memory.id: r for r in records}  # the last copy of an id wins, as in Qdrant
         rows = [record_to_row(r) for r in latest.values()]
         history = [
-            (r.memory.id, seq, r.memory.user_id, h.version, h.event.value, h.content,
+            (r.memory.id, r.memory.user_id, h.version, h.event.value, h.content,
              to_json(dict(h.metadata)), h.at)
-            for r in latest.values()
-            for seq, h in enumerate(r.history)
+            for r in records
+            for h in r.history
         ]  # fmt: skip
-        t, h, cols, hcols = self._t, self._h, ", ".join(MEMORY_COLUMNS), HISTORY_COLUMNS[2:]
+        t, h, cols, hcols = self._t, self._h, ", ".join(MEMORY_COLUMNS), HISTORY_COLUMNS[1:]
+        prune = self.history_limit
 
         async def op(conn: Any) -> None:
             if also is not None:
                 await also(conn)
-            if rows:
-                await conn.copy_records_to_table(TEMP_ROWS, records=rows, columns=MEMORY_COLUMNS)
-                if history:
-                    await conn.copy_records_to_table(
-                        TEMP_HISTORY, records=history, columns=HISTORY_COLUMNS
-                    )
+            if not rows:
+                return
+            await conn.copy_records_to_table(TEMP_ROWS, records=rows, columns=MEMORY_COLUMNS)
+            written = await conn.fetch(
+                f"INSERT INTO {t} AS o ({cols}) SELECT {cols} FROM {TEMP_ROWS} ON CONFLICT (id)"
+                f" DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in MEMORY_COLUMNS[1:])}"
+                " WHERE o.user_id = EXCLUDED.user_id RETURNING o.id"
+            )
+            if len(written) != len(rows):
+                done = {UUID(bytes=r["id"].bytes) for r in written}
+                taken = sorted(str(i) for i in latest if i not in done)
+                raise Conflict("this id belongs to another memory", {"field": "id", "ids": taken})
+            if not history:
+                return
+            await conn.copy_records_to_table(TEMP_HISTORY, records=history, columns=HISTORY_COLUMNS)
+            await conn.execute(
+                f"INSERT INTO {h} AS o SELECT * FROM {TEMP_HISTORY}"
+                " ON CONFLICT (memory_id, version, event) DO UPDATE SET"
+                f" {', '.join(f'{c} = EXCLUDED.{c}' for c in hcols)}"
+            )
+            if prune is not None:
                 await conn.execute(
-                    f"INSERT INTO {t} ({cols}) SELECT {cols} FROM {TEMP_ROWS} ON CONFLICT (id)"
-                    f" DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in MEMORY_COLUMNS[1:])}"
-                )
-                await conn.execute(
-                    f"DELETE FROM {h} AS o WHERE o.memory_id = ANY($1::uuid[]) AND NOT EXISTS"
-                    f" (SELECT 1 FROM {TEMP_HISTORY} n"
-                    " WHERE n.memory_id = o.memory_id AND n.seq = o.seq)",
-                    list(latest),
-                )
-                # History only grows in practice: unchanged events are not rewritten.
-                await conn.execute(
-                    f"INSERT INTO {h} AS o SELECT * FROM {TEMP_HISTORY}"
-                    " ON CONFLICT (memory_id, seq) DO UPDATE SET"
-                    f" {', '.join(f'{c} = EXCLUDED.{c}' for c in hcols)}"
-                    f" WHERE ({', '.join('o.' + c for c in hcols)})"
-                    f" IS DISTINCT FROM ({', '.join('EXCLUDED.' + c for c in hcols)})"
+                    f"DELETE FROM {h} o USING {TEMP_ROWS} n"
+                    " WHERE o.memory_id = n.id AND o.version <= n.version - $1",
+                    prune,
                 )
 
         await self._write("upsert memories", op)
@@ -356,12 +372,18 @@ class PgVectorStore:
 
     # -- reads -------------------------------------------------------------
 
-    def _records_sql(self, where: str, tail: str = "") -> str:
-        """Whole records (history and vector included) of the rows ``where`` selects."""
+    def _records_sql(self, where: str, tail: str = "", *, history: bool = False) -> str:
+        """Whole records (vector included, history only when asked) of the rows ``where``
+        selects."""
+        events = (
+            ", (SELECT array_agg((h.event, h.version, h.content, h.metadata, h.at)"
+            f" ORDER BY h.version, h.at) FROM {self._h} h"
+            " WHERE h.memory_id = m.id AND h.version <= m.version) AS history"
+            if history
+            else ""
+        )
         return (
-            f"SELECT {MEMORY_SELECT}, m.deleted_at, m.idempotency, m.embedding,"
-            " (SELECT array_agg((h.event, h.version, h.content, h.metadata, h.at)"
-            f" ORDER BY h.seq) FROM {self._h} h WHERE h.memory_id = m.id) AS history"
+            f"SELECT {MEMORY_SELECT}, m.deleted_at, m.idempotency, m.embedding{events}"
             f" FROM {self._t} m WHERE {where}{tail}"
         )
 
@@ -372,12 +394,34 @@ class PgVectorStore:
         rows = await self._read("get memories", lambda c: c.fetch(sql, user_id, list(memory_ids)))
         return {r.memory.id: r for r in map(record_from_row, rows)}
 
+    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+        # Up to the record's version: an event newer than its record never shows.
+        sql = (
+            f"SELECT h.event, h.version, h.content, h.metadata, h.at FROM {self._h} h"
+            f" JOIN {self._t} m ON m.id = h.memory_id AND h.version <= m.version"
+            " WHERE h.memory_id = $1 AND h.user_id = $2 ORDER BY h.version, h.at"
+        )
+        rows = await self._read("read history", lambda c: c.fetch(sql, memory_id, user_id))
+        return history_from_rows(tuple(r) for r in rows)
+
+    async def usage(self, user_id: str) -> Usage:
+        sql = (
+            "SELECT count(*) AS n, coalesce(sum(octet_length(m.content)"
+            " + octet_length(m.metadata::text)), 0) AS bytes"
+            f" FROM {self._t} m WHERE m.user_id = $1 AND {LIVE}"
+        )
+        now = datetime.now(UTC)
+        row = await self._read("measure a user", lambda c: c.fetchrow(sql, user_id, now))
+        return Usage(int(row["n"]), int(row["bytes"]))
+
     async def scan(
         self, cursor: str | None = None, limit: int = 500
     ) -> tuple[list[MemoryRecord], str | None]:
         """Every record in id order; the cursor is the next id, inclusive, as in ``list_page``."""
         start = _cursor(cursor) if cursor is not None else None
-        sql = self._records_sql("($1::uuid IS NULL OR m.id >= $1)", " ORDER BY m.id LIMIT $2")
+        sql = self._records_sql(
+            "($1::uuid IS NULL OR m.id >= $1)", " ORDER BY m.id LIMIT $2", history=True
+        )
         rows = await self._read("scan memories", lambda c: c.fetch(sql, start, max(limit, 0) + 1))
         records = [record_from_row(r) for r in rows]
         if len(records) > limit:

@@ -17,7 +17,7 @@ on the event loop and has no HNSW, quantization or payload indexes.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -26,20 +26,24 @@ from uuid import UUID
 import stamina
 from qdrant_client import AsyncQdrantClient, models
 
-from membank_server.domain.errors import ConfigError, StorageUnavailable
+from membank_server.domain.errors import ConfigError, Conflict, StorageUnavailable
 from membank_server.domain.model import (
     CollectionInfo,
+    HistoryEvent,
     Memory,
     MemoryRecord,
     Page,
     SearchHit,
+    Usage,
     VectorQuery,
 )
 from membank_server.storage._payload import (
+    BYTES,
     HISTORY,
     INDEXED_KEYWORDS,
     INDEXED_NUMBERS,
     Cond,
+    legacy_history,
     live_conditions,
     memory_from_payload,
     record_from_payload,
@@ -47,6 +51,7 @@ from membank_server.storage._payload import (
     search_conditions,
 )
 from membank_server.storage._qdrant_errors import DRIVER_ERRORS, describe, transient
+from membank_server.storage._qdrant_history import QdrantHistory
 
 __all__ = ["QdrantStore"]
 
@@ -81,6 +86,10 @@ def _condition(c: Cond) -> models.Condition:
                 ]
             )
         return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.value)))
+    if c.op == "set":
+        return models.Filter(
+            must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=c.key))]
+        )
     return models.FieldCondition(key=c.key, range=models.Range(gte=c.gte, lte=c.lte, gt=c.gt))
 
 
@@ -115,6 +124,8 @@ class QdrantStore:
         replication_factor: Copies of each shard (cluster).
         write_consistency_factor: Replicas that must confirm a write (cluster).
         prefer_grpc: Talk gRPC rather than REST to the server.
+        history_limit: Versions of history kept per memory (None: all), in the
+            collection ``<collection>_history``.
     """
 
     backend = "qdrant"
@@ -141,6 +152,7 @@ class QdrantStore:
         replication_factor: int | None = None,
         write_consistency_factor: int | None = None,
         prefer_grpc: bool = False,
+        history_limit: int | None = 100,
     ) -> None:
         if distance not in _DISTANCES:
             raise ConfigError(f"storage distance must be one of {sorted(_DISTANCES)}")
@@ -183,6 +195,9 @@ class QdrantStore:
         # Local mode is exact anyway, and warns that search params do nothing.
         self._search_params = None if self.local else models.SearchParams(hnsw_ef=hnsw_ef)
         self._client: _Client | None = None
+        self._history = QdrantHistory(
+            self._call, f"{collection}_history", history_limit, batch_size
+        )
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -194,6 +209,8 @@ class QdrantStore:
                 raise StorageUnavailable(self._message("connect", exc)) from exc
         try:
             await self._ensure_collection()
+            await self._history.ensure(self.local)
+            await self._move_legacy_history()
         except BaseException:
             # Local mode locks its folder until the client is closed.
             await self.aclose()
@@ -307,35 +324,108 @@ class QdrantStore:
 
     # -- writes ------------------------------------------------------------
 
-    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
-        points = [
-            models.PointStruct(
-                id=str(r.memory.id), vector=list(r.vector), payload=record_to_payload(r)
+    async def upsert(
+        self, records: Sequence[MemoryRecord], *, claims: Collection[UUID] = ()
+    ) -> None:
+        if not records:
+            return
+        # History first: its events show only up to the record's version (_qdrant_history).
+        await self._history.add([(r.memory, h) for r in records for h in r.history])
+        by_user: dict[str, list[models.PointStruct]] = {}
+        for r in records:
+            by_user.setdefault(r.memory.user_id, []).append(
+                models.PointStruct(
+                    id=str(r.memory.id), vector=list(r.vector), payload=record_to_payload(r)
+                )
             )
-            for r in records
-        ]
-        for start in range(0, len(points), self._batch_size):
-            await self._call(
-                "upsert",
-                partial(
-                    _Client.upsert,
-                    collection_name=self.collection,
-                    points=points[start : start + self._batch_size],
-                    wait=True,
-                ),
-            )
+        for user_id, points in by_user.items():
+            # Conditional: an existing point of another user is left as it is, atomically
+            # in the server, so no write here can overwrite another user's memory.
+            mine = _filter([Cond("eq", "user_id", user_id)])
+            for start in range(0, len(points), self._batch_size):
+                await self._call(
+                    "upsert",
+                    partial(
+                        _Client.upsert,
+                        collection_name=self.collection,
+                        points=points[start : start + self._batch_size],
+                        update_filter=mine,
+                        wait=True,
+                    ),
+                )
+        wanted = {r.memory.id: r.memory.user_id for r in records if r.memory.id in claims}
+        if wanted:
+            owners = await self.owners(list(wanted))
+            taken = sorted(str(i) for i, user in owners.items() if user != wanted[i])
+            if taken:
+                raise Conflict("this id belongs to another memory", {"field": "id", "ids": taken})
 
     async def delete_user(self, user_id: str) -> int:
         live = await self.count(user_id)
         await self._delete("delete a user", [Cond("eq", "user_id", user_id)])
+        await self._history.delete_user(user_id)
         return live
 
     async def purge_expired(self, now: datetime) -> int:
-        expired = [Cond("range", "expires_ts", lte=now.timestamp())]
-        n = await self._count(expired)
-        if n:
-            await self._delete("purge expired memories", expired)
-        return n
+        expired = _filter([Cond("range", "expires_ts", lte=now.timestamp())])
+        ids: list[str] = []
+        offset: Any = None
+        while True:
+            records, offset = await self._call(
+                "find expired memories",
+                partial(
+                    _Client.scroll, collection_name=self.collection, scroll_filter=expired,
+                    limit=1000, offset=offset, with_payload=False,
+                ),
+            )  # fmt: skip
+            ids.extend(str(r.id) for r in records)
+            if offset is None:
+                break
+        if ids:
+            selector = models.PointIdsList(points=list(ids))
+            await self._call(
+                "purge expired memories",
+                lambda c: c.delete(self.collection, points_selector=selector, wait=True),
+            )
+            await self._history.delete_memories(ids)
+        return len(ids)
+
+    async def _move_legacy_history(self) -> None:
+        """Points of earlier versions carry their history in the payload: move it to the
+        history collection and give them their ``bytes``, once, at start."""
+        legacy = models.Filter(
+            must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=HISTORY))]
+        )
+        while True:
+            records, _ = await self._call(
+                "find legacy history",
+                lambda c: c.scroll(
+                    self.collection, scroll_filter=legacy, limit=500, with_payload=True
+                ),
+            )
+            if not records:
+                return
+            events: list[tuple[Memory, HistoryEvent]] = []
+            for r in records:
+                memory = memory_from_payload(str(r.id), r.payload or {})
+                events.extend((memory, h) for h in legacy_history(r.payload or {}) or ())
+            await self._history.add(events)
+            for r in records:
+                size = record_to_payload(record_from_payload(str(r.id), r.payload or {}, None))
+                await self._call(
+                    "size a memory",
+                    partial(
+                        _Client.set_payload, collection_name=self.collection,
+                        payload={BYTES: size[BYTES]}, points=[r.id], wait=True,
+                    ),
+                )  # fmt: skip
+            await self._call(
+                "move legacy history",
+                partial(
+                    _Client.delete_payload, collection_name=self.collection, keys=[HISTORY],
+                    points=[r.id for r in records], wait=True,
+                ),
+            )  # fmt: skip
 
     # -- reads -------------------------------------------------------------
 
@@ -344,7 +434,10 @@ class QdrantStore:
             return {}
         ids: list[models.ExtendedPointId] = [str(i) for i in memory_ids]
         found = await self._call(
-            "get", lambda c: c.retrieve(self.collection, ids, with_payload=True, with_vectors=True)
+            "get",
+            lambda c: c.retrieve(
+                self.collection, ids, with_payload=_WITHOUT_HISTORY, with_vectors=True
+            ),
         )
         out: dict[UUID, MemoryRecord] = {}
         for rec in found:
@@ -352,6 +445,34 @@ class QdrantStore:
                 r = record_from_payload(str(rec.id), rec.payload, _vector(rec.vector))
                 out[r.memory.id] = r
         return out
+
+    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+        found = await self._call(
+            "read a version",
+            lambda c: c.retrieve(
+                self.collection, [str(memory_id)], with_payload=["user_id", "version"]
+            ),
+        )
+        if not found or not found[0].payload or found[0].payload.get("user_id") != user_id:
+            return ()
+        return await self._history.read(user_id, str(memory_id), int(found[0].payload["version"]))
+
+    async def usage(self, user_id: str) -> Usage:
+        flt = _filter(live_conditions(user_id, datetime.now(UTC)))
+        memories = total = 0
+        offset: Any = None
+        while True:
+            records, offset = await self._call(
+                "measure a user",
+                partial(
+                    _Client.scroll, collection_name=self.collection, scroll_filter=flt,
+                    limit=2000, offset=offset, with_payload=[BYTES],
+                ),
+            )  # fmt: skip
+            memories += len(records)
+            total += sum(int((r.payload or {}).get(BYTES, 0)) for r in records)
+            if offset is None:
+                return Usage(memories, total)
 
     async def scan(
         self, cursor: str | None = None, limit: int = 500
@@ -362,10 +483,14 @@ class QdrantStore:
                 self.collection, limit=limit, offset=cursor, with_payload=True, with_vectors=True
             ),
         )
-        return (
-            [record_from_payload(str(r.id), r.payload or {}, _vector(r.vector)) for r in records],
-            str(next_offset) if next_offset is not None else None,
-        )
+        events = await self._history.read_many([str(r.id) for r in records])
+        out = []
+        for r in records:
+            payload = r.payload or {}
+            version = int(payload.get("version", 0))
+            kept = tuple(h for h in events.get(str(r.id), ()) if h.version <= version)
+            out.append(record_from_payload(str(r.id), payload, _vector(r.vector), kept))
+        return out, str(next_offset) if next_offset is not None else None
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
         if not memory_ids:
@@ -474,3 +599,4 @@ class QdrantStore:
 
     async def drop(self) -> None:
         await self._call("drop the collection", lambda c: c.delete_collection(self.collection))
+        await self._history.drop()

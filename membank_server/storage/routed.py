@@ -12,7 +12,7 @@ fallback.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,10 +20,12 @@ from uuid import UUID
 from membank_server.domain.errors import StorageUnavailable
 from membank_server.domain.model import (
     CollectionInfo,
+    HistoryEvent,
     Memory,
     MemoryRecord,
     Page,
     SearchHit,
+    Usage,
     VectorQuery,
 )
 from membank_server.domain.routing import note_backend
@@ -130,8 +132,17 @@ class RoutedStore:
     ) -> dict[tuple[str, str], Memory]:
         return await self.hybrid.find_by_hash(pairs, now)
 
-    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
-        await self.hybrid.upsert(records)
+    async def upsert(
+        self, records: Sequence[MemoryRecord], *, claims: Collection[UUID] = ()
+    ) -> None:
+        await self.hybrid.upsert(records, claims=claims)
+
+    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+        await self._exact()
+        return await self.hybrid.history(user_id, memory_id)
+
+    async def usage(self, user_id: str) -> Usage:
+        return await self.hybrid.usage(user_id)
 
     async def delete_user(self, user_id: str) -> int:
         return await self.hybrid.delete_user(user_id)

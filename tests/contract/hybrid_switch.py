@@ -8,7 +8,7 @@ only turns a hang into a failure: no test asserts on time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -16,10 +16,12 @@ from uuid import UUID
 from membank_server.domain.errors import StorageUnavailable
 from membank_server.domain.model import (
     CollectionInfo,
+    HistoryEvent,
     Memory,
     MemoryRecord,
     Page,
     SearchHit,
+    Usage,
     VectorQuery,
 )
 from membank_server.domain.ports import MemoryStore
@@ -77,8 +79,18 @@ class Switch:
     async def optimize(self) -> bool:
         return await self.inner.optimize()
 
-    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
-        await self._call("upsert", records)
+    async def upsert(
+        self, records: Sequence[MemoryRecord], *, claims: Collection[UUID] = ()
+    ) -> None:
+        await self._call("upsert", records, claims=claims)
+
+    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+        found: tuple[HistoryEvent, ...] = await self._call("history", user_id, memory_id)
+        return found
+
+    async def usage(self, user_id: str) -> Usage:
+        found: Usage = await self._call("usage", user_id)
+        return found
 
     async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
         found: dict[UUID, MemoryRecord] = await self._call("get", user_id, memory_ids)

@@ -117,7 +117,7 @@ async def test_raw_rows_hold_no_plaintext(
     got = await enc.get("alice", ids)
     for r in mine:
         assert got[r.memory.id].memory == r.memory
-        assert got[r.memory.id].history == r.history
+        assert await enc.history("alice", r.memory.id) == r.history
         assert got[r.memory.id].idempotency == r.idempotency
     page = await enc.list_page("alice", now=_now(), limit=10)
     assert list(page.items) == [r.memory for r in sorted(mine, key=lambda r: r.memory.id)]
@@ -126,6 +126,10 @@ async def test_raw_rows_hold_no_plaintext(
     # Around it: only ciphertext and the keyed hash.
     raw = list((await inner.get("alice", ids)).values()) + (await inner.scan(None, 100))[0]
     assert len(raw) == 7
+    raw_history = [h for i in ids for h in await inner.history("alice", i)]
+    assert len(raw_history) == 6
+    assert secret not in repr(raw_history) and diagnosis not in repr(raw_history)
+    assert all(KeyRing.key_of(h.content) == "k1" for h in raw_history)
     assert secret not in repr(raw) and diagnosis not in repr(raw)
     for r in (r for r in raw if r.memory.user_id == "alice"):
         assert KeyRing.key_of(r.memory.content) == "k1"
@@ -175,10 +179,14 @@ async def test_swapped_ciphertexts_fail_to_open(
     await unreadable("bob", theirs.memory.id)
     await inner.upsert([edit(rt, metadata={"diagnosis": rt.memory.content})])
     await unreadable("bob", theirs.memory.id)
+    # (A store never moves a row to another user: the row is erased, then written
+    # again as mallory's, as someone with write access to the database could.)
+    await inner.delete_user("alice")
     await inner.upsert([edit(ra, user_id="mallory")])
     await unreadable("mallory", a.memory.id)
 
     # Putting the right ciphertexts back makes the rows readable again.
+    await inner.delete_user("mallory")
     await inner.upsert([ra, rb, rt])
     assert (await enc.get("alice", [a.memory.id]))[a.memory.id].memory == a.memory
 

@@ -297,4 +297,4 @@ async def test_a_write_applied_but_not_acknowledged_is_replayed_harmlessly(
     assert [f["attempts"] for f in applied] == [2]
     got = (await edge.get("alice", [rec.memory.id]))[rec.memory.id]
     assert got.memory == rec.memory
-    assert got.history == rec.history
+    assert await edge.history("alice", rec.memory.id) == rec.history

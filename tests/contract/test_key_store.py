@@ -19,7 +19,13 @@ from membank_server.domain.ports import KeyStore
 from membank_server.domain.security import ApiKey, Role, Scope
 from membank_server.security.keys_pg import PgKeyStore
 from membank_server.security.keys_sqlite import SqliteKeyStore
-from membank_server.services.access import AccessService, KeySpec, digest_of, key_id_of
+from membank_server.services.access import (
+    AccessService,
+    AdminChanges,
+    KeySpec,
+    digest_of,
+    key_id_of,
+)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -97,9 +103,9 @@ async def test_teams(keys: KeyStore) -> None:
 async def test_access_over_a_real_store(keys: KeyStore) -> None:
     clock = [NOW]
     access = AccessService(keys, cache_seconds=60, clock=lambda: clock[0])
-    first = await access.ensure_admin(None)
+    first = (await access.ensure_admin(None)).created_token
     assert first is not None and key_id_of(first) is not None
-    assert await access.ensure_admin(None) is None
+    assert await access.ensure_admin(None) == AdminChanges()
     admin = await access.authenticate(first)
     assert admin is not None and admin.is_admin
 
@@ -136,8 +142,8 @@ async def test_access_over_a_real_store(keys: KeyStore) -> None:
 async def test_configured_admin_key_is_adopted(keys: KeyStore) -> None:
     access = AccessService(keys)
     configured = "c" * 40
-    assert await access.ensure_admin(configured) is None
-    assert await access.ensure_admin(configured) is None
+    assert await access.ensure_admin(configured) == AdminChanges()
+    assert await access.ensure_admin(configured) == AdminChanges()
     principal = await access.authenticate(configured)
     assert principal is not None and principal.is_admin
     assert len(await keys.all()) == 1

@@ -66,8 +66,9 @@ async def test_upsert_then_get_returns_the_whole_record(
     assert list(got) == [rec.memory.id]
     found = got[rec.memory.id]
     assert found.memory == rec.memory
-    assert found.history == rec.history
-    assert len(found.history) == 3
+    assert found.history == ()  # history is read on its own, never with the record
+    assert await store.history("alice", rec.memory.id) == rec.history
+    assert len(rec.history) == 3
     assert found.idempotency == "digest-1"
     assert found.deleted_at is None
     assert found.vector == pytest.approx(rec.vector, abs=1e-5)
@@ -97,7 +98,7 @@ async def test_upsert_replaces_the_whole_record(store: MemoryStore, new_record: 
 
     assert got.memory == second.memory
     assert got.memory.agent_id is None
-    assert got.history == second.history
+    assert await store.history("alice", first.memory.id) == second.history
 
 
 async def test_empty_inputs_are_harmless(store: MemoryStore) -> None:
@@ -116,7 +117,7 @@ async def test_a_tombstone_is_kept_but_never_listed_searched_counted_or_matched(
 
     got = await store.get("alice", [gone.memory.id])
     assert got[gone.memory.id].deleted_at == gone.deleted_at
-    assert got[gone.memory.id].history == gone.history
+    assert await store.history("alice", gone.memory.id) == gone.history
     assert [m.id for m in await _list_all(store, "alice")] == [live.memory.id]
     hits = await store.search(_query("alice", unit(1)))
     assert [h.memory.id for h in hits] == [live.memory.id]
@@ -277,6 +278,15 @@ _CASES = [
     _Case("gte", _meta("n", gte=9), lambda i: i >= 9),
     _Case("lte", _meta("n", lte=2), lambda i: i <= 2),
     _Case("gte_lte_float", _meta("score", gte=0.5, lte=1.0), lambda i: 2 <= i <= 4),
+    # No operator: the key is set to something (not missing, null or []).
+    _Case("set", _meta("note"), lambda i: i % 4 == 2),
+    _Case(
+        "in_and_range",
+        SearchFilter(
+            metadata=(MetadataCondition("n", any_of=(1, 5, 9)), MetadataCondition("n", gte=4))
+        ),
+        lambda i: i in (5, 9),
+    ),
     _Case(
         "combined",
         SearchFilter(
@@ -306,6 +316,7 @@ def _filter_dataset(new_record: Records, unit: Unit, user_id: str) -> list[Memor
                 "pinned": i % 2 == 0,
                 "rank": i % 4,
                 "label": "odd" if i % 2 else i,
+                **({"note": (None, [], "x")[i % 4]} if i % 4 != 3 else {}),
             },
         )
         for i in range(12)

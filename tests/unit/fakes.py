@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
 
+from membank_server.domain.errors import Conflict
 from membank_server.domain.model import (
     CollectionInfo,
+    HistoryEvent,
     Memory,
     MemoryRecord,
     Page,
     SearchHit,
+    Usage,
     VectorQuery,
+    stored_bytes,
 )
 
 
@@ -48,8 +52,10 @@ class FakeEmbedder:
 class InMemoryStore:
     backend = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, history_limit: int | None = None) -> None:
         self.records: dict[UUID, MemoryRecord] = {}
+        self.events: dict[UUID, dict[tuple[int, str], HistoryEvent]] = {}
+        self.history_limit = history_limit
         self.upserts = 0
 
     async def start(self) -> None:
@@ -61,10 +67,42 @@ class InMemoryStore:
     async def optimize(self) -> bool:
         return False
 
-    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
+    async def upsert(
+        self, records: Sequence[MemoryRecord], *, claims: Collection[UUID] = ()
+    ) -> None:
+        taken = sorted(
+            str(r.memory.id)
+            for r in records
+            if r.memory.id in claims
+            and r.memory.id in self.records
+            and self.records[r.memory.id].memory.user_id != r.memory.user_id
+        )
+        if taken:
+            raise Conflict("this id belongs to another memory", {"ids": taken})
         self.upserts += 1
         for r in records:
-            self.records[r.memory.id] = r
+            self.records[r.memory.id] = replace(r, history=())
+            events = self.events.setdefault(r.memory.id, {})
+            events.update({(h.version, h.event.value): h for h in r.history})
+            if self.history_limit is not None:
+                cutoff = r.memory.version - self.history_limit
+                for key in [k for k in events if k[0] <= cutoff]:
+                    del events[key]
+
+    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+        record = self.records.get(memory_id)
+        if record is None or record.memory.user_id != user_id:
+            return ()
+        return self._events(record)
+
+    def _events(self, record: MemoryRecord) -> tuple[HistoryEvent, ...]:
+        events = self.events.get(record.memory.id, {}).values()
+        kept = [h for h in events if h.version <= record.memory.version]
+        return tuple(sorted(kept, key=lambda h: (h.version, h.at)))
+
+    async def usage(self, user_id: str) -> Usage:
+        live = self._live(user_id, datetime.now(UTC))
+        return Usage(len(live), sum(stored_bytes(r.memory) for r in live))
 
     def _live(self, user_id: str, now: datetime) -> list[MemoryRecord]:
         return sorted(
@@ -128,13 +166,17 @@ class InMemoryStore:
 
     async def delete_user(self, user_id: str) -> int:
         live = len(self._live(user_id, datetime.now(UTC)))
-        self.records = {k: v for k, v in self.records.items() if v.memory.user_id != user_id}
+        gone = [k for k, v in self.records.items() if v.memory.user_id == user_id]
+        for k in gone:
+            del self.records[k]
+            self.events.pop(k, None)
         return live
 
     async def purge_expired(self, now: datetime) -> int:
         gone = [k for k, v in self.records.items() if v.memory.is_expired(now)]
         for k in gone:
             del self.records[k]
+            self.events.pop(k, None)
         return len(gone)
 
     async def count(self, user_id: str | None = None) -> int:
@@ -161,7 +203,7 @@ class InMemoryStore:
             key=lambda r: r.memory.id,
         )
         nxt = str(rows[limit].memory.id) if len(rows) > limit else None
-        return rows[:limit], nxt
+        return [replace(r, history=self._events(r)) for r in rows[:limit]], nxt
 
 
 def tombstone(record: MemoryRecord, at: datetime) -> MemoryRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -16,8 +17,9 @@ from membank_server.domain.errors import (
     PreconditionFailed,
 )
 from membank_server.domain.model import Event
+from membank_server.services._writes import MemoryIds
 from membank_server.services.inputs import Limits, MemoryPatch, NewMemory, RecallQuery
-from membank_server.services.memories import MemoryService, _MemoryIds
+from membank_server.services.memories import MemoryService
 from tests.unit.fakes import FakeEmbedder, InMemoryStore
 
 
@@ -68,8 +70,13 @@ async def test_idempotency_key(svc: MemoryService, store: InMemoryStore) -> None
     assert len(store.records) == 1
     with pytest.raises(Conflict):
         await svc.remember(NewMemory("u1", "I like coffee"), "key-1")
-    with pytest.raises(InvalidInput):
-        await svc.remember(NewMemory("u1", "x", id=uuid4()), "key-2")
+    # A key with an id of the client's own: the id is kept, the key still tells replays.
+    own = NewMemory("u1", "x", id=uuid4())
+    mine, created = await svc.remember(own, "key-2")
+    assert created and mine.id == own.id
+    assert await svc.remember(own, "key-2") == (mine, True)
+    with pytest.raises(Conflict):
+        await svc.remember(replace(own, content="y"), "key-2")
     await svc.forget("u1", first.id)
     with pytest.raises(Conflict):
         await svc.remember(item, "key-1")
@@ -168,8 +175,13 @@ async def test_update_versions_history_and_if_match(
 
 
 async def test_expiry(svc: MemoryService, clock: Clock) -> None:
-    with pytest.raises(InvalidInput):
-        await svc.remember(NewMemory("u1", "a", expires_at=clock.now - timedelta(seconds=1)))
+    # Already past: stored expired (as a past expiry in Redis), never read.
+    gone, created = await svc.remember(
+        NewMemory("u1", "b", expires_at=clock.now - timedelta(seconds=1))
+    )
+    assert created
+    with pytest.raises(NotFound):
+        await svc.get("u1", gone.id)
     with pytest.raises(InvalidInput):
         await svc.remember(NewMemory("u1", "a", expires_at=datetime(2031, 1, 1)))
     m, _ = await svc.remember(NewMemory("u1", "a", expires_at=clock.now + timedelta(hours=1)))
@@ -177,7 +189,7 @@ async def test_expiry(svc: MemoryService, clock: Clock) -> None:
     clock.now += timedelta(hours=2)
     with pytest.raises(NotFound):
         await svc.get("u1", m.id)
-    assert await svc.purge_expired() == 1
+    assert await svc.purge_expired() == 2
 
 
 async def test_search_and_list_validation(svc: MemoryService) -> None:
@@ -189,7 +201,6 @@ async def test_search_and_list_validation(svc: MemoryService) -> None:
         RecallQuery("u1"),
         RecallQuery("u1", "a", [1.0] * 8),
         RecallQuery("u1", "a", limit=0),
-        RecallQuery("u1", "a", limit=101),
         RecallQuery("u1", " "),
     ):
         with pytest.raises(InvalidInput):
@@ -198,6 +209,9 @@ async def test_search_and_list_validation(svc: MemoryService) -> None:
         await svc.list_page("u1", cursor="nope")
     with pytest.raises(InvalidInput):
         await svc.list_page("u1", limit=0)
+    # Above the maxima: as many as the server gives, not an error.
+    assert len(await svc.search(RecallQuery("u1", "a", limit=10_000))) == 1
+    assert len((await svc.list_page("u1", limit=10_000)).items) == 1
 
 
 async def test_forget_user(svc: MemoryService) -> None:
@@ -210,6 +224,6 @@ async def test_forget_user(svc: MemoryService) -> None:
 
 
 def test_ids_are_uuid7() -> None:
-    ids = _MemoryIds()
+    ids = MemoryIds()
     a, b = ids(), ids()
     assert a.version == b.version == 7 and a != b

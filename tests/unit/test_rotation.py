@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,9 +40,11 @@ class YieldingStore(InMemoryStore):
         await asyncio.sleep(0)
         return await super().get(user_id, memory_ids)
 
-    async def upsert(self, records: Sequence[MemoryRecord]) -> None:
+    async def upsert(
+        self, records: Sequence[MemoryRecord], *, claims: Collection[UUID] = ()
+    ) -> None:
         await asyncio.sleep(0)
-        await super().upsert(records)
+        await super().upsert(records, claims=claims)
 
 
 @pytest.fixture
@@ -215,7 +217,9 @@ async def test_a_user_write_during_the_run_is_kept(
 
     assert wrote == ["u2"]
     assert (await svc.get("u2", ids[2])).content == "changed mid-rotation"
-    assert (status.total, status.done) == (12, 11)
+    # The changed record is rewritten too: the user's write sealed only its new
+    # version, and its older history events still need the new key.
+    assert (status.total, status.done) == (12, 12)
     assert status.usage_after == {"k2": 12}
 
 
