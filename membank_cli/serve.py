@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import typer
 import uvicorn
@@ -11,8 +14,14 @@ import uvicorn
 from membank_cli.output import fail
 from membank_server.config import load_settings
 from membank_server.domain.errors import ConfigError
+from membank_server.lifecycle import shutdown_report
+from membank_server.protocol import BoundedHttpToolsProtocol
 
 __all__ = ["serve"]
+
+#: uvicorn's exit status when the app did not start (a bad folder, a store down).
+_STARTUP_FAILED = 3
+_APP = "membank_server.asgi:create_app"
 
 
 def serve(
@@ -40,19 +49,40 @@ def serve(
         fail(exc)
     os.environ.update(given)
     s = settings.server
-    uvicorn.run(
-        "membank_server.asgi:create_app",
-        factory=True,
-        host=s.host,
-        port=s.port,
-        workers=s.workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        log_level=s.log_level,
-        timeout_graceful_shutdown=10,
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": s.host,
+        "port": s.port,
+        "workers": s.workers,
+        "loop": "uvloop",
+        # httptools, with the request head bounded before the app sees it.
+        "http": BoundedHttpToolsProtocol,
+        "access_log": False,
+        "log_config": None,
+        "log_level": s.log_level,
+        "timeout_graceful_shutdown": math.ceil(s.shutdown_timeout),
         # The client address is ours to work out (trusted proxies only), not uvicorn's.
-        proxy_headers=False,
-        server_header=False,
-    )
+        "proxy_headers": False,
+        "server_header": False,
+    }
+    if s.workers > 1:
+        # The supervisor starts and stops the workers; each worker's exit is its own.
+        uvicorn.run(_APP, **options)
+        return
+    server = _Server(uvicorn.Config(_APP, **options))
+    server.run()
+    if not server.started:
+        raise typer.Exit(_STARTUP_FAILED)
+    if not shutdown_report.clean:
+        # A shutdown that cut requests off or failed to close a store is not clean.
+        raise typer.Exit(1)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, without re-raising the stop signal once it has shut down
+    gracefully: the process then exits with a status that says how the shutdown went
+    (0 clean, 1 cut requests off or failed), not as killed by SIGTERM."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()

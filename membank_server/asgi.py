@@ -10,8 +10,9 @@ from litestar import Litestar
 
 from membank_server.api.app import create_app as _create_app
 from membank_server.bootstrap import build_runtime
-from membank_server.config import load_settings
+from membank_server.config import load_settings, secret_values
 from membank_server.observability import PrometheusTelemetry, configure_logging
+from membank_server.observability.redact import redactor
 
 __all__ = ["create_app"]
 
@@ -19,4 +20,5 @@ __all__ = ["create_app"]
 def create_app() -> Litestar:
     settings = load_settings()
     configure_logging(settings.server.log_level, settings.server.log_json)
+    redactor.add_secrets(*secret_values(settings))
     return _create_app(build_runtime(settings, telemetry=PrometheusTelemetry()), settings)

@@ -13,8 +13,8 @@ __all__ = ["Network", "clean", "client_address", "error_body", "header", "reply"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_BRACKETED = re.compile(r"^\[([0-9A-Fa-f:.]+)\](?::\d+)?$")
-_V4_PORT = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}):\d+$")
+_BRACKETED = re.compile(r"^\[([0-9A-Fa-f:.]+)\](?::\d+)?$(?!\n)")
+_V4_PORT = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}):\d+$(?!\n)")
 
 
 def header(scope: Scope, name: bytes) -> str | None:

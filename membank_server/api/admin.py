@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from membank_server.api.errors import responses
 from membank_server.api.schemas import IdStr
 from membank_server.api.tenancy import admin_only, principal_of
-from membank_server.domain.errors import Conflict, InvalidInput, Unavailable
+from membank_server.domain.errors import Conflict, InvalidInput, NotEnabled, Unavailable
 from membank_server.domain.model import USER_ID_PATTERN
 from membank_server.domain.security import ApiKey, Role, Scope
 from membank_server.services.access import AccessService, KeySpec
@@ -36,18 +36,19 @@ __all__ = [
 ]
 
 
-KeyIdPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9]{1,64}$")]
+KeyIdPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9]{1,64}$(?!\n)")]
 NamePath = Annotated[str, PathParameter(pattern=USER_ID_PATTERN.pattern)]
 
 
 class KeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
     role: Role = Role.USER
     scope: Scope = Scope.OWN
     user_id: IdStr | None = None
     team: IdStr | None = None
     expires_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
-    rate_per_second: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] | None = None
+    # ge, not gt: the OpenAPI generator drops an exclusive minimum on an optional field.
+    rate_per_second: Annotated[float, msgspec.Meta(ge=0.001, le=1_000_000)] | None = None
     burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
 
@@ -130,15 +131,29 @@ class WhoAmI(msgspec.Struct, kw_only=True):
 def _access(state: State) -> AccessService:
     runtime: Runtime = state.runtime
     if runtime.access is None:
-        raise InvalidInput("authentication is off (security.auth=false): there are no keys")
+        raise NotEnabled("authentication is off (security.auth=false): there are no keys")
     return runtime.access
 
 
 def _rotation(state: State) -> DataKeyRotation:
     runtime: Runtime = state.runtime
     if runtime.rotation is None:
-        raise InvalidInput("field encryption is off (security.encryption.enabled=false)")
+        raise NotEnabled("field encryption is off (security.encryption.enabled=false)")
     return runtime.rotation
+
+
+def _instant(text: str | None, name: str) -> datetime | None:
+    """A query time as the schema says (RFC 3339 with an offset): not a bare number,
+    which a lax conversion would take for a Unix timestamp."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None or not text[:4].isdigit():
+        raise InvalidInput(f"{name}: an RFC 3339 time with an offset, e.g. 2026-01-01T00:00:00Z")
+    return when
 
 
 def _audit(request: Request[Any, Any, Any], target: str, **details: Any) -> None:
@@ -150,6 +165,7 @@ def _audit(request: Request[Any, Any, Any], target: str, **details: Any) -> None
     "/v1/whoami",
     tags=["keys"],
     summary="The key this request is made with",
+    operation_id="whoami",
     responses=responses(),
 )
 async def whoami(request: Request[Any, Any, Any]) -> WhoAmI:
@@ -168,7 +184,8 @@ class AdminController(Controller):
         "/keys",
         status_code=HTTP_201_CREATED,
         summary="Create an API key (its secret is in this answer only)",
-        responses=responses(400, 409, 415, 422, 503),
+        operation_id="create_api_key",
+        responses=responses(404, 400, 409, 415, 422, 503),
         opt={"audit": "key.create"},
     )
     async def create_key(
@@ -179,28 +196,45 @@ class AdminController(Controller):
         _audit(request, f"key:{key.id}", role=key.role, scope=key.scope, name=key.name)
         return KeyCreated(key=KeyRead.of(key), secret=secret)
 
-    @get("/keys", summary="Every API key (never their secrets)", responses=responses(422, 503))
+    @get(
+        "/keys",
+        summary="Every API key (never their secrets)",
+        operation_id="list_api_keys",
+        responses=responses(404, 422, 503),
+    )
     async def list_keys(self, state: State) -> list[KeyRead]:
         return [KeyRead.of(k) for k in await _access(state).list_keys()]
 
-    @get("/keys/{key_id:str}", summary="One API key", responses=responses(404, 422, 503))
+    @get(
+        "/keys/{key_id:str}",
+        summary="One API key",
+        operation_id="get_api_key",
+        responses=responses(404, 422, 503),
+    )
     async def get_key(self, state: State, key_id: KeyIdPath) -> KeyRead:
         return KeyRead.of(await _access(state).get_key(key_id))
 
-    @delete(
-        "/keys/{key_id:str}",
+    @post(
+        "/keys/{key_id:str}/revoke",
         status_code=HTTP_200_OK,
-        summary="Revoke an API key",
+        summary="Revoke an API key (it stays listed, with revoked_at)",
+        operation_id="revoke_api_key",
         responses=responses(404, 409, 422, 503),
         opt={"audit": "key.revoke"},
     )
-    async def revoke_key(self, state: State, key_id: KeyIdPath) -> KeyRead:
+    async def revoke_key(
+        self, request: Request[Any, Any, Any], state: State, key_id: KeyIdPath
+    ) -> KeyRead:
+        if principal_of(request).key_id == key_id:
+            # A request never locks out the key it is made with: another admin revokes it.
+            raise Conflict("a key cannot revoke itself; revoke it with another admin key")
         return KeyRead.of(await _access(state).revoke(key_id))
 
     @get(
         "/teams/{team:str}/members",
         summary="The users a team key may act for",
-        responses=responses(422, 503),
+        operation_id="list_team_members",
+        responses=responses(404, 422, 503),
     )
     async def members(self, state: State, team: NamePath) -> list[str]:
         return await _access(state).members(team)
@@ -209,7 +243,8 @@ class AdminController(Controller):
         "/teams/{team:str}/members/{user_id:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Add a user to a team",
-        responses=responses(422, 503),
+        operation_id="add_team_member",
+        responses=responses(404, 422, 503),
         opt={"audit": "team.add_member"},
     )
     async def add_member(self, state: State, team: NamePath, user_id: NamePath) -> None:
@@ -219,29 +254,39 @@ class AdminController(Controller):
         "/teams/{team:str}/members/{user_id:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Remove a user from a team",
+        operation_id="remove_team_member",
         responses=responses(404, 422, 503),
         opt={"audit": "team.remove_member"},
     )
     async def remove_member(self, state: State, team: NamePath, user_id: NamePath) -> None:
         await _access(state).remove_member(team, user_id)
 
-    @get("/audit", summary="The last audit entries", responses=responses(422, 503))
+    @get(
+        "/audit",
+        summary="The last audit entries",
+        operation_id="read_audit_log",
+        responses=responses(422, 503),
+    )
     async def audit(
         self,
         state: State,
-        since: Annotated[datetime | None, QueryParameter()] = None,
+        since: Annotated[
+            str | None,
+            QueryParameter(format="date-time", description="an RFC 3339 time with an offset"),
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
     ) -> list[AuditRead]:
         runtime: Runtime = state.runtime
         if runtime.audit is None:
             raise Unavailable("no audit log")
-        entries = await runtime.audit.read(since=since, limit=limit)
+        entries = await runtime.audit.read(since=_instant(since, "since"), limit=limit)
         return [AuditRead(**dataclasses.asdict(e)) for e in entries]
 
     @get(
         "/encryption",
         summary="Data keys in use and the state of the last rotation",
-        responses=responses(422, 503),
+        operation_id="get_encryption_status",
+        responses=responses(404, 422, 503),
     )
     async def encryption(self, state: State) -> EncryptionRead:
         rotation = _rotation(state)
@@ -255,8 +300,9 @@ class AdminController(Controller):
         "/encryption/rotate",
         status_code=202,
         summary="Re-encrypt every record with the active data key, in the background",
+        operation_id="rotate_data_keys",
         description="Reloads the key ring (keys file) first; progress at GET /v1/admin/encryption.",
-        responses=responses(409, 422, 503),
+        responses=responses(404, 409, 422, 503),
         opt={"audit": "encryption.rotate"},
     )
     async def rotate(self, state: State) -> Response[RotationRead]:

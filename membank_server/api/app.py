@@ -25,26 +25,42 @@ from membank_server.api.controllers import (
     before_memory_request,
     mark_backend,
 )
+from membank_server.api.edge import EdgeMiddleware
 from membank_server.api.errors import error_response, exception_handlers, responses
+from membank_server.api.openapi import state_server_rules
 from membank_server.api.schemas import ErrorBody
 from membank_server.api.security import SecurityMiddleware
 from membank_server.api.tenancy import admin_only
 from membank_server.config import Settings
+from membank_server.lifecycle import shutdown_report
+from membank_server.observability.metrics import start_metrics_listener
 from membank_server.services.runtime import Runtime
 
 __all__ = ["create_app"]
 
 
 class _Metrics(PrometheusController):
+    """Metrics hold no tenant's data, yet their movement tells who is active: admin only
+    unless ``security.metrics_public`` (or use the listener at ``server.metrics_address``)."""
+
     path = "/metrics"
     include_in_schema = False
+    guards = [admin_only]
 
 
 class _PublicMetrics(_Metrics):
+    guards = []
     opt = {"public": True}
 
 
-@get("/health", tags=["ops"], summary="Liveness", sync_to_thread=False, opt={"public": True})
+@get(
+    "/health",
+    tags=["ops"],
+    summary="Liveness",
+    operation_id="health",
+    sync_to_thread=False,
+    opt={"public": True},
+)
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -53,6 +69,7 @@ def health() -> dict[str, str]:
     "/ready",
     tags=["ops"],
     summary="Readiness: 503 until storage and embedder are ready",
+    operation_id="ready",
     opt={"public": True},
     responses={
         503: ResponseSpec(
@@ -73,6 +90,7 @@ async def ready(state: State) -> Response[Any]:
     "/v1/collection",
     tags=["ops"],
     summary="Collection configuration and counts",
+    operation_id="get_collection",
     guards=[admin_only],
     responses=responses(503),
 )
@@ -98,6 +116,8 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        address = settings.server.metrics_address
+        close_listener = start_metrics_listener(address) if address else None
         await runtime.start()
         if runtime.admin_key is not None:
             # Shown once, on the terminal, never through logging; only its hash is kept.
@@ -112,7 +132,14 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
         try:
             yield
         finally:
-            await runtime.aclose()
+            try:
+                await runtime.aclose()
+            except BaseException as exc:
+                shutdown_report.failed = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                if close_listener is not None:
+                    close_listener()
 
     v1 = Router(
         path="/",
@@ -144,12 +171,13 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
     security = SecurityMiddleware(sec, runtime.access, runtime.throttle, runtime.audit)
     metrics = _PublicMetrics if sec.metrics_public else _Metrics
     cors = CORSConfig(allow_origins=sec.cors_origins) if sec.cors_origins else None
-    return Litestar(
+    edge = EdgeMiddleware()
+    app = Litestar(
         route_handlers=[v1, batch, health, ready, metrics],
         lifespan=[lifespan],
-        state=State({"runtime": runtime}),
+        state=State({"runtime": runtime, "json_max_depth": settings.limits.json_max_depth}),
         exception_handlers=exception_handlers,
-        middleware=[prometheus.middleware, security],
+        middleware=[edge, prometheus.middleware, security],
         cors_config=cors,
         openapi_config=OpenAPIConfig(
             title="membank",
@@ -170,3 +198,8 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    for route in app.routes:
+        methods = ", ".join(sorted(route.methods)).encode()
+        edge.allow[route.path] = edge.allow[route.path_format] = methods
+    state_server_rules(app.openapi_schema, runtime.embedder.dimension, runtime.memories.limits)
+    return app

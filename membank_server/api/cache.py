@@ -13,7 +13,7 @@ from litestar.params import JSONBody, QueryParameter
 
 from membank_server.api.errors import responses
 from membank_server.api.tenancy import admin_only
-from membank_server.domain.errors import InvalidInput
+from membank_server.domain.errors import NotEnabled
 from membank_server.domain.model import USER_ID_PATTERN
 from membank_server.services.inputs import RecallQuery
 from membank_server.services.recall_cache import RecallCache, replayable
@@ -26,7 +26,8 @@ __all__ = ["CacheController", "WarmupBody"]
 class WarmupBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     strategy: Literal["eager", "lazy"] = "eager"
     top: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
-    sample: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    # ge, not gt: the OpenAPI generator drops an exclusive minimum on an optional field.
+    sample: Annotated[float, msgspec.Meta(ge=0.001, le=1)] | None = None
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
 
 
@@ -60,7 +61,7 @@ def _search_body(q: RecallQuery) -> dict[str, Any]:
 def _cache(runtime: Runtime) -> RecallCache:
     cache = runtime.memories.recall_cache
     if cache is None:
-        raise InvalidInput("the cache is off on this server (cache.enabled=false)")
+        raise NotEnabled("the cache is off on this server (cache.enabled=false)")
     return cache
 
 
@@ -72,6 +73,7 @@ class CacheController(Controller):
     @get(
         "/stats",
         summary="Cache outcomes and hit ratios per level in this process",
+        operation_id="get_cache_stats",
         responses=responses(503),
     )
     async def stats(self, state: State) -> dict[str, Any]:
@@ -91,7 +93,8 @@ class CacheController(Controller):
     @get(
         "/popular",
         summary="The most asked searches (what warmup replays)",
-        responses=responses(422, 503),
+        operation_id="list_popular_searches",
+        responses=responses(404, 422, 503),
     )
     async def popular(
         self,
@@ -114,8 +117,10 @@ class CacheController(Controller):
     @post(
         "/warmup",
         summary="Warm the cache now (eager) or in the background (lazy)",
+        operation_id="warm_cache",
         status_code=200,
         responses=responses(
+            404,
             415,
             422,
             503,
@@ -133,7 +138,7 @@ class CacheController(Controller):
         runtime: Runtime = state.runtime
         _cache(runtime)
         if runtime.warmer is None:
-            raise InvalidInput("no popular-query counts to warm from")
+            raise NotEnabled("no popular-query counts to warm from")
         p = runtime.warmup
         top = data.top or p.top
         sample = data.sample or p.sample
@@ -153,7 +158,8 @@ class CacheController(Controller):
     @delete(
         status_code=200,
         summary="Flush cached searches (of one user, or everything)",
-        responses=responses(422, 503),
+        operation_id="flush_cache",
+        responses=responses(404, 422, 503),
         opt={"audit": "cache.flush"},
     )
     async def flush(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Annotated, Any
+from urllib.parse import quote
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, patch, post
@@ -14,7 +15,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from membank_server.api.errors import responses
+from membank_server.api.body import BodyProblem, check_json_body, check_types
+from membank_server.api.errors import error_response, responses
 from membank_server.api.schemas import (
     BatchCreate,
     BatchRead,
@@ -30,7 +32,7 @@ from membank_server.api.schemas import (
     SearchResult,
 )
 from membank_server.api.tenancy import Tenancy, provide_tenancy
-from membank_server.domain.model import USER_ID_PATTERN
+from membank_server.domain.model import USER_ID_PATTERN, Memory
 from membank_server.domain.routing import answered_by, note_backend
 from membank_server.services.memories import MemoryService
 from membank_server.services.runtime import Runtime
@@ -66,8 +68,12 @@ def provide_memories(state: State) -> MemoryService:
     return runtime.memories
 
 
-def _if_match(value: str | None) -> int | None:
-    if value is None:
+#: What If-Match takes: a version as an entity tag, weak or not (``"3"``, ``W/"3"``, ``3``).
+_IF_MATCH = r'^((W/)?"?[0-9]{1,18}"?)?$(?!\n)'
+
+
+def _if_match(value: str) -> int | None:
+    if not value:
         return None
     tag = value.strip().removeprefix("W/").strip('"')
     if not tag.isdigit():
@@ -81,17 +87,22 @@ def _etag(version: int) -> dict[str, str]:
     return {"ETag": f'"{version}"'}
 
 
+def _location(m: Memory) -> str:
+    return f"/v1/memories/{m.id}?user_id={quote(m.user_id, safe='')}"
+
+
 class MemoryController(Controller):
     path = "/v1/memories"
     tags = ["memories"]
     dependencies = {
-        "memories": Provide(provide_memories, sync_to_thread=False),
+        "service": Provide(provide_memories, sync_to_thread=False),
         "tenancy": Provide(provide_tenancy, sync_to_thread=False),
     }
 
     @post(
         status_code=HTTP_201_CREATED,
         summary="Store a memory",
+        operation_id="create_memory",
         description=(
             "201 with the new memory. An exact duplicate of a live memory of the same user "
             "answers 200 with the existing one. With `Idempotency-Key`, a replay of the same "
@@ -116,45 +127,56 @@ class MemoryController(Controller):
     async def create(
         self,
         data: JSONBody[MemoryCreate],
-        memories: Memories,
+        service: Memories,
         tenancy: Tenant,
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255)
         ] = None,
     ) -> Response[MemoryRead]:
         await tenancy.create({data.user_id})
-        memory, created = await memories.remember(data.to_domain(), idempotency_key)
+        memory, created = await service.remember(data.to_domain(), idempotency_key)
+        headers = _etag(memory.version)
+        if created:
+            headers["Location"] = _location(memory)
         return Response(
             MemoryRead.of(memory),
             status_code=HTTP_201_CREATED if created else HTTP_200_OK,
-            headers=_etag(memory.version),
+            headers=headers,
         )
 
-    @get("/{memory_id:uuid}", summary="Read a memory", responses=responses(404, 422, 503))
+    @get(
+        "/{memory_id:uuid}",
+        summary="Read a memory",
+        operation_id="get_memory",
+        responses=responses(404, 422, 503),
+    )
     async def read(
-        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories, tenancy: Tenant
+        self, memory_id: FromPath[UUID], user_id: UserQuery, service: Memories, tenancy: Tenant
     ) -> Response[MemoryRead]:
         await tenancy.read(user_id)
-        memory = await memories.get(user_id, memory_id)
+        memory = await service.get(user_id, memory_id)
         return Response(MemoryRead.of(memory), headers=_etag(memory.version))
 
     @get(
         summary="List a user's memories",
+        operation_id="list_memories",
         description="Ascending id (creation) order; follow next_cursor for the next page.",
         responses=responses(422, 503),
     )
     async def list_memories(
         self,
         user_id: UserQuery,
-        memories: Memories,
+        service: Memories,
         tenancy: Tenant,
         agent_id: OptionalId = None,
         session_id: OptionalId = None,
         limit: Annotated[int, QueryParameter(ge=1)] = 100,
-        cursor: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        cursor: Annotated[
+            str | None, QueryParameter(format="uuid", description="next_cursor of a page")
+        ] = None,
     ) -> MemoryPage:
         await tenancy.read(user_id)
-        page = await memories.list_page(
+        page = await service.list_page(
             user_id, limit=limit, cursor=cursor, agent_id=agent_id, session_id=session_id
         )
         return MemoryPage([MemoryRead.of(m) for m in page.items], page.next_cursor)
@@ -162,6 +184,7 @@ class MemoryController(Controller):
     @patch(
         "/{memory_id:uuid}",
         summary="Change a memory",
+        operation_id="update_memory",
         responses=responses(400, 404, 412, 413, 415, 422, 503),
     )
     async def update(
@@ -169,48 +192,53 @@ class MemoryController(Controller):
         memory_id: FromPath[UUID],
         user_id: UserQuery,
         data: JSONBody[MemoryUpdate],
-        memories: Memories,
+        service: Memories,
         tenancy: Tenant,
-        if_match: Annotated[str | None, HeaderParameter(name="If-Match")] = None,
+        if_match: Annotated[
+            str, HeaderParameter(name="If-Match", pattern=_IF_MATCH, max_length=32, required=False)
+        ] = "",
     ) -> Response[MemoryRead]:
         await tenancy.read(user_id)
-        memory = await memories.update(user_id, memory_id, data.to_domain(), _if_match(if_match))
+        memory = await service.update(user_id, memory_id, data.to_domain(), _if_match(if_match))
         return Response(MemoryRead.of(memory), headers=_etag(memory.version))
 
     @get(
         "/{memory_id:uuid}/history",
         summary="Every version of a memory, oldest first",
+        operation_id="get_memory_history",
         responses=responses(404, 422, 503),
     )
     async def history(
-        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories, tenancy: Tenant
+        self, memory_id: FromPath[UUID], user_id: UserQuery, service: Memories, tenancy: Tenant
     ) -> HistoryList:
         await tenancy.read(user_id)
-        events = await memories.history(user_id, memory_id)
+        events = await service.history(user_id, memory_id)
         return HistoryList([HistoryRead.of(e) for e in events])
 
     @delete(
         "/{memory_id:uuid}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete a memory",
+        operation_id="delete_memory",
         responses=responses(404, 422, 503),
         opt={"audit": "memory.delete"},
     )
     async def remove(
-        self, memory_id: FromPath[UUID], user_id: UserQuery, memories: Memories, tenancy: Tenant
+        self, memory_id: FromPath[UUID], user_id: UserQuery, service: Memories, tenancy: Tenant
     ) -> None:
         await tenancy.read(user_id)
-        await memories.forget(user_id, memory_id)
+        await service.forget(user_id, memory_id)
 
     @delete(
         status_code=HTTP_200_OK,
         summary="Erase all of a user's memories and their history",
+        operation_id="erase_user_memories",
         responses=responses(404, 422, 503),
         opt={"audit": "memory.erase_user"},
     )
-    async def erase_user(self, user_id: UserQuery, memories: Memories, tenancy: Tenant) -> Deleted:
+    async def erase_user(self, user_id: UserQuery, service: Memories, tenancy: Tenant) -> Deleted:
         await tenancy.read(user_id)
-        return Deleted(await memories.forget_user(user_id))
+        return Deleted(await service.forget_user(user_id))
 
 
 class BatchController(Controller):
@@ -219,21 +247,23 @@ class BatchController(Controller):
     path = "/v1/memories/batch"
     tags = ["memories"]
     dependencies = {
-        "memories": Provide(provide_memories, sync_to_thread=False),
+        "service": Provide(provide_memories, sync_to_thread=False),
         "tenancy": Provide(provide_tenancy, sync_to_thread=False),
     }
 
     @post(
         status_code=HTTP_201_CREATED,
         summary="Store many memories",
+        operation_id="create_memories",
         description="All or nothing on validation: one bad item is a 422 naming its index.",
         responses=responses(400, 409, 413, 415, 422, 503),
+        opt={"batch": True},
     )
     async def create_batch(
-        self, data: JSONBody[BatchCreate], memories: Memories, tenancy: Tenant
+        self, data: JSONBody[BatchCreate], service: Memories, tenancy: Tenant
     ) -> BatchRead:
         await tenancy.create({m.user_id for m in data.memories})
-        results = await memories.remember_many([m.to_domain() for m in data.memories])
+        results = await service.remember_many([m.to_domain() for m in data.memories])
         return BatchRead(
             items=[MemoryRead.of(m) for m, _ in results],
             created=sum(created for _, created in results),
@@ -244,22 +274,23 @@ class SearchController(Controller):
     path = "/v1/search"
     tags = ["search"]
     dependencies = {
-        "memories": Provide(provide_memories, sync_to_thread=False),
+        "service": Provide(provide_memories, sync_to_thread=False),
         "tenancy": Provide(provide_tenancy, sync_to_thread=False),
     }
 
     @post(
         status_code=HTTP_200_OK,
         summary="Semantic search of one user's memories",
+        operation_id="search_memories",
         description="Give `query` (text, embedded by the server) or `vector`, not both.",
         responses=responses(400, 413, 415, 422, 503),
     )
     async def search(
-        self, data: JSONBody[SearchBody], memories: Memories, tenancy: Tenant
+        self, data: JSONBody[SearchBody], service: Memories, tenancy: Tenant
     ) -> Response[SearchResponse]:
         await tenancy.read(data.user_id)
         started = time.perf_counter()
-        hits, cache = await memories.recall(data.to_domain())
+        hits, cache = await service.recall(data.to_domain())
         return Response(
             SearchResponse(
                 results=[SearchResult(MemoryRead.of(h.memory), h.score) for h in hits],
@@ -270,9 +301,10 @@ class SearchController(Controller):
         )
 
 
-async def before_memory_request(request: Request[Any, Any, Any]) -> None:
-    """415 for a body that is not JSON, before anything tries to decode it; and the
-    configured store as the default answer to "which backend served this"."""
+async def before_memory_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    """Refuse a body that is not JSON (415) or not a document any handler should see
+    (``api.body``), before anything decodes it; and note the configured store as the
+    default answer to "which backend served this"."""
     runtime: Runtime = request.app.state.runtime
     note_backend(runtime.store.backend)
     has_body = request.headers.get("content-length", "0") != "0" or (
@@ -284,6 +316,15 @@ async def before_memory_request(request: Request[Any, Any, Any]) -> None:
             raise HTTPException(
                 status_code=415, detail=f"send JSON (Content-Type: application/json), not {kind!r}"
             )
+        body = await request.body()
+        data = request.route_handler.parsed_fn_signature.parameters.get("data")
+        try:
+            document = check_json_body(body, request.app.state.json_max_depth)
+            if data is not None:
+                check_types(document, data.annotation)
+        except BodyProblem as problem:
+            return error_response(problem.status, problem.code, problem.message, problem.details)
+    return None
 
 
 async def mark_backend(response: Response[Any]) -> Response[Any]:

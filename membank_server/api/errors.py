@@ -20,6 +20,7 @@ from membank_server.domain.errors import (
     MembankError,
     NotFound,
     PreconditionFailed,
+    TooBusy,
     Unavailable,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "error_response",
     "exception_handlers",
     "responses",
+    "status_of",
 ]
 
 _log = logging.getLogger("membank.api")
@@ -39,6 +41,7 @@ ERROR_STATUS: dict[type[MembankError], int] = {
     Conflict: 409,
     PreconditionFailed: 412,
     Forbidden: 403,
+    TooBusy: 429,
     IntegrityError: 500,
     Unavailable: 503,
 }
@@ -74,14 +77,19 @@ def error_response(
     )
 
 
-def _domain(_: Request[Any, Any, Any], exc: MembankError) -> Response[ErrorBody]:
-    status = next(
-        (s for cls, s in ERROR_STATUS.items() if isinstance(exc, cls)),
+def status_of(exc: MembankError) -> int:
+    """The status of the most specific class of ``exc`` in :data:`ERROR_STATUS`."""
+    return next(
+        (ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS),
         HTTP_500_INTERNAL_SERVER_ERROR,
     )
+
+
+def _domain(_: Request[Any, Any, Any], exc: MembankError) -> Response[ErrorBody]:
+    status = status_of(exc)
     if status >= 500:
         _log.error("%s: %s", type(exc).__name__, exc.message)
-    headers = {"Retry-After": "1"} if status == 503 else None
+    headers = {"Retry-After": "1"} if status in (429, 503) else None
     return error_response(status, exc.code, exc.message, exc.details, headers)
 
 
@@ -90,6 +98,10 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     text = " ".join(str(p.get("message", "")) for p in problems if isinstance(p, dict))
     if "malformed" in text.lower() or "invalid json" in text.lower():
         return error_response(400, "malformed_json", f"request body is not valid JSON: {text}")
+    if problems and all(isinstance(p, dict) and p.get("source") == "header" for p in problems):
+        # A header the route cannot use (If-Match, Idempotency-Key): a malformed request.
+        text = "; ".join(f"{p.get('key')}: {p.get('message')}" for p in problems)
+        return error_response(400, "bad_request", f"bad header: {text}", {"problems": problems})
     message = "; ".join(
         f"{p.get('key') or p.get('source') or 'body'}: {p.get('message')}"
         for p in problems
@@ -98,16 +110,30 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     return error_response(422, "invalid_input", message, {"problems": problems})
 
 
-def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     status = exc.status_code
+    if status >= 500:
+        # Litestar's own 5xx (a failure inside the framework): as unexpected as any.
+        return _unexpected(request, exc)
     code = _HTTP_CODES.get(status, "error" if status >= 500 else "client_error")
     details = {"problems": exc.extra} if exc.extra else None
     return error_response(status, code, str(exc.detail), details, exc.headers)
 
 
-def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
-    _log.exception("unexpected error", exc_info=exc)
-    return error_response(500, "internal_error", "the server failed unexpectedly")
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    """Log once, with the request's id, method and path (the traceback is rendered
+    without locals and redacted: see ``observability``), and answer a bare 500."""
+    request_id = request.scope.get("state", {}).get("request_id", "-")
+    _log.error(
+        "unexpected error in %s %s (request %s)",
+        request.method,
+        request.scope.get("path", "?"),
+        request_id,
+        exc_info=exc,
+    )
+    return error_response(
+        500, "internal_error", "the server failed unexpectedly", {"request_id": request_id}
+    )
 
 
 exception_handlers: dict[type[Exception] | int, Any] = {
@@ -122,7 +148,8 @@ _DOCUMENTED = {
     400: "malformed request: bad JSON or a bad header",
     401: "no API key, or one that is unknown, expired or revoked",
     403: "the key may not do this (another user's memories, or an admin function)",
-    404: "no such memory for this user (also: a user outside the key's scope)",
+    404: "no such memory for this user (also: a user outside the key's scope), or a "
+    "feature this server is not configured with (not_enabled)",
     409: "the id or Idempotency-Key is taken by another request",
     412: "If-Match does not name the current version",
     413: "request body over the size limit",

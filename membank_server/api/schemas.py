@@ -9,7 +9,6 @@ from uuid import UUID
 import msgspec
 from msgspec import Meta, Struct
 
-from membank_server.domain.errors import InvalidInput
 from membank_server.domain.model import (
     USER_ID_PATTERN,
     HistoryEvent,
@@ -19,7 +18,12 @@ from membank_server.domain.model import (
 )
 from membank_server.services.inputs import MemoryPatch, NewMemory, RecallQuery
 
+#: Text with something besides white space, and no NUL (PostgreSQL cannot store one).
+VISIBLE_TEXT = r"^[^\x00]*[^\s\x00][^\x00]*$(?!\n)"
+
 __all__ = [
+    "METADATA_KEY",
+    "VISIBLE_TEXT",
     "BatchCreate",
     "BatchRead",
     "Deleted",
@@ -48,8 +52,15 @@ IdStr = Annotated[
         description="1-128 characters of [A-Za-z0-9_.:@-]",
     ),
 ]
-_METADATA_KEY = r"^[A-Za-z0-9_-]{1,64}$"
-Content = Annotated[str, Meta(min_length=1, description="the memory's text")]
+METADATA_KEY = r"^[A-Za-z0-9_-]{1,64}$(?!\n)"
+Content = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        pattern=VISIBLE_TEXT,
+        description="the memory's text: not only white space, no NUL",
+    ),
+]
 Scalar = str | int | float | bool
 
 
@@ -91,13 +102,14 @@ class MemoryUpdate(_In):
     vector: list[float] | None = None
 
     def to_domain(self) -> MemoryPatch:
-        if self.content is None and self.metadata is None and self.expires_at is None:
-            raise InvalidInput("give content, metadata or expires_at to change", {"field": "body"})
+        """Fields left out (or null) stay as they are; an empty patch changes nothing."""
         return MemoryPatch(self.content, self.metadata, self.expires_at, self.vector)
 
 
 class MetadataOp(_In):
-    """A metadata condition other than equality: ``in`` a list, or a ``gte``/``lte`` range."""
+    """A metadata condition other than equality: ``in`` a list, a ``gte``/``lte`` range,
+    both (a value must pass both), or neither (``{}``: the key is set, to anything but
+    null or an empty list). An empty ``in`` matches nothing."""
 
     in_: list[str | int] | None = msgspec.field(default=None, name="in")
     gte: float | None = None
@@ -109,20 +121,18 @@ class SearchFilters(_In):
     session_id: IdStr | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
-    metadata: dict[Annotated[str, Meta(pattern=_METADATA_KEY)], Scalar | MetadataOp] = {}
+    metadata: dict[Annotated[str, Meta(pattern=METADATA_KEY)], Scalar | MetadataOp] = {}
 
     def to_domain(self) -> SearchFilter:
         conditions = []
         for key, cond in self.metadata.items():
             if isinstance(cond, MetadataOp):
-                given = (cond.in_ is not None) + (cond.gte is not None or cond.lte is not None)
-                if given != 1:
-                    raise InvalidInput(
-                        f"metadata filter {key!r} needs either 'in' or 'gte'/'lte'",
-                        {"field": f"filters.metadata.{key}"},
-                    )
-                any_of = tuple(cond.in_) if cond.in_ is not None else None
-                conditions.append(MetadataCondition(key, None, any_of, cond.gte, cond.lte))
+                ranged = cond.gte is not None or cond.lte is not None
+                if cond.in_ is not None:
+                    conditions.append(MetadataCondition(key, any_of=tuple(cond.in_)))
+                if ranged or cond.in_ is None:
+                    # A range, or with nothing given, "the key is set".
+                    conditions.append(MetadataCondition(key, gte=cond.gte, lte=cond.lte))
             else:
                 conditions.append(MetadataCondition(key, cond))
         return SearchFilter(
@@ -136,8 +146,9 @@ class SearchFilters(_In):
 
 class SearchBody(_In):
     user_id: IdStr
-    query: str | None = None
+    query: Content | None = None
     vector: list[float] | None = None
+    #: Above the server's limits.search_max_limit, that many are returned.
     limit: Annotated[int, Meta(ge=1)] = 10
     min_score: float | None = None
     filters: SearchFilters | None = None

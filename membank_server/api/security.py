@@ -41,7 +41,7 @@ _log = logging.getLogger("membank.security")
 #: Who a request acts as when authentication is turned off (``security.auth=false``).
 ANONYMOUS_ADMIN = Principal("anonymous", Role.ADMIN, KeyScope.ALL)
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$(?!\n)")
 _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -74,6 +74,9 @@ class SecurityMiddleware(ASGIMiddleware):
         rate = settings.rate_limit
         self.rate = (rate.requests_per_second, rate.burst) if rate.enabled else None
         self.lockout = settings.lockout.enabled
+        self.in_flight = _InFlight(
+            settings.max_concurrent_per_key, settings.max_concurrent_batches_per_key
+        )
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         given = header(scope, b"x-request-id")
@@ -106,7 +109,34 @@ class SecurityMiddleware(ASGIMiddleware):
                 status, code, message, headers = refused
                 await reply(send, status, error_body(code, message), extra + headers)
                 return
-        action = opt.get("audit")
+        principal = scope.get("user")
+        batch = bool(opt.get("batch"))
+        key_id = (
+            principal.key_id if isinstance(principal, Principal) and self.settings.auth else None
+        )
+        if key_id is not None and not self.in_flight.enter(key_id, batch):
+            limit = self.in_flight.batch_limit if batch else self.in_flight.limit
+            what = "batch writes" if batch else "requests"
+            body = error_body(
+                "too_many_concurrent", f"this key already has {limit} {what} in flight"
+            )
+            await reply(send, 429, body, [*extra, (b"retry-after", b"1")])
+            return
+        try:
+            await self._forward(scope, receive, send, next_app, opt.get("audit"), extra)
+        finally:
+            if key_id is not None:
+                self.in_flight.leave(key_id, batch)
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        next_app: ASGIApp,
+        action: object,
+        extra: list[tuple[bytes, bytes]],
+    ) -> None:
         if action is None:
             await next_app(scope, receive, with_headers(send, extra))
             return
@@ -235,6 +265,34 @@ class SecurityMiddleware(ASGIMiddleware):
             await self.audit.append(entry)
         except MembankError as exc:
             _log.error("audit log append failed for %s %s: %s", entry.action, entry.target, exc)
+
+
+class _InFlight:
+    """Requests in flight per key on this instance, batch writes counted apart."""
+
+    def __init__(self, limit: int, batch_limit: int) -> None:
+        self.limit, self.batch_limit = limit, batch_limit
+        self._all: dict[str, int] = {}
+        self._batches: dict[str, int] = {}
+
+    def enter(self, key_id: str, batch: bool) -> bool:
+        if self._all.get(key_id, 0) >= self.limit:
+            return False
+        if batch and self._batches.get(key_id, 0) >= self.batch_limit:
+            return False
+        self._all[key_id] = self._all.get(key_id, 0) + 1
+        if batch:
+            self._batches[key_id] = self._batches.get(key_id, 0) + 1
+        return True
+
+    def leave(self, key_id: str, batch: bool) -> None:
+        for counts, counted in ((self._all, True), (self._batches, batch)):
+            if counted:
+                left = counts[key_id] - 1
+                if left:
+                    counts[key_id] = left
+                else:
+                    del counts[key_id]
 
 
 class _NoThrottle:

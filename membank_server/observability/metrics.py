@@ -1,16 +1,15 @@
-"""Prometheus metrics of the memory service, and logging setup."""
+"""Prometheus metrics of the memory service."""
 
 from __future__ import annotations
 
 import functools
 import logging
-import sys
+from collections.abc import Callable
 from typing import Any
 
-import structlog
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["PrometheusTelemetry", "configure_logging"]
+__all__ = ["PrometheusTelemetry", "start_metrics_listener"]
 
 _log = logging.getLogger("membank.storage")
 
@@ -84,29 +83,14 @@ class PrometheusTelemetry:
         self._m["lookup"].observe(seconds)
 
 
-def configure_logging(level: str = "info", json: bool = False) -> None:
-    """Route stdlib and structlog records through one structlog renderer on stderr."""
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        cache_logger_on_first_use=True,
-    )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+def start_metrics_listener(address: str) -> Callable[[], None]:
+    """Serve the default registry at ``http://address/metrics`` from a thread; the closer."""
+    host, _, port = address.rpartition(":")
+    server, thread = start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
+
+    def close() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return close

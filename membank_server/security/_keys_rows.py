@@ -8,7 +8,12 @@ from typing import Any
 
 from membank_server.domain.security import ApiKey, Role, Scope
 
-__all__ = ["COLUMNS", "key_of", "row_of"]
+__all__ = [
+    "COLUMNS",
+    "LAST_ADMIN",
+    "key_of",
+    "row_of",
+]
 
 COLUMNS = (
     "id",
@@ -24,6 +29,10 @@ COLUMNS = (
     "rate_per_second",
     "burst",
 )
+
+
+#: Why a revocation was refused.
+LAST_ADMIN = "this would leave no usable admin key that never expires; create another one first"
 
 
 def _time(value: Any) -> datetime | None:

@@ -31,7 +31,7 @@ from membank_server.domain.security import AuditEntry
 
 __all__ = ["PgAuditLog"]
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$(?!\n)")
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,

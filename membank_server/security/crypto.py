@@ -37,7 +37,7 @@ __all__ = ["KeyRing", "add_key_to_file", "generate_key", "retire_keys_in_file", 
 _VERSION = "mbenc1"
 _BYTES_PREFIX = b"mbenc1b|"
 _KEY_BYTES, _NONCE_BYTES, _TAG_BYTES = 32, 12, 16
-_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$(?!\n)")
 #: At most one re-read of the keys file per this many seconds for unknown key ids.
 _RELOAD_EVERY = 1.0
 

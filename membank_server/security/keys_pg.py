@@ -11,14 +11,16 @@ import asyncpg  # type: ignore[import-untyped]
 
 from membank_server.domain.errors import ConfigError, Conflict, InvalidInput, StorageUnavailable
 from membank_server.domain.security import ApiKey
-from membank_server.security._keys_rows import COLUMNS, key_of, row_of
+from membank_server.security._keys_rows import COLUMNS, LAST_ADMIN, key_of, row_of
 
 __all__ = ["PgKeyStore"]
 
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$(?!\n)")
 _DRIVER = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 #: One advisory lock id for this component's DDL, so instances starting together queue.
 _LOCK = 0x6D626B65
+#: Serialises revocations (the last-admin rule) across instances.
+_REVOKE_LOCK = 0x6D626B72
 
 
 class PgKeyStore:
@@ -93,13 +95,35 @@ class PgKeyStore:
         rows = await self._call("fetch", f"SELECT * FROM {self._keys} ORDER BY created_at, id")
         return [key_of(r) for r in rows]
 
-    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+    async def revoke(self, key_id: str, at: datetime, *, keep_admin: bool = True) -> ApiKey | None:
+        if self._pool is None:
+            raise StorageUnavailable("key store is not started")
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                # One revocation at a time across instances: the check below sees the
+                # outcome of every revocation before it.
+                await conn.execute(f"SELECT pg_advisory_xact_lock({_REVOKE_LOCK})")
+                row = await conn.fetchrow(
+                    f"UPDATE {self._keys} SET revoked_at = coalesce(revoked_at, $2) "
+                    "WHERE id = $1 RETURNING *",
+                    key_id,
+                    at,
+                )
+                left = await conn.fetchval(
+                    f"SELECT count(*) FROM {self._keys} WHERE role = 'admin'"
+                    " AND revoked_at IS NULL AND expires_at IS NULL"
+                )
+                if keep_admin and row is not None and row["role"] == "admin" and not left:
+                    raise Conflict(LAST_ADMIN)
+        except _DRIVER as exc:
+            raise StorageUnavailable(f"key store: PostgreSQL unavailable: {exc}") from exc
+        return key_of(row) if row is not None else None
+
+    async def restore(self, key_id: str) -> ApiKey | None:
         row = await self._call(
             "fetchrow",
-            f"UPDATE {self._keys} SET revoked_at = coalesce(revoked_at, $2) "
-            "WHERE id = $1 RETURNING *",
+            f"UPDATE {self._keys} SET revoked_at = NULL WHERE id = $1 RETURNING *",
             key_id,
-            at,
         )
         return key_of(row) if row is not None else None
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from membank_server.domain.errors import Conflict, StorageUnavailable
 from membank_server.domain.security import ApiKey
-from membank_server.security._keys_rows import COLUMNS, key_of, row_of
+from membank_server.security._keys_rows import COLUMNS, LAST_ADMIN, key_of, row_of
 
 __all__ = ["SqliteKeyStore"]
 
@@ -51,6 +51,17 @@ CREATE TABLE IF NOT EXISTS team_members (
 """
 
 
+#: Usable admin keys that never expire (what a revocation must leave at least one of).
+_LAST_ADMIN = (
+    "SELECT count(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL"
+    " AND expires_at IS NULL"
+)
+
+
+class _LastAdmin(Exception):
+    pass
+
+
 class SqliteKeyStore:
     """The ``KeyStore`` port over a SQLite file (created 0600 with its folder)."""
 
@@ -66,7 +77,7 @@ class SqliteKeyStore:
             try:
                 with self._db:
                     return fn(self._db)
-            except sqlite3.IntegrityError:
+            except (sqlite3.IntegrityError, _LastAdmin):
                 raise
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"key database {self.path}: {exc}") from exc
@@ -125,12 +136,29 @@ class SqliteKeyStore:
         )
         return [key_of(r) for r in rows]
 
-    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+    async def revoke(self, key_id: str, at: datetime, *, keep_admin: bool = True) -> ApiKey | None:
         def run(db: sqlite3.Connection) -> Any:
+            # The UPDATE opens the transaction and takes the write lock first, so two
+            # revocations (in any processes) are judged one after the other.
             db.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (at.isoformat(), key_id),
             )
+            row = db.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            admin = row is not None and row["role"] == "admin"
+            if keep_admin and admin and not db.execute(_LAST_ADMIN).fetchone()[0]:
+                raise _LastAdmin
+            return row
+
+        try:
+            row = await self._run(run)
+        except _LastAdmin as exc:
+            raise Conflict(LAST_ADMIN) from exc
+        return key_of(row) if row is not None else None
+
+    async def restore(self, key_id: str) -> ApiKey | None:
+        def run(db: sqlite3.Connection) -> Any:
+            db.execute("UPDATE api_keys SET revoked_at = NULL WHERE id = ?", (key_id,))
             return db.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
 
         row = await self._run(run)

@@ -5,31 +5,42 @@ and lockouts; the secret is 32 random bytes. Only the SHA-256 of the whole token
 is stored (a fast hash is enough for a 256-bit random secret; there is nothing
 to brute-force). A verified key is remembered for ``cache_seconds``, so a request
 costs no database call; that is also how long another instance may still accept
-a key after it is revoked (the revoking instance forgets it at once).
+a key after it is revoked (the revoking instance forgets it at once). A remembered
+key's ``expires_at`` is checked on every use: it stops working at that second.
+
+At start, :meth:`AccessService.ensure_admin` applies this rule to the admin key in
+``security.admin_key``: while it is configured, it is an admin key, restored if it
+was revoked (the operator who wants it gone changes the setting), and any admin key
+configured before it is revoked. Without one, the first start creates an admin key.
+Break-glass, when every admin key is lost: ``membank keys create NAME --role admin``
+works on the key store directly.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
 from cachetools import TTLCache
 
-from membank_server.domain.errors import Conflict, InvalidInput, NotFound
+from membank_server.domain.errors import InvalidInput, NotFound
 from membank_server.domain.model import USER_ID_PATTERN
 from membank_server.domain.ports import KeyStore
 from membank_server.domain.security import ApiKey, Principal, Role, Scope
 
-__all__ = ["AccessService", "KeySpec", "digest_of", "key_id_of"]
+__all__ = ["CONFIGURED_ADMIN", "AccessService", "AdminChanges", "KeySpec", "digest_of", "key_id_of"]
 
 _PREFIX = "mbk_"
 #: The name of the admin key adopted from ``security.admin_key``.
 CONFIGURED_ADMIN = "configured admin"
 _UNSEEN = object()
+#: What a key name may not hold (the same rule as the API's KeyCreate.name pattern).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _utcnow() -> datetime:
@@ -49,6 +60,16 @@ def key_id_of(token: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminChanges:
+    """What :meth:`AccessService.ensure_admin` did: a new key's token (to print once),
+    keys restored or revoked (to audit)."""
+
+    created_token: str | None = field(default=None, repr=False)
+    restored: tuple[str, ...] = ()
+    revoked: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class KeySpec:
     """What a new key may do; checked by :meth:`AccessService.create_key`."""
 
@@ -61,9 +82,11 @@ class KeySpec:
     rate_per_second: float | None = None
     burst: int | None = None
 
-    def check(self, now: datetime) -> None:
-        if not 1 <= len(self.name) <= 128 or not self.name.isprintable():
-            raise InvalidInput("name: 1-128 printable characters", {"field": "name"})
+    def check(self, now: datetime, *, internal: bool = False) -> None:
+        if not 1 <= len(self.name) <= 128 or _CONTROL.search(self.name):
+            raise InvalidInput("name: 1-128 characters, no control characters", {"field": "name"})
+        if not internal and self.name == CONFIGURED_ADMIN:
+            raise InvalidInput(f"the name {CONFIGURED_ADMIN!r} is reserved", {"field": "name"})
         if self.role is Role.ADMIN and self.scope is not Scope.ALL:
             raise InvalidInput("an admin key has scope all", {"field": "scope"})
         if self.scope is Scope.OWN:
@@ -84,8 +107,6 @@ class KeySpec:
             raise InvalidInput(
                 "expires_at needs a time zone, e.g. 2030-01-01T00:00:00Z", {"field": "expires_at"}
             )
-        if self.expires_at is not None and self.expires_at <= now:
-            raise InvalidInput("expires_at must be in the future", {"field": "expires_at"})
         if self.rate_per_second is not None and not 0 < self.rate_per_second <= 1_000_000:
             raise InvalidInput("rate_per_second must be in (0, 1e6]", {"field": "rate_per_second"})
         if self.burst is not None and not 1 <= self.burst <= 1_000_000:
@@ -110,7 +131,9 @@ class AccessService:
     ) -> None:
         self.keys = keys
         self._clock = clock
-        self._verified: TTLCache[str, Principal | None] = TTLCache(100_000, cache_seconds)
+        self._verified: TTLCache[str, tuple[Principal, datetime | None] | None] = TTLCache(
+            100_000, cache_seconds
+        )
         self._members: TTLCache[tuple[str, str], bool] = TTLCache(100_000, cache_seconds)
 
     # -- requests ------------------------------------------------------------
@@ -119,11 +142,16 @@ class AccessService:
         """The principal of a usable key, or None (unknown, expired or revoked)."""
         digest = digest_of(token)
         cached = self._verified.get(digest, _UNSEEN)
-        if cached is not _UNSEEN:
-            return cast(Principal | None, cached)
-        key = await self.keys.by_digest(digest)
-        principal = Principal.of(key) if key is not None and key.usable(self._clock()) else None
-        self._verified[digest] = principal
+        if cached is _UNSEEN:
+            key = await self.keys.by_digest(digest)
+            usable = key is not None and key.usable(self._clock())
+            cached = (Principal.of(key), key.expires_at) if usable and key else None
+            self._verified[digest] = cached
+        if cached is None:
+            return None
+        principal, expires_at = cast(tuple[Principal, datetime | None], cached)
+        if expires_at is not None and expires_at <= self._clock():
+            return None
         return principal
 
     async def may_act_for(self, principal: Principal, user_id: str) -> bool:
@@ -148,7 +176,7 @@ class AccessService:
         ``token`` adopts a given secret (an admin key from configuration).
         """
         now = self._clock()
-        spec.check(now)
+        spec.check(now, internal=token is not None)
         key_id = secrets.token_hex(6)
         token = token or f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         key = ApiKey(
@@ -177,40 +205,40 @@ class AccessService:
         return key
 
     async def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key now; refuses the last usable admin key (409)."""
-        now = self._clock()
-        key = await self.get_key(key_id)
-        if key.role is Role.ADMIN and key.usable(now):
-            admins = [k for k in await self.keys.all() if k.role is Role.ADMIN and k.usable(now)]
-            if len(admins) <= 1:
-                raise Conflict("this is the last usable admin key; create another one first")
-        revoked = await self.keys.revoke(key_id, now)
+        """Revoke a key now. Refused (409) when it is an admin key whose revocation would
+        leave no usable admin key that never expires; the key store decides that and
+        revokes in one step, one revocation at a time."""
+        revoked = await self.keys.revoke(key_id, self._clock())
         if revoked is None:
             raise NotFound(f"no key {key_id}")
         self._verified.pop(revoked.digest, None)
         return revoked
 
-    async def ensure_admin(self, token: str | None) -> str | None:
-        """Make sure an admin key exists at start.
-
-        With ``token`` (from configuration) it is adopted as an admin key if it is
-        not one yet. Without it, the first start creates one and returns its token
-        to print once; later starts return None.
-        """
+    async def ensure_admin(self, token: str | None) -> AdminChanges:
+        """Make sure an admin key exists at start (the rule in the module docs)."""
         now = self._clock()
         if token is not None:
             digest = digest_of(token)
-            if await self.keys.by_digest(digest) is None:
-                await self.create_key(KeySpec(CONFIGURED_ADMIN, Role.ADMIN, Scope.ALL), token)
+            restored: list[str] = []
+            key = await self.keys.by_digest(digest)
+            if key is None:
+                key, _ = await self.create_key(
+                    KeySpec(CONFIGURED_ADMIN, Role.ADMIN, Scope.ALL), token
+                )
+            elif key.revoked_at is not None:
+                await self.keys.restore(key.id)
+                restored.append(key.id)
+            revoked = []
             # A changed security.admin_key replaces the one configured before.
             for old in await self.keys.all():
                 if old.name == CONFIGURED_ADMIN and old.digest != digest and old.usable(now):
                     await self.keys.revoke(old.id, now)
-            return None
+                    revoked.append(old.id)
+            return AdminChanges(None, tuple(restored), tuple(revoked))
         if any(k.role is Role.ADMIN and k.usable(now) for k in await self.keys.all()):
-            return None
+            return AdminChanges()
         _, new = await self.create_key(KeySpec("first admin", Role.ADMIN, Scope.ALL))
-        return new
+        return AdminChanges(new)
 
     # -- teams ---------------------------------------------------------------
 

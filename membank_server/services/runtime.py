@@ -7,11 +7,13 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from membank_server.domain.errors import EmbedderUnavailable, MembankError
 from membank_server.domain.ports import AuditLog, Embedder, MemoryStore, Throttle
-from membank_server.services.access import AccessService
+from membank_server.domain.security import AuditEntry
+from membank_server.services.access import AccessService, AdminChanges
 from membank_server.services.memories import MemoryService
 from membank_server.services.warmup import CacheWarmer, WarmupReport
 
@@ -90,7 +92,9 @@ class Runtime:
             await self.audit.start()
         if self.access is not None:
             await self.access.keys.start()
-            self.admin_key = await self.access.ensure_admin(self.configured_admin_key)
+            changes = await self.access.ensure_admin(self.configured_admin_key)
+            self.admin_key = changes.created_token
+            await self._audit_admin(changes)
             self.memories.idempotency_secret = await self.access.keys.secret("idempotency")
         await self.store.start()
         self.store_ready = True
@@ -103,6 +107,27 @@ class Runtime:
             await self._load_embedder()
             if self.embedder_error:
                 raise EmbedderUnavailable(self.embedder_error)
+
+    async def _audit_admin(self, changes: AdminChanges) -> None:
+        """Record what the configured admin key changed at start (the audit log names
+        who: ``config``, the server's own settings)."""
+        for action, key_ids in (("key.restore", changes.restored), ("key.revoke", changes.revoked)):
+            for key_id in key_ids:
+                _log.warning("%s %s: security.admin_key at start", action, key_id)
+                if self.audit is not None:
+                    await self.audit.append(
+                        AuditEntry(
+                            at=datetime.now(UTC),
+                            request_id="startup",
+                            actor="config",
+                            client="local",
+                            action=action,
+                            target=f"key:{key_id}",
+                            result="ok",
+                            status=200,
+                            details={"reason": "security.admin_key"},
+                        )
+                    )
 
     async def _load_embedder(self) -> None:
         try:

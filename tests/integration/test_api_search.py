@@ -125,13 +125,9 @@ def test_search_rejects_bad_requests(http: httpx.Client) -> None:
         ({"user_id": user, "query": "x", "vector": [0.1] * DIM}, "query"),
         ({"user_id": user, "vector": [0.1, 0.2]}, "vector"),
         ({"user_id": user, "query": "x", "limit": 0}, None),
-        ({"user_id": user, "query": "x", "limit": 101}, "limit"),
         ({"user_id": user, "query": "   "}, "query"),
         ({"user_id": "bad user", "query": "x"}, None),
-        (
-            {"user_id": user, "query": "x", "filters": {"metadata": {"k": {"in": [1], "gte": 2}}}},
-            None,
-        ),
+        ({"user_id": user, "query": "x", "limit": "3"}, None),
         ({"user_id": user, "query": "x", "filters": {"nope": 1}}, None),
     ]
     for body, field in cases:

@@ -107,7 +107,7 @@ def test_key_lifecycle_and_revocation(admin: httpx.Client, server: ServerProcess
         listed = {k["id"]: k for k in admin.get("/v1/admin/keys").json()}
         assert who["key_id"] in listed
         assert all("secret" not in k and "digest" not in k for k in listed.values())
-        revoked = admin.delete(f"/v1/admin/keys/{who['key_id']}")
+        revoked = admin.post(f"/v1/admin/keys/{who['key_id']}/revoke")
         assert revoked.status_code == 200 and revoked.json()["revoked_at"]
         assert carol.get("/v1/whoami").status_code == 401
     assert admin.get("/v1/admin/keys/nope").status_code == 404
@@ -117,7 +117,7 @@ def test_the_last_admin_key_cannot_be_revoked(admin: httpx.Client) -> None:
     keys = admin.get("/v1/admin/keys").json()
     admins = [k for k in keys if k["role"] == "admin" and not k["revoked_at"]]
     assert len(admins) == 1
-    r = admin.delete(f"/v1/admin/keys/{admins[0]['id']}")
+    r = admin.post(f"/v1/admin/keys/{admins[0]['id']}/revoke")
     assert r.status_code == 409
 
 
@@ -129,7 +129,7 @@ def test_the_last_admin_key_cannot_be_revoked(admin: httpx.Client) -> None:
         {"scope": "own", "user_id": "x", "team": "t"},
         {"role": "admin", "scope": "own", "user_id": "x"},
         {"scope": "all", "user_id": "x"},
-        {"scope": "own", "user_id": "x", "expires_at": "2001-01-01T00:00:00Z"},
+        {"scope": "own", "user_id": "x", "expires_at": 1},
         {"scope": "own", "user_id": "x", "digest": "abc"},
     ],
 )
@@ -194,7 +194,7 @@ def test_bola_matrix_admin_endpoints(world: World) -> None:
             alice.get("/v1/admin/keys"),
             alice.post("/v1/admin/keys", json={"name": "x", "scope": "all"}),
             alice.get("/v1/admin/keys/whatever"),
-            alice.delete("/v1/admin/keys/whatever"),
+            alice.post("/v1/admin/keys/whatever/revoke"),
             alice.get("/v1/admin/teams/t/members"),
             alice.put(f"/v1/admin/teams/t/members/{world.alice}"),
             alice.delete(f"/v1/admin/teams/t/members/{world.alice}"),
@@ -229,7 +229,7 @@ def test_matrix_covers_every_route(admin: httpx.Client) -> None:
         ("GET", "/v1/admin/keys"),
         ("POST", "/v1/admin/keys"),
         ("GET", "/v1/admin/keys/{key_id}"),
-        ("DELETE", "/v1/admin/keys/{key_id}"),
+        ("POST", "/v1/admin/keys/{key_id}/revoke"),
         ("GET", "/v1/admin/teams/{team}/members"),
         ("PUT", "/v1/admin/teams/{team}/members/{user_id}"),
         ("DELETE", "/v1/admin/teams/{team}/members/{user_id}"),

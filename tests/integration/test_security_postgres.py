@@ -59,7 +59,7 @@ def test_keys_and_audit_shared_through_postgres(
         deleted = on_b.delete(f"/v1/memories/{mid}", params={"user_id": user})
         assert deleted.status_code == 204
         with a.client() as admin_a:
-            assert admin_a.delete(f"/v1/admin/keys/{made['key']['id']}").status_code == 200
+            assert admin_a.post(f"/v1/admin/keys/{made['key']['id']}/revoke").status_code == 200
         time.sleep(0.6)  # B trusted the key for key_cache_seconds
         assert on_b.get("/v1/whoami").status_code == 401
     with b.client() as admin_b:

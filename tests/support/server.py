@@ -35,8 +35,15 @@ def free_port() -> int:
 class ServerProcess:
     """One server process over a data folder; can be stopped, killed and started again."""
 
-    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        env: Mapping[str, str] | None = None,
+        module: str = "membank_cli",
+    ) -> None:
         self.data_dir = data_dir
+        #: The module run as the server: ``membank_cli`` (``membank serve``) or a wrapper.
+        self.module = module
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(env or {})
@@ -52,8 +59,9 @@ class ServerProcess:
             **self.env,
         }
         with open(self.log, "ab") as log:
+            args = ["serve"] if self.module == "membank_cli" else []
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "membank_cli", "serve"], env=env, stdout=log, stderr=log
+                [sys.executable, "-m", self.module, *args], env=env, stdout=log, stderr=log
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -68,11 +76,14 @@ class ServerProcess:
         self.kill()
         raise RuntimeError(f"server not ready in {timeout}s:\n{self.log.read_text()[-3000:]}")
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, then wait: the exit status (None if it was not running)."""
+        status = None
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
+            status = self.proc.wait(60)
         self.proc = None
+        return status
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush; what was acknowledged must survive."""
