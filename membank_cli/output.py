@@ -17,7 +17,8 @@ __all__ = ["console", "fail", "print_json", "success", "table", "warning"]
 
 # Piped output (CI logs, files) gets room for wide tables instead of 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
-_err = Console(stderr=True)
+# One line per message, never wrapped: logs and scripts read these.
+_err = Console(stderr=True, soft_wrap=True)
 
 #: Exit codes: 2 for a bad setting or argument, 3 for a dependency that is down, 1 otherwise.
 _EXIT = {ConfigError: 2, Unavailable: 3}

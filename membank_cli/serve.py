@@ -12,8 +12,9 @@ import typer
 import uvicorn
 
 from membank_cli.output import fail
+from membank_server.bootstrap import build_folder_lock
 from membank_server.config import load_settings
-from membank_server.domain.errors import ConfigError
+from membank_server.domain.errors import ConfigError, MembankError
 from membank_server.lifecycle import shutdown_report
 from membank_server.protocol import BoundedHttpToolsProtocol
 
@@ -48,6 +49,14 @@ def serve(
     except ConfigError as exc:
         fail(exc)
     os.environ.update(given)
+    # One process per data folder, decided before anything opens in it: a second
+    # server stops here with one line, having touched nothing.
+    lock = build_folder_lock(settings)
+    if lock is not None:
+        try:
+            lock.acquire()
+        except MembankError as exc:
+            fail(exc)
     s = settings.server
     options: dict[str, Any] = {
         "factory": True,

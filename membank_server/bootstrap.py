@@ -11,6 +11,7 @@ from membank_server.domain.ports import (
     AuditLog,
     Cache,
     Embedder,
+    FolderLock,
     Generations,
     KeyStore,
     MemoryStore,
@@ -33,6 +34,7 @@ __all__ = [
     "add_data_key",
     "build_audit_log",
     "build_embedder",
+    "build_folder_lock",
     "build_key_ring",
     "build_key_store",
     "build_recall_cache",
@@ -135,6 +137,8 @@ def build_single_store(settings: Settings, kind: str) -> MemoryStore:
         full_scan_threshold=e.full_scan_threshold,
         optimize_on_start=e.optimize_on_start,
         history_limit=history_limit,
+        disk_reserve=s.disk_reserve_bytes,
+        check_on_start=e.check_on_start,
     )
 
 
@@ -354,7 +358,19 @@ def build_runtime(
         throttle=build_throttle(settings) if sec.auth else None,
         rotation=rotation,
         configured_admin_key=sec.admin_key,
+        folder_lock=build_folder_lock(settings),
     )
+
+
+def build_folder_lock(settings: Settings) -> FolderLock | None:
+    """The data folder's lock when an embedded store lives there (one process only)."""
+    s = settings.storage
+    used = {s.hybrid.primary, s.hybrid.secondary} if s.backend == "hybrid" else {s.backend}
+    if "edge" not in used:
+        return None
+    from membank_server.storage.folder import FolderLock as EdgeFolderLock
+
+    return EdgeFolderLock(Path(s.edge.path))
 
 
 def security_dir(settings: Settings) -> Path:

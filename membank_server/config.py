@@ -100,6 +100,9 @@ class EdgeSettings(_Section):
     hnsw_ef: int = 128
     full_scan_threshold: int = 10_000
     optimize_on_start: bool = False
+    #: Load the shard in a throwaway, memory-bounded process before the server does,
+    #: so damaged files cannot crash the server (costs one extra load at start).
+    check_on_start: bool = True
 
 
 class QdrantSettings(_Section):
@@ -155,6 +158,9 @@ Backend = Literal["edge", "qdrant", "pgvector", "hybrid"]
 
 class StorageSettings(_Section):
     backend: Backend = "edge"
+    #: Free bytes the embedded store's disk keeps: writes that would eat into them are
+    #: refused (507) while reads go on; see README "Disk space".
+    disk_reserve_bytes: int = 128 * MiB
     distance: Literal["cosine", "dot", "euclid"] = "cosine"
     edge: EdgeSettings = msgspec.field(default_factory=EdgeSettings)
     qdrant: QdrantSettings = msgspec.field(default_factory=QdrantSettings)
@@ -347,6 +353,7 @@ def _check(settings: Settings) -> None:
         "limits.list_max_limit": settings.limits.list_max_limit,
         "limits.json_max_depth": settings.limits.json_max_depth,
         "limits.usage_refresh_seconds": settings.limits.usage_refresh_seconds,
+        "storage.disk_reserve_bytes": settings.storage.disk_reserve_bytes,
         "embedder.batch_size": settings.embedder.batch_size,
         "embedder.threads": settings.embedder.threads,
         "embedder.dimensions": settings.embedder.dimensions,

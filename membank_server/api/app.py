@@ -79,10 +79,15 @@ def health() -> dict[str, str]:
 )
 async def ready(state: State) -> Response[Any]:
     runtime: Runtime = state.runtime
-    checks = {"storage": runtime.store_ready, "embedder": runtime.embedder_ready}
+    checks: dict[str, Any] = {"storage": runtime.store_ready, "embedder": runtime.embedder_ready}
+    writes = runtime.writes()
     if runtime.ready:
-        return Response({"status": "ready", **checks}, media_type=MediaType.JSON)
-    reason = runtime.embedder_error or "warming up"
+        # Still ready with writes refused: reads and searches go on; the body says so.
+        status = "degraded" if writes else "ready"
+        return Response(
+            {"status": status, **checks, "writes": writes or "accepted"}, media_type=MediaType.JSON
+        )
+    reason = runtime.store_error or runtime.embedder_error or "warming up"
     return error_response(503, "not_ready", reason, checks, {"Retry-After": "1"})
 
 

@@ -15,6 +15,7 @@ from membank_server.api.schemas import ErrorBody, ErrorInfo
 from membank_server.domain.errors import (
     Conflict,
     Forbidden,
+    InsufficientStorage,
     IntegrityError,
     InvalidInput,
     MembankError,
@@ -44,6 +45,7 @@ ERROR_STATUS: dict[type[MembankError], int] = {
     TooBusy: 429,
     IntegrityError: 500,
     Unavailable: 503,
+    InsufficientStorage: 507,
 }
 
 _HTTP_CODES = {
@@ -59,6 +61,7 @@ _HTTP_CODES = {
     422: "invalid_input",
     429: "too_many_requests",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -157,6 +160,7 @@ _DOCUMENTED = {
     422: "a value is invalid; details name the field (and the index in a batch)",
     429: "rate limited or locked out; retry after Retry-After seconds",
     503: "storage or embedder not available; retry after Retry-After",
+    507: "the store's disk is nearly full: writes are refused until space is freed",
 }
 
 

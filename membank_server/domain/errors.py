@@ -15,6 +15,7 @@
     ├── ConfigError             a setting is missing or wrong (fails at start)
     └── Unavailable             a dependency cannot answer now (503)
         ├── StorageUnavailable  the memory store
+        │   └── InsufficientStorage  its disk is nearly full: writes refused (507)
         ├── EmbedderUnavailable the embedding model or provider
         └── CacheUnavailable    a cache level (callers fall back, never answer 503 for it)
 
@@ -34,6 +35,7 @@ __all__ = [
     "DimensionMismatch",
     "EmbedderUnavailable",
     "Forbidden",
+    "InsufficientStorage",
     "IntegrityError",
     "InvalidInput",
     "MembankError",
@@ -113,6 +115,10 @@ class Unavailable(MembankError):
 
 class StorageUnavailable(Unavailable):
     code = "storage_unavailable"
+
+
+class InsufficientStorage(StorageUnavailable):
+    code = "insufficient_storage"
 
 
 class EmbedderUnavailable(Unavailable):

@@ -16,6 +16,7 @@ from uuid import UUID
 __all__ = [
     "USER_ID_PATTERN",
     "CollectionInfo",
+    "DiskState",
     "Event",
     "HistoryEvent",
     "Memory",
@@ -153,6 +154,18 @@ class Page:
 
     items: tuple[Memory, ...]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DiskState:
+    """Free space under a store's folder, and how much it keeps in reserve."""
+
+    free: int
+    reserve: int
+
+    @property
+    def writable(self) -> bool:
+        return self.free >= self.reserve
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
+from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
+    DiskState,
     HistoryEvent,
     Memory,
     MemoryRecord,
@@ -23,11 +25,13 @@ __all__ = [
     "AuditLog",
     "Cache",
     "Embedder",
+    "FolderLock",
     "Generations",
     "KeyStore",
     "MemoryStore",
     "PopularQueries",
     "Resealable",
+    "SpaceAware",
     "Throttle",
 ]
 
@@ -98,8 +102,14 @@ class MemoryStore(Protocol):
         ids are absent."""
         ...
 
-    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
-        """The kept history of one of the user's memories, oldest first; empty if none."""
+    async def history(
+        self, user_id: str, memory_id: UUID, *, all_versions: bool = False
+    ) -> tuple[HistoryEvent, ...]:
+        """The kept history of one of the user's memories, oldest first; empty if none.
+
+        Events newer than the record (a write cut off between the two) are left out,
+        unless ``all_versions``: every event kept, even without a record (repair).
+        """
         ...
 
     async def usage(self, user_id: str) -> Usage:
@@ -161,7 +171,18 @@ class MemoryStore(Protocol):
         """Every record of every user (tombstones too, vectors included), in id order.
 
         For operators only (``storage verify``, ``storage reindex``), never for a request.
+        A record that fails its integrity check is left out (and logged); ``verify``
+        lists it.
         """
+        ...
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
+        """Check every record against its check values (``domain.integrity``), and list
+        the damaged ones and the memories whose history outlived their record."""
+        ...
+
+    async def discard(self, memory_ids: Sequence[UUID]) -> None:
+        """Remove records and their history by id, in whatever state they are (repair)."""
         ...
 
 
@@ -326,3 +347,19 @@ class Resealable(Protocol):
         """Like ``MemoryStore.scan`` (decrypted), only records with a field not sealed
         with the active key; the cursor walks every record."""
         ...
+
+
+class FolderLock(Protocol):
+    """One owning process for a data folder, taken before anything in it is opened."""
+
+    def acquire(self) -> None:
+        """Take it, or raise ``StorageUnavailable`` naming the process that has it."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class SpaceAware(Protocol):
+    """A store on a local disk that refuses writes when the disk is nearly full."""
+
+    def disk_state(self) -> DiskState: ...

@@ -33,6 +33,7 @@ from typing import Any
 from uuid import UUID
 
 from membank_server.domain.errors import InvalidInput
+from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
     HistoryEvent,
@@ -161,8 +162,10 @@ class EncryptedStore:
     ) -> None:
         await self.inner.upsert([self._seal(r) for r in records], claims=claims)
 
-    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
-        events = await self.inner.history(user_id, memory_id)
+    async def history(
+        self, user_id: str, memory_id: UUID, *, all_versions: bool = False
+    ) -> tuple[HistoryEvent, ...]:
+        events = await self.inner.history(user_id, memory_id, all_versions=all_versions)
         if not events:
             return events
         # The AAD names the memory and its user, which the caller gave and the inner
@@ -173,6 +176,13 @@ class EncryptedStore:
 
     async def usage(self, user_id: str) -> Usage:
         return await self.inner.usage(user_id)
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
+        """The inner store's checks; sealed values are authenticated when opened."""
+        return await self.inner.verify(progress)
+
+    async def discard(self, memory_ids: Sequence[UUID]) -> None:
+        await self.inner.discard(memory_ids)
 
     async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
         found = await self.inner.get(user_id, memory_ids)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from membank_server.domain.errors import EmbedderUnavailable, MembankError
-from membank_server.domain.ports import AuditLog, Embedder, MemoryStore, Throttle
+from membank_server.domain.errors import EmbedderUnavailable, InsufficientStorage, MembankError
+from membank_server.domain.ports import AuditLog, Embedder, FolderLock, MemoryStore, Throttle
 from membank_server.domain.security import AuditEntry
 from membank_server.services.access import AccessService, AdminChanges
 from membank_server.services.memories import MemoryService
@@ -25,6 +25,8 @@ __all__ = ["KEY_RELOAD_SECONDS", "Runtime", "WarmupPlan"]
 #: How often a server re-reads its data-key file (``membank keys rotate-data-key``
 #: waits this long after adding a key, so every instance seals with it first).
 KEY_RELOAD_SECONDS = 5.0
+#: How often a store that a full disk kept closed is tried again.
+STORE_RETRY_SECONDS = 5.0
 
 _log = logging.getLogger("membank.runtime")
 
@@ -53,8 +55,11 @@ class WarmupPlan:
 class Runtime:
     """Everything a server process needs, built by ``bootstrap.build_runtime``.
 
-    ``start()`` opens the store (a failure there stops the process) and loads the
-    embedder in the background, so ``/health`` answers at once and ``/ready``
+    ``start()`` first takes the data folder's lock (when the store lives in one), so a
+    second process stops before it opens anything; then the audit log, the keys, and
+    the store (a failure there stops the process, except a disk too full to open it
+    safely: then the server runs without it and opens it once space is freed). The
+    embedder loads in the background, so ``/health`` answers at once and ``/ready``
     turns 200 when both are usable. A purge of expired memories runs every
     ``purge_interval`` seconds.
     """
@@ -79,6 +84,9 @@ class Runtime:
     #: The admin key a first start created, for the server to print once.
     admin_key: str | None = field(default=None, repr=False)
     configured_admin_key: str | None = field(default=None, repr=False)
+    folder_lock: FolderLock | None = None
+    #: Why the store is not open yet (a full disk), for /ready.
+    store_error: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _scheduler: Any = None
 
@@ -88,6 +96,8 @@ class Runtime:
         return self.store_ready and self.embedder_ready and (self.warmed or not eager)
 
     async def start(self, *, background: bool = True) -> None:
+        if self.folder_lock is not None:
+            self.folder_lock.acquire()
         if self.audit is not None:
             await self.audit.start()
         if self.access is not None:
@@ -96,8 +106,15 @@ class Runtime:
             self.admin_key = changes.created_token
             await self._audit_admin(changes)
             self.memories.idempotency_secret = await self.access.keys.secret("idempotency")
-        await self.store.start()
-        self.store_ready = True
+        try:
+            await self.store.start()
+            self.store_ready = True
+        except InsufficientStorage as exc:
+            self.store_error = exc.message
+            _log.error("store not opened: %s", exc.message)
+            if not background:
+                raise
+            self._tasks.append(asyncio.create_task(self._open_when_space()))
         if background:
             self._tasks.append(asyncio.create_task(self._load_embedder()))
             self._tasks.append(asyncio.create_task(self._upkeep()))
@@ -128,6 +145,28 @@ class Runtime:
                             details={"reason": "security.admin_key"},
                         )
                     )
+
+    async def _open_when_space(self) -> None:
+        """Open the store once the disk has room again (every few seconds)."""
+        while not self.store_ready:
+            await asyncio.sleep(STORE_RETRY_SECONDS)
+            try:
+                await self.store.start()
+            except InsufficientStorage as exc:
+                self.store_error = exc.message
+                continue
+            self.store_ready, self.store_error = True, None
+            _log.warning("store opened: disk space was freed")
+
+    def writes(self) -> str | None:
+        """Why writes are refused right now (a nearly full disk), or None."""
+        state = getattr(self.store, "disk_state", None)
+        if state is None or not self.store_ready:
+            return None
+        disk = state()
+        if disk.writable:
+            return None
+        return f"refused: {disk.free // 2**20} MiB free, {disk.reserve // 2**20} MiB reserve"
 
     async def _load_embedder(self) -> None:
         try:
@@ -227,10 +266,13 @@ class Runtime:
         await self.embedder.aclose()
         if self.memories.recall_cache is not None:
             await self.memories.recall_cache.aclose()
-        await self.store.aclose()
+        if self.store_ready:
+            await self.store.aclose()
         if self.throttle is not None:
             await self.throttle.aclose()
         if self.access is not None:
             await self.access.keys.aclose()
         if self.audit is not None:
             await self.audit.aclose()
+        if self.folder_lock is not None:
+            self.folder_lock.release()

@@ -13,12 +13,14 @@ collection can move between them.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
+from membank_server.domain.integrity import CHECK, payload_check, vector_figures
 from membank_server.domain.model import (
     Event,
     HistoryEvent,
@@ -35,7 +37,9 @@ __all__ = [
     "INDEXED_NUMBERS",
     "LIVE",
     "NEVER",
+    "VFIG",
     "Cond",
+    "canonical",
     "history_event_from_payload",
     "history_event_to_payload",
     "history_point_id",
@@ -50,6 +54,8 @@ LIVE = "live"
 DELETED = "deleted"
 HISTORY = "history"
 BYTES = "bytes"
+#: The vector's figures (see ``domain.integrity``).
+VFIG = "vfig"
 _HISTORY_IDS = UUID("0b7a3c52-95b2-4f0e-a1de-64c3f2a90c17")
 #: expires_ts of a memory that never expires: far beyond any real date.
 NEVER = 253402300799.0  # 9999-12-31T23:59:59Z
@@ -96,6 +102,7 @@ def record_to_payload(record: MemoryRecord) -> dict[str, Any]:
         "content_hash": m.content_hash,
         "state": DELETED if record.deleted_at else LIVE,
         BYTES: stored_bytes(m),
+        "id": str(m.id),
     }
     for key, value in (
         ("agent_id", m.agent_id),
@@ -106,7 +113,33 @@ def record_to_payload(record: MemoryRecord) -> dict[str, Any]:
     ):
         if value is not None:
             payload[key] = value
+    if record.vector:
+        payload[VFIG] = vector_figures(record.vector)
+    payload[CHECK] = payload_check(canonical(payload))
     return payload
+
+
+def canonical(node: Any) -> Any:
+    """A payload as the engines may give it back, for its check: integers beyond 2**53
+    come back as floats (JSON numbers), and Qdrant parses and prints floats with an
+    error of a unit in the last place (0.9999999999999999 comes back as 1.0, and a
+    value can move by one ULP across a restart). So floats count at float32 precision:
+    one ULP of a double crosses a float32 rounding boundary about once in 10**8, and
+    any change that matters crosses one."""
+    if isinstance(node, dict):
+        return {k: canonical(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [canonical(v) for v in node]
+    if isinstance(node, bool):
+        return node
+    if isinstance(node, int) and abs(node) > 2**53:
+        node = float(node)
+    if isinstance(node, float):
+        try:
+            return struct.unpack("<f", struct.pack("<f", node))[0]
+        except OverflowError:
+            return float(f"{node:.7g}")
+    return node
 
 
 def memory_from_payload(point_id: UUID | str, p: Mapping[str, Any]) -> Memory:
@@ -170,7 +203,7 @@ def history_point_id(memory: Memory, h: HistoryEvent) -> str:
 
 
 def history_event_to_payload(memory: Memory, h: HistoryEvent) -> dict[str, Any]:
-    return {
+    payload = {
         "memory_id": str(memory.id),
         "user_id": memory.user_id,
         "version": h.version,
@@ -182,6 +215,8 @@ def history_event_to_payload(memory: Memory, h: HistoryEvent) -> dict[str, Any]:
         "at": _iso(h.at),
         "at_ts": h.at.timestamp(),
     }
+    payload[CHECK] = payload_check(canonical(payload))
+    return payload
 
 
 def history_event_from_payload(p: Mapping[str, Any]) -> HistoryEvent:

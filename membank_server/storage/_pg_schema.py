@@ -33,6 +33,7 @@ from membank_server.domain.errors import (
     MembankError,
     StorageUnavailable,
 )
+from membank_server.domain.integrity import SEALED_PREFIX, vector_problem
 from membank_server.domain.model import (
     Event,
     HistoryEvent,
@@ -40,7 +41,9 @@ from membank_server.domain.model import (
     MemoryRecord,
     MetadataCondition,
     SearchFilter,
+    content_hash,
 )
+from membank_server.storage._checked import damaged
 
 __all__ = [
     "DRIVER_ERRORS",
@@ -416,6 +419,15 @@ def to_json(value: Any) -> str:
 
 
 def memory_from_row(row: Any) -> Memory:
+    """A row's memory, its content checked against its hash (``domain.integrity``)."""
+    memory = _memory(row)
+    sealed = memory.content.startswith(SEALED_PREFIX)
+    if not sealed and content_hash(memory.content) != memory.content_hash:
+        raise damaged(memory.id, "content does not match its hash")
+    return memory
+
+
+def _memory(row: Any) -> Memory:
     return Memory(
         id=UUID(bytes=row["id"].bytes),
         user_id=row["user_id"],
@@ -439,11 +451,17 @@ def history_from_rows(rows: Any) -> tuple[HistoryEvent, ...]:
     )
 
 
-def record_from_row(row: Any) -> MemoryRecord:
+def record_from_row(row: Any, dimension: int | None = None) -> MemoryRecord:
     embedding = row["embedding"]
+    memory = memory_from_row(row)
+    vector = embedding.to_list() if embedding is not None else []
+    if dimension is not None and vector:
+        problem = vector_problem(vector, None, dimension, unit=False)
+        if problem is not None:
+            raise damaged(memory.id, problem)
     return MemoryRecord(
-        memory=memory_from_row(row),
-        vector=embedding.to_list() if embedding is not None else [],
+        memory=memory,
+        vector=vector,
         history=history_from_rows(row["history"]) if "history" in row else (),
         deleted_at=row["deleted_at"],
         idempotency=row["idempotency"],

@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 from qdrant_client import AsyncQdrantClient, models
 
 from membank_server.domain.errors import StorageUnavailable
+from membank_server.domain.integrity import report_damage
 from membank_server.domain.model import HistoryEvent, Memory
+from membank_server.storage._checked import payload_problem
 from membank_server.storage._payload import (
     history_event_from_payload,
     history_event_to_payload,
@@ -28,6 +30,14 @@ __all__ = ["QdrantHistory"]
 _T = TypeVar("_T")
 _Call = Callable[[str, Callable[[AsyncQdrantClient], Awaitable[Any]]], Awaitable[Any]]
 _PAGE = 1000
+
+
+def _sound(payload: dict[str, Any]) -> bool:
+    """An event matching its check; a damaged one is reported and left out."""
+    if payload_problem("", {k: v for k, v in payload.items() if k != "id"}) is None:
+        return True
+    report_damage(str(payload.get("memory_id")), "a history event differs from the one written")
+    return False
 
 
 def _match(key: str, value: Any) -> models.FieldCondition:
@@ -123,7 +133,7 @@ class QdrantHistory:
                 models.FieldCondition(key="version", range=models.Range(lte=up_to)),
             ]
         )
-        events = [history_event_from_payload(p) for p in await self._scroll(flt)]
+        events = [history_event_from_payload(p) for p in await self._scroll(flt) if _sound(p)]
         return tuple(sorted(events, key=lambda h: (h.version, h.at)))
 
     async def read_many(self, memory_ids: Sequence[str]) -> dict[str, tuple[HistoryEvent, ...]]:
@@ -136,8 +146,24 @@ class QdrantHistory:
         )
         found: dict[str, list[HistoryEvent]] = {}
         for payload in await self._scroll(flt):
-            found.setdefault(payload["memory_id"], []).append(history_event_from_payload(payload))
+            if _sound(payload):
+                found.setdefault(payload["memory_id"], []).append(
+                    history_event_from_payload(payload)
+                )
         return {k: tuple(sorted(v, key=lambda h: (h.version, h.at))) for k, v in found.items()}
+
+    async def memories(self) -> dict[str, tuple[str, set[int], bool]]:
+        """Per memory with history: its user, the versions of its sound events, and
+        whether an event of it is damaged (for verification)."""
+        out: dict[str, tuple[str, set[int], bool]] = {}
+        for p in await self._scroll(models.Filter()):
+            memory_id = str(p.get("memory_id"))
+            user, versions, _ = out.setdefault(memory_id, (str(p.get("user_id")), set(), False))
+            if payload_problem(memory_id, {k: v for k, v in p.items() if k != "id"}) is None:
+                versions.add(int(p.get("version", 0)))
+            else:
+                out[memory_id] = (user, versions, True)
+        return out
 
     async def delete_user(self, user_id: str) -> None:
         await self._delete("erase history", [_match("user_id", user_id)])

@@ -28,12 +28,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-import numpy as np
 import qdrant_edge as qe
 
-from membank_server.domain.errors import ConfigError, Conflict, MembankError, StorageUnavailable
+from membank_server.domain.errors import (
+    ConfigError,
+    InsufficientStorage,
+    MembankError,
+    StorageUnavailable,
+)
+from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
+    DiskState,
     HistoryEvent,
     Memory,
     MemoryRecord,
@@ -42,102 +48,50 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
+from membank_server.storage._checked import (
+    checked_memory,
+    checked_record,
+    damaged,
+    owned_live,
+    sound,
+)
+from membank_server.storage._edge_ops import (
+    Op,
+    apply_group,
+    disk_full,
+    edge_filter,
+    move_legacy_history,
+    owned_elsewhere,
+    record_size,
+    verify_shard,
+)
+from membank_server.storage._edge_probe import probe_shard
+from membank_server.storage._edge_reads import is_panic, retrieve, scroll
+from membank_server.storage._edge_reads import query as resilient_query
 from membank_server.storage._payload import (
     BYTES,
     HISTORY,
     INDEXED_KEYWORDS,
     INDEXED_NUMBERS,
     Cond,
-    legacy_history,
     live_conditions,
-    memory_from_payload,
-    record_from_payload,
     record_to_payload,
     search_conditions,
 )
 from membank_server.storage._sqlite_history import SqliteHistory
+from membank_server.storage.folder import OPEN_BYTES, DiskGuard
 
 __all__ = ["EdgeStore"]
 
 _T = TypeVar("_T")
-#: A write run by the writer thread, on the shard and the history database.
-_Op = Callable[[Any, SqliteHistory], None]
 _DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid"}
 _log = logging.getLogger("membank.storage")
 # Points of earlier versions may still carry a history field until moved at open.
 _NO_HISTORY = qe.PayloadSelector.Exclude([HISTORY])
 _VERSION_ONLY = qe.PayloadSelector.Include(["user_id", "version"])
 _BYTES_ONLY = qe.PayloadSelector.Include([BYTES])
-
-
-def _condition(c: Cond) -> Any:
-    if c.op == "eq":
-        # The binding reads a Python bool as an integer (bool subclasses int), so
-        # MatchValue(False) would match 0 and never false; numpy's bool_ stays a bool.
-        value: Any = np.bool_(c.value) if isinstance(c.value, bool) else c.value
-        return qe.FieldCondition(key=c.key, match=qe.MatchValue(value))
-    if c.op == "any":
-        strings = [v for v in c.value if isinstance(v, str)]
-        numbers = [v for v in c.value if not isinstance(v, str)]
-        if strings and numbers:
-            # MatchAny takes values of one type; a mixed list is either of two.
-            return qe.Filter(
-                should=[
-                    qe.FieldCondition(key=c.key, match=qe.MatchAny(strings)),
-                    qe.FieldCondition(key=c.key, match=qe.MatchAny(numbers)),
-                ]
-            )
-        return qe.FieldCondition(key=c.key, match=qe.MatchAny(c.value))
-    if c.op == "set":
-        return qe.Filter(must_not=[qe.IsEmptyCondition(c.key)])
-    return qe.FieldCondition(key=c.key, range=qe.RangeFloat(gte=c.gte, lte=c.lte, gt=c.gt))
-
-
-def _filter(conds: Sequence[Cond]) -> Any:
-    return qe.Filter(must=[_condition(c) for c in conds])
-
-
-def _apply_group(shard: Any, history: SqliteHistory, ops: list[_Op]) -> list[Exception | None]:
-    """Apply a group of writes, then commit history and flush the shard once each: the
-    group is durable when this returns. Each write runs in a savepoint of the history
-    transaction, undone if the write fails, so one failed write does not fail its group."""
-    outcomes: list[Exception | None] = []
-    history.begin()
-    try:
-        for op in ops:
-            history.savepoint("op")
-            try:
-                op(shard, history)
-                history.release("op")
-                outcomes.append(None)
-            except Exception as exc:  # noqa: BLE001 - one failed write must not fail its group
-                history.undo("op")
-                outcomes.append(exc)
-        # History first: an event may outlive a crash its record did not (it is then
-        # never shown, see SqliteHistory), never the other way round.
-        history.commit()
-    except BaseException:
-        history.rollback()
-        raise
-    shard.flush()
-    return outcomes
-
-
-def _owned_elsewhere(shard: Any, records: Sequence[MemoryRecord], claims: Collection[UUID]) -> None:
-    """Raise Conflict when a claimed id belongs to another user. Run by the writer thread,
-    which applies every write in turn, so nothing can take the id between this look and
-    the write that follows it."""
-    wanted = {r.memory.id: r.memory.user_id for r in records if r.memory.id in claims}
-    if not wanted:
-        return
-    found = shard.retrieve([str(i) for i in wanted], qe.PayloadSelector.Include(["user_id"]), False)
-    taken = sorted(
-        str(r.id)
-        for r in found
-        if r.payload and r.payload.get("user_id") != wanted[UUID(str(r.id))]
-    )
-    if taken:
-        raise Conflict("this id belongs to another memory", {"field": "id", "ids": taken})
+#: "Every version" for a history read.
+_ALL = 2**62
 
 
 class EdgeStore:
@@ -154,6 +108,10 @@ class EdgeStore:
         optimize_on_start: Build pending HNSW segments when the store starts.
         search_threads: Threads for reads (Edge holds the GIL: more adds little).
         history_limit: Versions of history kept per memory (None: all).
+        disk_reserve: Free bytes the filesystem must keep; a write that would eat into
+            them is refused with ``InsufficientStorage`` (see ``storage.folder``).
+        check_on_start: Load the shard in a throwaway process first (``_edge_probe``),
+            so damaged files cannot crash the server or exhaust its memory.
     """
 
     backend = "edge"
@@ -171,6 +129,8 @@ class EdgeStore:
         optimize_on_start: bool = False,
         search_threads: int = 2,
         history_limit: int | None = 100,
+        disk_reserve: int = 128 * 1024 * 1024,
+        check_on_start: bool = True,
     ) -> None:
         if distance not in _DISTANCES:
             raise ConfigError(f"storage distance must be one of {sorted(_DISTANCES)}")
@@ -182,51 +142,45 @@ class EdgeStore:
         )
         self._params = qe.SearchParams(hnsw_ef=hnsw_ef)
         self.optimize_on_start = optimize_on_start
+        self.check_on_start = check_on_start
         self._readers = ThreadPoolExecutor(search_threads, thread_name_prefix="edge-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="edge-write")
         self._shard: Any = None
         self._history = SqliteHistory(path / "history.db", history_limit)
-        self._pending: list[tuple[_Op, asyncio.Future[None]]] = []
+        self.guard = DiskGuard(path, disk_reserve)
+        # What a read checks a vector against: its size, and unit length for cosine
+        # (Qdrant keeps cosine vectors normalised).
+        self._shape: dict[str, Any] = {"dimension": dimension, "unit": distance == "cosine"}
+        self._pending: list[tuple[Op, asyncio.Future[None]]] = []
         self._committing: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
+        if not self.guard.can_open():
+            free = self.guard.state().free
+            raise InsufficientStorage(
+                f"not enough free disk to open the store at {self.path} safely "
+                f"({free // 2**20} MiB free, {OPEN_BYTES // 2**20} MiB needed): free some space",
+                {"free_bytes": free},
+            )
+        if self.check_on_start and (self.path / "edge_config.json").exists():
+            await asyncio.to_thread(probe_shard, self.path)
         self._shard = await self._run(self._writer, self._open)
-        await self._run(self._writer, self._history.open)
-        moved = await self._run(self._writer, self._move_legacy_history)
+        try:
+            await self._run(self._writer, self._history.open)
+        except StorageUnavailable as exc:
+            raise StorageUnavailable(
+                f"the history database {self._history.path} could not be opened "
+                f"({exc.message.removeprefix('Qdrant Edge failed: ')}): restore the folder from "
+                "a backup, or move that file aside to keep the memories without their history"
+            ) from exc
+        shard, history = self._shard, self._history
+        moved = await self._run(self._writer, lambda: move_legacy_history(shard, history))
         if moved:
             _log.info("moved the history of %d memories out of their payloads", moved)
         if self.optimize_on_start:
             await self.optimize()
-
-    def _move_legacy_history(self) -> int:
-        """Points written by earlier versions carry their history in the payload: move it
-        to the history database, and give them their ``bytes``, once, at open."""
-        shard, moved = self._shard, 0
-        legacy = qe.Filter(must_not=[qe.IsEmptyCondition(HISTORY)])
-        while True:
-            request = qe.ScrollRequest(limit=500, filter=legacy, with_payload=True)
-            points, _ = shard.scroll(request)
-            if not points:
-                return moved
-            events: list[tuple[Memory, HistoryEvent]] = []
-            for p in points:
-                memory = memory_from_payload(p.id, p.payload)
-                events.extend((memory, h) for h in legacy_history(p.payload) or ())
-            self._history.begin()
-            self._history.add(events)
-            self._history.commit()
-            for p in points:
-                record = record_from_payload(p.id, p.payload, None)
-                shard.update(
-                    qe.UpdateOperation.set_payload(
-                        [p.id], {BYTES: record_to_payload(record)[BYTES]}
-                    )
-                )
-            shard.update(qe.UpdateOperation.delete_payload([p.id for p in points], [HISTORY]))
-            shard.flush()
-            moved += len(points)
 
     def _config(self) -> Any:
         return qe.EdgeConfig(
@@ -279,6 +233,10 @@ class EdgeStore:
         self._writer.shutdown(wait=True)
         self._history.close()
 
+    def disk_state(self) -> DiskState:
+        """Free space under the store's folder and the reserve writes keep."""
+        return self.guard.state()
+
     async def optimize(self) -> bool:
         """Build HNSW for unindexed segments; blocks the process while it runs."""
         return bool(await self._run(self._writer, lambda: self._shard.optimize()))
@@ -292,6 +250,12 @@ class EdgeStore:
             raise
         except Exception as exc:
             raise StorageUnavailable(f"Qdrant Edge failed: {exc}") from exc
+        except BaseException as exc:
+            # A Rust panic (damaged files) arrives as a BaseException: a failed call, not
+            # the end of the process.
+            if is_panic(exc):
+                raise StorageUnavailable(f"Qdrant Edge failed: {str(exc)[:300]}") from exc
+            raise
 
     async def _read(self, fn: Callable[[Any], _T]) -> _T:
         shard = self._require()
@@ -302,7 +266,7 @@ class EdgeStore:
             raise StorageUnavailable("the Qdrant Edge store is not open")
         return self._shard
 
-    async def _write(self, op: _Op) -> None:
+    async def _write(self, op: Op) -> None:
         """Queue a write and wait until the group that carries it is flushed."""
         self._require()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -318,7 +282,7 @@ class EdgeStore:
             shard = self._require()
             try:
                 outcomes = await asyncio.get_running_loop().run_in_executor(
-                    self._writer, _apply_group, shard, self._history, ops
+                    self._writer, apply_group, shard, self._history, ops
                 )
             except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
                 outcomes = [exc] * len(group)
@@ -330,7 +294,8 @@ class EdgeStore:
                 elif isinstance(error, MembankError):
                     future.set_exception(error)
                 else:
-                    failure = StorageUnavailable(f"Qdrant Edge write failed: {error}")
+                    kind = InsufficientStorage if disk_full(error) else StorageUnavailable
+                    failure = kind(f"Qdrant Edge write failed: {error}")
                     failure.__cause__ = error
                     future.set_exception(failure)
 
@@ -347,9 +312,13 @@ class EdgeStore:
         ]
         events = [(r.memory, h) for r in records for h in r.history]
         upsert = qe.UpdateOperation.upsert_points(points)
+        size = sum(record_size(r) for r in records)
+        # Tombstones (a DELETE) pass while only deletes do: that is how users free space.
+        deleting = all(r.deleted_at is not None for r in records)
 
         def op(shard: Any, history: SqliteHistory) -> None:
-            _owned_elsewhere(shard, records, claims)
+            self.guard.check(size, delete=deleting)
+            owned_elsewhere(shard, records, claims)
             history.add(events)
             shard.update(upsert)
 
@@ -357,9 +326,10 @@ class EdgeStore:
 
     async def delete_user(self, user_id: str) -> int:
         live = await self.count(user_id)
-        user = _filter([Cond("eq", "user_id", user_id)])
+        user = edge_filter([Cond("eq", "user_id", user_id)])
 
         def op(shard: Any, history: SqliteHistory) -> None:
+            self.guard.check(delete=True)
             history.delete_user(user_id)
             shard.update(qe.UpdateOperation.delete_points_by_filter(user))
 
@@ -367,20 +337,20 @@ class EdgeStore:
         return live
 
     async def purge_expired(self, now: datetime) -> int:
-        expired = _filter([Cond("range", "expires_ts", lte=now.timestamp())])
+        expired = edge_filter([Cond("range", "expires_ts", lte=now.timestamp())])
         ids: list[Any] = []
         offset: Any = None
         while True:
-            request = qe.ScrollRequest(
+            points, offset = await self._scroll(
                 offset=offset, limit=1000, filter=expired, with_payload=False
             )
-            points, offset = await self._scroll(request)
             ids.extend(str(p.id) for p in points)
             if offset is None:
                 break
         if ids:
 
             def op(shard: Any, history: SqliteHistory) -> None:
+                self.guard.check(delete=True)
                 history.delete_memories(ids)
                 shard.update(qe.UpdateOperation.delete_points(ids))
 
@@ -393,33 +363,35 @@ class EdgeStore:
         if not memory_ids:
             return {}
         ids = [str(i) for i in memory_ids]
-        found = await self._read(lambda shard: shard.retrieve(ids, _NO_HISTORY, True))
+        found = await self._read(lambda shard: retrieve(shard, ids, _NO_HISTORY, True))
         out: dict[UUID, MemoryRecord] = {}
         for rec in found:
             if rec.payload and rec.payload.get("user_id") == user_id:
-                vector = rec.vector if isinstance(rec.vector, list) else None
-                r = record_from_payload(rec.id, rec.payload, vector)
+                r = self._record(rec)
                 out[r.memory.id] = r
         return out
 
-    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+    async def history(
+        self, user_id: str, memory_id: UUID, *, all_versions: bool = False
+    ) -> tuple[HistoryEvent, ...]:
+        history = self._history
+        if all_versions:
+            return await self._read(lambda _: history.read(user_id, str(memory_id), _ALL))
         version = _VERSION_ONLY
-        found = await self._read(lambda shard: shard.retrieve([str(memory_id)], version, False))
+        found = await self._read(lambda shard: retrieve(shard, [str(memory_id)], version, False))
         if not found or not found[0].payload or found[0].payload.get("user_id") != user_id:
             return ()
         up_to = int(found[0].payload["version"])
-        history = self._history
         return await self._read(lambda _: history.read(user_id, str(memory_id), up_to))
 
     async def usage(self, user_id: str) -> Usage:
-        conds = _filter(live_conditions(user_id, datetime.now(UTC)))
+        conds = edge_filter(live_conditions(user_id, datetime.now(UTC)))
         memories = total = 0
         offset: Any = None
         while True:
-            request = qe.ScrollRequest(
+            points, offset = await self._scroll(
                 offset=offset, limit=2000, filter=conds, with_payload=_BYTES_ONLY
             )
-            points, offset = await self._scroll(request)
             memories += len(points)
             total += sum(int((p.payload or {}).get(BYTES, 0)) for p in points)
             if offset is None:
@@ -428,25 +400,51 @@ class EdgeStore:
     async def scan(
         self, cursor: str | None = None, limit: int = 500
     ) -> tuple[list[MemoryRecord], str | None]:
-        request = qe.ScrollRequest(offset=cursor, limit=limit, with_payload=True, with_vector=True)
-        points, next_offset = await self._scroll(request)
+        points, next_offset = await self._scroll(
+            offset=cursor, limit=limit, with_payload=True, with_vector=True
+        )
         history = self._history
         events = await self._read(lambda _: history.read_many([str(p.id) for p in points]))
         records = []
-        for p in points:
-            record = record_from_payload(
-                p.id, p.payload or {}, p.vector if isinstance(p.vector, list) else None
+        # A damaged record is left out (and logged): a copy or a backup of the store
+        # carries only what is sound; `verify` lists the rest.
+        for record in sound(
+            points, lambda p: checked_record(p.id, p.payload, p.vector, **self._shape)
+        ):
+            kept = tuple(
+                h
+                for h in events.get(str(record.memory.id), ())
+                if h.version <= record.memory.version
             )
-            kept = tuple(h for h in events.get(str(p.id), ()) if h.version <= record.memory.version)
             records.append(dataclasses.replace(record, history=kept))
         return records, str(next_offset) if next_offset is not None else None
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
+        """Check every record and the history database (``domain.integrity``)."""
+        shard, history = self._require(), self._history
+        return await self._run(
+            self._readers, lambda: verify_shard(shard, history, progress=progress, **self._shape)
+        )
+
+    async def discard(self, memory_ids: Sequence[UUID]) -> None:
+        """Remove records and their history by id, whatever state they are in (repair)."""
+        ids: list[Any] = [str(i) for i in memory_ids]
+        if not ids:
+            return
+
+        def op(shard: Any, history: SqliteHistory) -> None:
+            self.guard.check(delete=True)
+            history.delete_memories(ids)
+            shard.update(qe.UpdateOperation.delete_points(ids))
+
+        await self._write(op)
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
         if not memory_ids:
             return {}
         ids = [str(i) for i in memory_ids]
         selector = qe.PayloadSelector.Include(["user_id"])
-        found = await self._read(lambda shard: shard.retrieve(ids, selector, False))
+        found = await self._read(lambda shard: retrieve(shard, ids, selector, False))
         return {UUID(str(r.id)): r.payload["user_id"] for r in found if r.payload}
 
     async def find_by_hash(
@@ -454,12 +452,14 @@ class EdgeStore:
     ) -> dict[tuple[str, str], Memory]:
         if not pairs:
             return {}
-        by_user: dict[str, list[str]] = {}
+        by_user: dict[str, set[str]] = {}
         for user_id, digest in pairs:
-            by_user.setdefault(user_id, []).append(digest)
+            by_user.setdefault(user_id, set()).add(digest)
         flt = qe.Filter(
             should=[
-                _filter([*live_conditions(u, now), Cond("any", "content_hash", sorted(set(hs)))])
+                edge_filter(
+                    [*live_conditions(u, now), Cond("any", "content_hash", sorted(set(hs)))]
+                )
                 for u, hs in by_user.items()
             ]
         )
@@ -468,12 +468,10 @@ class EdgeStore:
         out: dict[tuple[str, str], Memory] = {}
         offset: Any = None
         while True:
-            request = qe.ScrollRequest(
+            records, offset = await self._scroll(
                 offset=offset, limit=len(pairs) + 16, filter=flt, with_payload=selector
             )
-            records, offset = await self._scroll(request)
-            for rec in records:
-                memory = memory_from_payload(rec.id, rec.payload)
+            for memory in sound(records, lambda r: checked_memory(r.id, r.payload)):
                 key = (memory.user_id, memory.content_hash)
                 if key in wanted and key not in out:
                     out[key] = memory
@@ -481,8 +479,8 @@ class EdgeStore:
                 break
         return out
 
-    async def _scroll(self, request: Any) -> tuple[list[Any], Any]:
-        return await self._read(lambda shard: shard.scroll(request))
+    async def _scroll(self, **request: Any) -> tuple[list[Any], Any]:
+        return await self._read(lambda shard: scroll(shard, **request))
 
     async def list_page(
         self,
@@ -499,34 +497,42 @@ class EdgeStore:
             conds.append(Cond("eq", "agent_id", agent_id))
         if session_id is not None:
             conds.append(Cond("eq", "session_id", session_id))
-        request = qe.ScrollRequest(
-            offset=cursor,
-            limit=limit,
-            filter=_filter(conds),
-            with_payload=_NO_HISTORY,
+        records, next_offset = await self._scroll(
+            offset=cursor, limit=limit, filter=edge_filter(conds), with_payload=_NO_HISTORY
         )
-        records, next_offset = await self._read(lambda shard: shard.scroll(request))
         return Page(
-            items=tuple(memory_from_payload(r.id, r.payload) for r in records),
+            items=tuple(
+                sound(records, lambda r: owned_live(checked_memory(r.id, r.payload), user_id, now))
+            ),
             next_cursor=str(next_offset) if next_offset is not None else None,
         )
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
-        request = qe.QueryRequest(
-            limit=query.limit,
-            query=qe.Query.Nearest(list(query.vector)),
-            filter=_filter(search_conditions(query.user_id, query.now, query.filters)),
-            with_payload=_NO_HISTORY,
-            score_threshold=query.min_score,
-            params=self._params,
-        )
-        points = await self._read(lambda shard: shard.query(request))
-        return [SearchHit(memory_from_payload(p.id, p.payload), float(p.score)) for p in points]
+        request = {
+            "limit": query.limit,
+            "query": qe.Query.Nearest(list(query.vector)),
+            "filter": edge_filter(search_conditions(query.user_id, query.now, query.filters)),
+            "with_payload": _NO_HISTORY,
+            "score_threshold": query.min_score,
+            "params": self._params,
+        }
+        points = await self._read(lambda shard: resilient_query(shard, **request))
+        return sound(points, lambda p: self._hit(p, query))
+
+    def _record(self, p: Any) -> MemoryRecord:
+        return checked_record(p.id, p.payload, p.vector, **self._shape)
+
+    def _hit(self, p: Any, query: VectorQuery) -> SearchHit:
+        score = float(p.score)
+        if self._shape["unit"] and not -1.001 <= score <= 1.001:
+            raise damaged(p.id, f"a cosine score of {score:.3f}: its vector is damaged")
+        memory = owned_live(checked_memory(p.id, p.payload), query.user_id, query.now)
+        return SearchHit(memory, score)
 
     async def count(self, user_id: str | None = None) -> int:
         now = datetime.now(UTC)
         conds = live_conditions(user_id, now) if user_id else live_conditions("", now)[1:]
-        request = qe.CountRequest(filter=_filter(conds))
+        request = qe.CountRequest(filter=edge_filter(conds))
         return int(await self._read(lambda shard: shard.count(request)))
 
     async def info(self) -> CollectionInfo:

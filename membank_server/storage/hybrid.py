@@ -42,12 +42,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
 from membank_server.domain.errors import ConfigError, StorageUnavailable
+from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
     HistoryEvent,
@@ -417,11 +419,31 @@ class HybridStore:
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
         return await self._read("look up owners", lambda s: s.owners(memory_ids), prefer_primary)
 
-    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
-        return await self._read("read history", lambda s: s.history(user_id, memory_id))
+    async def history(
+        self, user_id: str, memory_id: UUID, *, all_versions: bool = False
+    ) -> tuple[HistoryEvent, ...]:
+        return await self._read(
+            "read history", lambda s: s.history(user_id, memory_id, all_versions=all_versions)
+        )
 
     async def usage(self, user_id: str) -> Usage:
         return await self._primary_first("measure a user", lambda s: s.usage(user_id))
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
+        """Both stores' reports in one; a problem names the store it is in."""
+        report = IntegrityReport()
+        for store in (self.primary, self.secondary):
+            part = await store.verify(progress)
+            report.checked += part.checked
+            report.damaged.extend(
+                replace(d, problem=f"{store.backend}: {d.problem}") for d in part.damaged
+            )
+            report.store_problems.extend(f"{store.backend}: {p}" for p in part.store_problems)
+        return report
+
+    async def discard(self, memory_ids: Sequence[UUID]) -> None:
+        await self.primary.discard(memory_ids)
+        await self.secondary.discard(memory_ids)
 
     async def find_by_hash(
         self, pairs: Sequence[tuple[str, str]], now: datetime

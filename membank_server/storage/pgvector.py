@@ -37,7 +37,14 @@ from uuid import UUID
 import stamina
 from pgvector.asyncpg import register_vector
 
-from membank_server.domain.errors import ConfigError, Conflict, InvalidInput, StorageUnavailable
+from membank_server.domain.errors import (
+    ConfigError,
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    StorageUnavailable,
+)
+from membank_server.domain.integrity import Damage, IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
     HistoryEvent,
@@ -49,6 +56,7 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
+from membank_server.storage._checked import sound
 from membank_server.storage._pg_schema import (
     DRIVER_ERRORS,
     HISTORY_COLUMNS,
@@ -392,17 +400,72 @@ class PgVectorStore:
             return {}
         sql = self._records_sql("m.user_id = $1 AND m.id = ANY($2::uuid[])")
         rows = await self._read("get memories", lambda c: c.fetch(sql, user_id, list(memory_ids)))
-        return {r.memory.id: r for r in map(record_from_row, rows)}
+        return {r.memory.id: r for r in (record_from_row(row, self.dimension) for row in rows)}
 
-    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+    async def history(
+        self, user_id: str, memory_id: UUID, *, all_versions: bool = False
+    ) -> tuple[HistoryEvent, ...]:
         # Up to the record's version: an event newer than its record never shows.
+        bound = (
+            ""
+            if all_versions
+            else f" JOIN {self._t} m ON m.id = h.memory_id AND h.version <= m.version"
+        )
         sql = (
-            f"SELECT h.event, h.version, h.content, h.metadata, h.at FROM {self._h} h"
-            f" JOIN {self._t} m ON m.id = h.memory_id AND h.version <= m.version"
+            f"SELECT h.event, h.version, h.content, h.metadata, h.at FROM {self._h} h{bound}"
             " WHERE h.memory_id = $1 AND h.user_id = $2 ORDER BY h.version, h.at"
         )
         rows = await self._read("read history", lambda c: c.fetch(sql, memory_id, user_id))
         return history_from_rows(tuple(r) for r in rows)
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
+        """Check every row (content against its hash, vector shape) and list the
+        memories whose history outlived their row."""
+        report = IntegrityReport()
+        cursor: UUID | None = None
+        sql = self._records_sql("($1::uuid IS NULL OR m.id > $1)", " ORDER BY m.id LIMIT 1000")
+        while True:
+
+            async def page(conn: Any, at: UUID | None = cursor) -> list[Any]:
+                found: list[Any] = await conn.fetch(sql, at)
+                return found
+
+            rows = await self._read("verify", page)
+            for row in rows:
+                report.checked += 1
+                try:
+                    record_from_row(row, self.dimension)
+                except IntegrityError as exc:
+                    memory_id = str(UUID(bytes=row["id"].bytes))
+                    problem = str(exc.details.get("problem"))
+                    report.damaged.append(Damage(memory_id, problem, row["user_id"]))
+            if progress is not None:
+                progress(len(rows))
+            if len(rows) < 1000:
+                break
+            cursor = UUID(bytes=rows[-1]["id"].bytes)
+        orphans = await self._read(
+            "find orphaned history",
+            lambda c: c.fetch(
+                f"SELECT DISTINCT h.memory_id, h.user_id FROM {self._h} h"
+                f" WHERE NOT EXISTS (SELECT 1 FROM {self._t} m WHERE m.id = h.memory_id)"
+            ),
+        )
+        for row in orphans:
+            problem = "record is missing; its history is kept"
+            report.damaged.append(Damage(str(row["memory_id"]), problem, row["user_id"]))
+        return report
+
+    async def discard(self, memory_ids: Sequence[UUID]) -> None:
+        """Remove rows and their history by id, whatever state they are in (repair)."""
+        ids = list(memory_ids)
+
+        async def op(conn: Any) -> None:
+            await conn.execute(f"DELETE FROM {self._h} WHERE memory_id = ANY($1::uuid[])", ids)
+            await conn.execute(f"DELETE FROM {self._t} WHERE id = ANY($1::uuid[])", ids)
+
+        if ids:
+            await self._write("discard memories", op)
 
     async def usage(self, user_id: str) -> Usage:
         sql = (
@@ -423,9 +486,10 @@ class PgVectorStore:
             "($1::uuid IS NULL OR m.id >= $1)", " ORDER BY m.id LIMIT $2", history=True
         )
         rows = await self._read("scan memories", lambda c: c.fetch(sql, start, max(limit, 0) + 1))
-        records = [record_from_row(r) for r in rows]
-        if len(records) > limit:
-            return records[:limit], str(records[limit].memory.id)
+        # A damaged record is left out of copies and backups (logged; `verify` lists it).
+        records = sound(rows[:limit], lambda r: record_from_row(r, self.dimension))
+        if len(rows) > limit:
+            return records, str(UUID(bytes=rows[limit]["id"].bytes))
         return records, None
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
@@ -450,7 +514,7 @@ class PgVectorStore:
         )
         users, hashes = [u for u, _ in wanted], [h for _, h in wanted]
         rows = await self._read("find by hash", lambda c: c.fetch(sql, users, now, hashes))
-        return {(m.user_id, m.content_hash): m for m in map(memory_from_row, rows)}
+        return {(m.user_id, m.content_hash): m for m in sound(rows, memory_from_row)}
 
     async def list_page(
         self,
@@ -472,9 +536,9 @@ class PgVectorStore:
             f" ORDER BY m.id LIMIT {args.add(max(limit, 0) + 1)}"
         )
         rows = await self._read("list memories", lambda c: c.fetch(sql, *args.values))
-        items = [memory_from_row(r) for r in rows]
-        if len(items) > limit:
-            return Page(tuple(items[:limit]), str(items[limit].id))
+        items = sound(rows[:limit], memory_from_row)
+        if len(rows) > limit:
+            return Page(tuple(items), str(UUID(bytes=rows[limit]["id"].bytes)))
         return Page(tuple(items), None)
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
@@ -494,7 +558,7 @@ class PgVectorStore:
         rows = await self._read("search", op)
         # relaxed_order returns rows nearly sorted; put them in exact order.
         hits = sorted(
-            (SearchHit(memory_from_row(r), self._score(float(r["distance"]))) for r in rows),
+            sound(rows, lambda r: SearchHit(memory_from_row(r), self._score(float(r["distance"])))),
             key=lambda h: h.score,
             reverse=True,
         )

@@ -26,7 +26,8 @@ from uuid import UUID
 import stamina
 from qdrant_client import AsyncQdrantClient, models
 
-from membank_server.domain.errors import ConfigError, Conflict, StorageUnavailable
+from membank_server.domain.errors import ConfigError, Conflict, IntegrityError, StorageUnavailable
+from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
     HistoryEvent,
@@ -37,21 +38,26 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
+from membank_server.storage._checked import (
+    checked_memory,
+    checked_record,
+    damaged,
+    owned_live,
+    sound,
+)
 from membank_server.storage._payload import (
     BYTES,
     HISTORY,
     INDEXED_KEYWORDS,
     INDEXED_NUMBERS,
     Cond,
-    legacy_history,
     live_conditions,
-    memory_from_payload,
-    record_from_payload,
     record_to_payload,
     search_conditions,
 )
 from membank_server.storage._qdrant_errors import DRIVER_ERRORS, describe, transient
 from membank_server.storage._qdrant_history import QdrantHistory
+from membank_server.storage._qdrant_ops import move_legacy_history, verify_collection
 
 __all__ = ["QdrantStore"]
 
@@ -198,6 +204,7 @@ class QdrantStore:
         self._history = QdrantHistory(
             self._call, f"{collection}_history", history_limit, batch_size
         )
+        self._shape: dict[str, Any] = {"dimension": dimension, "unit": distance == "cosine"}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -210,7 +217,7 @@ class QdrantStore:
         try:
             await self._ensure_collection()
             await self._history.ensure(self.local)
-            await self._move_legacy_history()
+            await move_legacy_history(self._call, self.collection, self._history)
         except BaseException:
             # Local mode locks its folder until the client is closed.
             await self.aclose()
@@ -319,7 +326,7 @@ class QdrantStore:
                 with_payload=_WITHOUT_HISTORY,
             ),
         )
-        memories = [memory_from_payload(str(r.id), r.payload or {}) for r in records]
+        memories = sound(records, lambda r: checked_memory(str(r.id), r.payload))
         return memories, (str(next_offset) if next_offset is not None else None)
 
     # -- writes ------------------------------------------------------------
@@ -390,43 +397,6 @@ class QdrantStore:
             await self._history.delete_memories(ids)
         return len(ids)
 
-    async def _move_legacy_history(self) -> None:
-        """Points of earlier versions carry their history in the payload: move it to the
-        history collection and give them their ``bytes``, once, at start."""
-        legacy = models.Filter(
-            must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=HISTORY))]
-        )
-        while True:
-            records, _ = await self._call(
-                "find legacy history",
-                lambda c: c.scroll(
-                    self.collection, scroll_filter=legacy, limit=500, with_payload=True
-                ),
-            )
-            if not records:
-                return
-            events: list[tuple[Memory, HistoryEvent]] = []
-            for r in records:
-                memory = memory_from_payload(str(r.id), r.payload or {})
-                events.extend((memory, h) for h in legacy_history(r.payload or {}) or ())
-            await self._history.add(events)
-            for r in records:
-                size = record_to_payload(record_from_payload(str(r.id), r.payload or {}, None))
-                await self._call(
-                    "size a memory",
-                    partial(
-                        _Client.set_payload, collection_name=self.collection,
-                        payload={BYTES: size[BYTES]}, points=[r.id], wait=True,
-                    ),
-                )  # fmt: skip
-            await self._call(
-                "move legacy history",
-                partial(
-                    _Client.delete_payload, collection_name=self.collection, keys=[HISTORY],
-                    points=[r.id for r in records], wait=True,
-                ),
-            )  # fmt: skip
-
     # -- reads -------------------------------------------------------------
 
     async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
@@ -442,11 +412,15 @@ class QdrantStore:
         out: dict[UUID, MemoryRecord] = {}
         for rec in found:
             if rec.payload and rec.payload.get("user_id") == user_id:
-                r = record_from_payload(str(rec.id), rec.payload, _vector(rec.vector))
+                r = checked_record(str(rec.id), rec.payload, rec.vector, **self._shape)
                 out[r.memory.id] = r
         return out
 
-    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+    async def history(
+        self, user_id: str, memory_id: UUID, *, all_versions: bool = False
+    ) -> tuple[HistoryEvent, ...]:
+        if all_versions:
+            return await self._history.read(user_id, str(memory_id), 2**62)
         found = await self._call(
             "read a version",
             lambda c: c.retrieve(
@@ -489,7 +463,10 @@ class QdrantStore:
             payload = r.payload or {}
             version = int(payload.get("version", 0))
             kept = tuple(h for h in events.get(str(r.id), ()) if h.version <= version)
-            out.append(record_from_payload(str(r.id), payload, _vector(r.vector), kept))
+            try:
+                out.append(checked_record(str(r.id), payload, r.vector, kept, **self._shape))
+            except IntegrityError:
+                continue  # left out of copies and backups; `verify` lists it
         return out, str(next_offset) if next_offset is not None else None
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
@@ -541,6 +518,7 @@ class QdrantStore:
         if session_id is not None:
             conds.append(Cond("eq", "session_id", session_id))
         memories, next_cursor = await self._scroll("list", _filter(conds), limit, cursor)
+        memories = [m for m in memories if m.user_id == user_id and not m.is_expired(now)]
         return Page(items=tuple(memories), next_cursor=next_cursor)
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
@@ -557,10 +535,31 @@ class QdrantStore:
                 search_params=self._search_params,
             ),
         )
-        return [
-            SearchHit(memory_from_payload(str(p.id), p.payload or {}), float(p.score))
-            for p in response.points
-        ]
+        return sound(response.points, lambda p: self._hit(p, query))
+
+    def _hit(self, p: Any, query: VectorQuery) -> SearchHit:
+        score = float(p.score)
+        if self._shape["unit"] and not -1.001 <= score <= 1.001:
+            raise damaged(p.id, f"a cosine score of {score:.3f}: its vector is damaged")
+        memory = owned_live(checked_memory(str(p.id), p.payload), query.user_id, query.now)
+        return SearchHit(memory, score)
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
+        """Check every record, and list the memories whose history outlived them."""
+        return await verify_collection(
+            self._call, self.collection, self._history, progress=progress, **self._shape
+        )
+
+    async def discard(self, memory_ids: Sequence[UUID]) -> None:
+        """Remove records and their history by id, whatever state they are in (repair)."""
+        ids: list[models.ExtendedPointId] = [str(i) for i in memory_ids]
+        if not ids:
+            return
+        selector = models.PointIdsList(points=ids)
+        await self._call(
+            "discard", lambda c: c.delete(self.collection, points_selector=selector, wait=True)
+        )
+        await self._history.delete_memories([str(i) for i in ids])
 
     async def count(self, user_id: str | None = None) -> int:
         conds = live_conditions(user_id or "", datetime.now(UTC))

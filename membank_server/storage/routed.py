@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from membank_server.domain.errors import StorageUnavailable
+from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
     HistoryEvent,
@@ -137,12 +138,20 @@ class RoutedStore:
     ) -> None:
         await self.hybrid.upsert(records, claims=claims)
 
-    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+    async def history(
+        self, user_id: str, memory_id: UUID, *, all_versions: bool = False
+    ) -> tuple[HistoryEvent, ...]:
         await self._exact()
-        return await self.hybrid.history(user_id, memory_id)
+        return await self.hybrid.history(user_id, memory_id, all_versions=all_versions)
 
     async def usage(self, user_id: str) -> Usage:
         return await self.hybrid.usage(user_id)
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
+        return await self.hybrid.verify(progress)
+
+    async def discard(self, memory_ids: Sequence[UUID]) -> None:
+        await self.hybrid.discard(memory_ids)
 
     async def delete_user(self, user_id: str) -> int:
         return await self.hybrid.delete_user(user_id)

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from membank_server.domain.errors import StorageUnavailable
+from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
     HistoryEvent,
@@ -84,9 +85,20 @@ class Switch:
     ) -> None:
         await self._call("upsert", records, claims=claims)
 
-    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
-        found: tuple[HistoryEvent, ...] = await self._call("history", user_id, memory_id)
+    async def history(
+        self, user_id: str, memory_id: UUID, *, all_versions: bool = False
+    ) -> tuple[HistoryEvent, ...]:
+        found: tuple[HistoryEvent, ...] = await self._call(
+            "history", user_id, memory_id, all_versions=all_versions
+        )
         return found
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
+        found: IntegrityReport = await self._call("verify", progress)
+        return found
+
+    async def discard(self, memory_ids: Sequence[UUID]) -> None:
+        await self._call("discard", memory_ids)
 
     async def usage(self, user_id: str) -> Usage:
         found: Usage = await self._call("usage", user_id)

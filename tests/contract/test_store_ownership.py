@@ -15,7 +15,14 @@ from uuid import uuid4
 import pytest
 
 from membank_server.domain.errors import Conflict
-from membank_server.domain.model import Event, HistoryEvent, MemoryRecord, Usage, stored_bytes
+from membank_server.domain.model import (
+    Event,
+    HistoryEvent,
+    MemoryRecord,
+    Usage,
+    content_hash,
+    stored_bytes,
+)
 from membank_server.domain.ports import MemoryStore
 from membank_server.security.encrypted_store import EncryptedStore
 
@@ -74,7 +81,7 @@ async def test_history_is_read_apart_and_writes_add_events(
     await store.upsert([first])
     second = replace(
         first,
-        memory=replace(first.memory, content="v2", version=2),
+        memory=replace(first.memory, content="v2", content_hash=content_hash("v2"), version=2),
         history=(_event(2, "v2"),),
     )
     await store.upsert([second])
@@ -111,7 +118,12 @@ async def test_history_keeps_the_configured_number_of_versions(
         for version in range(2, 131):
             rec = replace(
                 rec,
-                memory=replace(rec.memory, content=f"v{version}", version=version),
+                memory=replace(
+                    rec.memory,
+                    content=f"v{version}",
+                    content_hash=content_hash(f"v{version}"),
+                    version=version,
+                ),
                 history=(_event(version, f"v{version}"),),
             )
             await store.upsert([rec])

@@ -50,7 +50,11 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 60.0) -> ServerProcess:
+    def start_unready(self, timeout: float = 60.0) -> ServerProcess:
+        """Start, and return once it answers /health (not necessarily /ready)."""
+        return self.start(timeout, until="/health")
+
+    def start(self, timeout: float = 60.0, until: str = "/ready") -> ServerProcess:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("MEMBANK_")},
             "MEMBANK_STORAGE__EDGE__PATH": str(self.data_dir),
@@ -68,7 +72,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{until}", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass

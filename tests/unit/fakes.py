@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID
 
 from membank_server.domain.errors import Conflict
+from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
     HistoryEvent,
@@ -89,8 +90,13 @@ class InMemoryStore:
                 for key in [k for k in events if k[0] <= cutoff]:
                     del events[key]
 
-    async def history(self, user_id: str, memory_id: UUID) -> tuple[HistoryEvent, ...]:
+    async def history(
+        self, user_id: str, memory_id: UUID, *, all_versions: bool = False
+    ) -> tuple[HistoryEvent, ...]:
         record = self.records.get(memory_id)
+        if all_versions:
+            events = self.events.get(memory_id, {}).values()
+            return tuple(sorted(events, key=lambda h: (h.version, h.at)))
         if record is None or record.memory.user_id != user_id:
             return ()
         return self._events(record)
@@ -99,6 +105,14 @@ class InMemoryStore:
         events = self.events.get(record.memory.id, {}).values()
         kept = [h for h in events if h.version <= record.memory.version]
         return tuple(sorted(kept, key=lambda h: (h.version, h.at)))
+
+    async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
+        return IntegrityReport(checked=len(self.records))
+
+    async def discard(self, memory_ids: Sequence[UUID]) -> None:
+        for i in memory_ids:
+            self.records.pop(i, None)
+            self.events.pop(i, None)
 
     async def usage(self, user_id: str) -> Usage:
         live = self._live(user_id, datetime.now(UTC))
