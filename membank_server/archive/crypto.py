@@ -1,4 +1,4 @@
-"""The backup key and the two ways a part can be sealed: chunked AES-256-GCM, or age.
+"""The backup key, the cipher ports, and parts sealed with chunked AES-256-GCM.
 
 ``aes-256-gcm-chunked`` (the layout byte by byte is in ``docs/backup-format.md``): a
 part is a 28-byte header (magic, a random 16-byte salt, the chunk size) and chunks of
@@ -11,11 +11,7 @@ boundary or not), a dropped, repeated or reordered chunk and a part moved to ano
 name or backup all fail authentication. As each part has its own key, nonces never
 repeat however many parts one key seals (the STREAM construction, as age uses it).
 
-``age`` (pyrage): to X25519 recipients or a passphrase. The plaintext begins with a
-line naming the backup and the part, checked on opening, so a part swapped for
-another decrypts but is refused. age parts are sealed and opened whole, so they are
-held in memory once (bounded by the part size). age proves nothing about who wrote a
-part (anyone with the recipient or passphrase can); use the AES scheme for that.
+``age`` is the other scheme: :mod:`membank_server.archive.age`.
 """
 
 from __future__ import annotations
@@ -27,11 +23,9 @@ import hmac
 import os
 import stat
 import struct
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import pyrage
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,23 +36,21 @@ from membank_server.domain.errors import BackupCorrupt, BackupKeyError
 
 __all__ = [
     "AES_SCHEME",
-    "AGE_SCHEME",
+    "CONTEXT",
     "AesGcmCipher",
-    "AgeCipher",
     "BackupKey",
     "PartCipher",
     "PartStream",
+    "corrupt_part",
     "load_backup_key",
 ]
 
 AES_SCHEME = "aes-256-gcm-chunked"
-AGE_SCHEME = "age"
 _KEY_BYTES, _SALT_BYTES, _TAG_BYTES = 32, 16, 16
 _MAGIC = b"MBKAES01"
 _HEADER = struct.Struct(">8s16sI")  # magic, salt, chunk size
-_CONTEXT = b"membank-backup/v1"
+CONTEXT = b"membank-backup/v1"
 _MAX_CHUNKS = 2**32
-_PROBE = _CONTEXT + b" passphrase check"
 
 
 class BackupKey:
@@ -96,7 +88,7 @@ class BackupKey:
 
     def derive(self, purpose: bytes, salt: bytes | None = None) -> bytes:
         """A 32-byte key for one purpose, so no two uses share key material."""
-        kdf = HKDF(hashes.SHA256(), _KEY_BYTES, salt, _CONTEXT + b" " + purpose)
+        kdf = HKDF(hashes.SHA256(), _KEY_BYTES, salt, CONTEXT + b" " + purpose)
         return kdf.derive(self._raw)
 
     def __repr__(self) -> str:
@@ -180,14 +172,14 @@ class PartCipher(Protocol):
         ...
 
 
-def _corrupt(backup_id: str, part: str, why: str) -> BackupCorrupt:
+def corrupt_part(backup_id: str, part: str, why: str) -> BackupCorrupt:
     return BackupCorrupt(
         f"backup {backup_id}: part {part} {why}", {"backup": backup_id, "part": part}
     )
 
 
 def _aad(backup_id: str, part: str, index: int, final: bool) -> bytes:
-    ids = b"\0".join((_CONTEXT, backup_id.encode(), part.encode()))
+    ids = b"\0".join((CONTEXT, backup_id.encode(), part.encode()))
     return ids + b"\0" + struct.pack(">IB", index, final)
 
 
@@ -241,7 +233,7 @@ class _AesOpener:
                 _nonce(self._index, final), chunk, _aad(*self._ids, self._index, final)
             )
         except InvalidTag:
-            raise _corrupt(
+            raise corrupt_part(
                 *self._ids,
                 f"fails authentication at chunk {self._index}: altered, cut short, "
                 "reordered, or from another part or backup",
@@ -256,7 +248,7 @@ class _AesOpener:
                 return b""
             magic, salt, size = _HEADER.unpack_from(self._buf)
             if magic != _MAGIC or size <= 0:
-                raise _corrupt(*self._ids, "is not an AES-sealed membank backup part")
+                raise corrupt_part(*self._ids, "is not an AES-sealed membank backup part")
             self._aead, self._sealed = AESGCM(self._key.derive(b"part", salt)), size + _TAG_BYTES
             del self._buf[: _HEADER.size]
         out, done = bytearray(), 0
@@ -269,7 +261,7 @@ class _AesOpener:
 
     def finish(self) -> bytes:
         if self._aead is None or len(self._buf) < _TAG_BYTES:
-            raise _corrupt(*self._ids, "is cut short: its final chunk is missing")
+            raise corrupt_part(*self._ids, "is cut short: its final chunk is missing")
         return self._open(bytes(self._buf), True)
 
 
@@ -313,126 +305,3 @@ class AesGcmCipher:
 
     def mac(self, data: bytes) -> str:
         return hmac.new(self.key.derive(b"manifest"), data, hashlib.sha256).hexdigest()
-
-
-class _Whole:
-    """Gathers a whole part, then seals or opens it in one call (age has no streaming API
-    for a passphrase, and a part is bounded by the part size)."""
-
-    def __init__(self, done: Any) -> None:
-        self._buf = bytearray()
-        self._done = done
-
-    def update(self, data: bytes) -> bytes:
-        self._buf += data
-        return b""
-
-    def finish(self) -> bytes:
-        data = bytes(self._buf)
-        self._buf.clear()
-        result: bytes = self._done(data)
-        return result
-
-
-class AgeCipher:
-    """age (pyrage): seal to X25519 recipients or a passphrase; open with identities or it.
-
-    Args:
-        recipients: ``age1...`` public keys to seal to.
-        identities: ``AGE-SECRET-KEY-1...`` secret keys to open with.
-        passphrase: Seals and opens instead of keys (scrypt).
-    """
-
-    scheme = AGE_SCHEME
-    suffix = ".age"
-
-    def __init__(
-        self,
-        *,
-        recipients: Sequence[str] = (),
-        identities: Sequence[str] = (),
-        passphrase: str | None = None,
-    ) -> None:
-        try:
-            self._recipients = [pyrage.x25519.Recipient.from_str(r) for r in recipients]
-            self._identities = [pyrage.x25519.Identity.from_str(i) for i in identities]
-        except (pyrage.RecipientError, pyrage.IdentityError, ValueError) as exc:
-            raise BackupKeyError(f"not a valid age key: {type(exc).__name__}") from None
-        if passphrase is not None and (recipients or identities):
-            raise BackupKeyError("give age recipients/identities or a passphrase, not both")
-        self._passphrase = passphrase
-
-    def describe(self) -> Encryption:
-        if self._passphrase is not None:
-            # A sealed known text: a wrong passphrase is told apart from a damaged part
-            # before any part is read.
-            probe = pyrage.passphrase.encrypt(_PROBE, self._passphrase)
-            return Encryption(
-                scheme=AGE_SCHEME,
-                recipients=["scrypt"],
-                check=base64.b64encode(bytes(probe)).decode("ascii"),
-            )
-        if not self._recipients:
-            raise BackupKeyError("age needs at least one recipient (age1...) to seal to")
-        return Encryption(scheme=AGE_SCHEME, recipients=sorted(str(r) for r in self._recipients))
-
-    def check(self, info: Encryption, backup_id: str) -> None:
-        if info.scheme != AGE_SCHEME:
-            raise BackupKeyError(f"backup {backup_id} is sealed with {info.scheme}, not age")
-        if info.recipients == ["scrypt"]:
-            if self._passphrase is None:
-                raise BackupKeyError(
-                    f"backup {backup_id} is sealed with an age passphrase: give it"
-                )
-            try:
-                opened = pyrage.passphrase.decrypt(
-                    base64.b64decode(info.check or ""), self._passphrase
-                )
-            except (pyrage.DecryptError, binascii.Error, ValueError):
-                opened = b""
-            if bytes(opened) != _PROBE:
-                raise BackupKeyError(
-                    f"backup {backup_id} was sealed with another age passphrase",
-                    {"backup": backup_id},
-                )
-            return
-        if not set(info.recipients) & {str(i.to_public()) for i in self._identities}:
-            raise BackupKeyError(
-                f"backup {backup_id} was sealed to age recipients {info.recipients}; "
-                "none of the identities given is one of them",
-                {"backup": backup_id, "recipients": info.recipients},
-            )
-
-    @staticmethod
-    def _label(backup_id: str, part: str) -> bytes:
-        return b"%s %s %s\n" % (_CONTEXT, backup_id.encode(), part.encode())
-
-    def sealer(self, backup_id: str, part: str) -> PartStream:
-        label = self._label(backup_id, part)
-
-        def seal(data: bytes) -> bytes:
-            if self._passphrase is not None:
-                return bytes(pyrage.passphrase.encrypt(label + data, self._passphrase))
-            return bytes(pyrage.encrypt(label + data, self._recipients))
-
-        return _Whole(seal)
-
-    def opener(self, backup_id: str, part: str) -> PartStream:
-        label = self._label(backup_id, part)
-
-        def open_(data: bytes) -> bytes:
-            try:
-                if self._passphrase is not None:
-                    plain = bytes(pyrage.passphrase.decrypt(data, self._passphrase))
-                else:
-                    plain = bytes(pyrage.decrypt(data, self._identities))
-            except pyrage.DecryptError as exc:
-                raise _corrupt(backup_id, part, f"cannot be opened with age: {exc}") from None
-            if not plain.startswith(label):
-                raise _corrupt(backup_id, part, "is sealed for another part or backup")
-            return plain[len(label) :]
-
-        return _Whole(open_)
-
-    def mac(self, data: bytes) -> str | None:
-        return None

@@ -108,7 +108,7 @@ class ArchiveWriter:
         part_size: Raw (uncompressed) bytes per part, about.
         zstd_level: zstd's level, 1 (fast) to 22 (small).
         cipher: Seals every part (:class:`~membank_server.archive.crypto.AesGcmCipher`
-            or :class:`~membank_server.archive.crypto.AgeCipher`); None leaves them clear.
+            or :class:`~membank_server.archive.age.AgeCipher`); None leaves them clear.
         created_at: The backup's time (and its id's); now by default.
     """
 

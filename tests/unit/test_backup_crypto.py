@@ -9,9 +9,9 @@ from pathlib import Path
 import pyrage
 import pytest
 
+from membank_server.archive.age import AgeCipher
 from membank_server.archive.crypto import (
     AesGcmCipher,
-    AgeCipher,
     BackupKey,
     PartCipher,
     load_backup_key,
