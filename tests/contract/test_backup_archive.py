@@ -7,36 +7,23 @@ damage found by ``verify`` means nothing was written; the last test shows that o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-from uuid import uuid4
 
 import pytest
 
 from membank_server.archive.catalog import Catalog
 from membank_server.archive.crypto import AesGcmCipher, BackupKey, PartCipher
-from membank_server.archive.local import LocalTarget
 from membank_server.archive.manifest import Manifest, Source
 from membank_server.archive.reader import ArchiveReader
 from membank_server.archive.writer import ArchiveWriter
 from membank_server.domain.errors import BackupCorrupt
 from membank_server.domain.ports import BackupTarget
-from tests.contract.test_backup_targets import chunks_of, read, s3_target
+from tests.support.backup import chunks_of, read
 
 __all__: list[str] = []
 
 KEY = BackupKey.generate()
-
-
-@pytest.fixture(params=["local", "s3"])
-async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BackupTarget]:
-    if request.param == "local":
-        made: BackupTarget = LocalTarget(tmp_path / "backups")
-    else:
-        made = s3_target(request.getfixturevalue("s3"), f"archive/{uuid4().hex}")
-    yield made
-    await made.aclose()
 
 
 @pytest.fixture(params=["clear", "aes"])
@@ -59,7 +46,8 @@ async def _backup(target: BackupTarget, cipher: PartCipher | None, day: int = 1)
         return await w.commit({"u0": {"memories": 667}})
 
 
-async def test_round_trip(target: BackupTarget, cipher: PartCipher | None) -> None:
+async def test_round_trip(backup_target: BackupTarget, cipher: PartCipher | None) -> None:
+    target = backup_target
     m = await _backup(target, cipher)
     assert len(m.parts) > 5
     (listed,) = await Catalog(target).list()
@@ -108,8 +96,9 @@ DAMAGE: dict[str, Callable[[BackupTarget, Manifest], Any]] = {
 
 @pytest.mark.parametrize("damage", DAMAGE)
 async def test_damage_is_caught_naming_the_part(
-    target: BackupTarget, cipher: PartCipher | None, damage: str
+    backup_target: BackupTarget, cipher: PartCipher | None, damage: str
 ) -> None:
+    target = backup_target
     m = await _backup(target, cipher)
     damaged = await DAMAGE[damage](target, m)
     reader = await ArchiveReader.open(target, m.backup_id, cipher)
@@ -130,8 +119,9 @@ async def test_damage_is_caught_naming_the_part(
 
 
 async def test_a_part_from_another_backup_is_caught(
-    target: BackupTarget, cipher: PartCipher | None
+    backup_target: BackupTarget, cipher: PartCipher | None
 ) -> None:
+    target = backup_target
     one, two = await _backup(target, cipher), await _backup(target, cipher, day=2)
     name = one.parts[0].name
     await target.put(name, chunks_of(await read(target, two.parts[0].name)))

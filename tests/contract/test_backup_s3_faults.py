@@ -18,7 +18,7 @@ from membank_server.archive.s3 import S3Target
 from membank_server.archive.writer import ArchiveWriter
 from membank_server.domain.backup import BackupStatus
 from membank_server.domain.errors import BackupTargetUnavailable
-from tests.contract.test_backup_targets import chunks_of, read, s3_target
+from tests.support.backup import chunks_of, read, s3_target
 from tests.support.seaweedfs import SeaweedProcess
 
 __all__: list[str] = []

@@ -8,7 +8,6 @@ import os
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
@@ -21,6 +20,7 @@ from membank_server.domain.errors import (
     InvalidInput,
 )
 from membank_server.domain.ports import BackupTarget
+from tests.support.backup import chunks_of, read
 from tests.support.seaweedfs import S3Service
 
 __all__: list[str] = []
@@ -28,39 +28,8 @@ __all__: list[str] = []
 MiB = 1024 * 1024
 
 
-def s3_target(s3: S3Service, prefix: str, **options: object) -> S3Target:
-    settings: dict[str, object] = {"retries": 1, "part_size": 5 * MiB, "region": "us-east-1"}
-    settings.update(options)
-    return S3Target(
-        s3.bucket,
-        prefix,
-        endpoint_url=s3.endpoint,
-        access_key=s3.access_key,
-        secret_key=s3.secret_key,
-        **settings,  # type: ignore[arg-type]
-    )
-
-
-@pytest.fixture(params=["local", "s3"])
-async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BackupTarget]:
-    if request.param == "local":
-        made: BackupTarget = LocalTarget(tmp_path / "backups")
-    else:
-        made = s3_target(request.getfixturevalue("s3"), f"contract/{uuid4().hex}")
-    yield made
-    await made.aclose()
-
-
-async def chunks_of(data: bytes, size: int = 256 * 1024) -> AsyncIterator[bytes]:
-    for at in range(0, len(data), size):
-        yield data[at : at + size]
-
-
-async def read(target: BackupTarget, name: str) -> bytes:
-    return b"".join([chunk async for chunk in target.get(name)])
-
-
-async def test_put_get_list_exists_delete(target: BackupTarget) -> None:
+async def test_put_get_list_exists_delete(backup_target: BackupTarget) -> None:
+    target = backup_target
     stored = await target.put("b1/manifest.json", chunks_of(b'{"a": 1}'))
     assert (stored.size, stored.sha256) == (8, hashlib.sha256(b'{"a": 1}').hexdigest())
     await target.put("b1/memories-000000.jsonl.zst", chunks_of(b"x" * 1000))
@@ -82,7 +51,8 @@ async def test_put_get_list_exists_delete(target: BackupTarget) -> None:
         await read(target, "b2/manifest.json")
 
 
-async def test_put_replaces_and_empty_files(target: BackupTarget) -> None:
+async def test_put_replaces_and_empty_files(backup_target: BackupTarget) -> None:
+    target = backup_target
     await target.put("a/f", chunks_of(b"old"))
     await target.put("a/f", chunks_of(b"new!"))
     assert await read(target, "a/f") == b"new!"
@@ -90,7 +60,8 @@ async def test_put_replaces_and_empty_files(target: BackupTarget) -> None:
     assert stored.size == 0 and await read(target, "a/empty") == b""
 
 
-async def test_a_file_bigger_than_a_part_streams_through(target: BackupTarget) -> None:
+async def test_a_file_bigger_than_a_part_streams_through(backup_target: BackupTarget) -> None:
+    target = backup_target
     data = random.Random(1).randbytes(12 * MiB + 12345)  # 3 parts of 5 MiB on S3
     stored = await target.put("big/part.bin", chunks_of(data))
     assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
@@ -100,7 +71,8 @@ async def test_a_file_bigger_than_a_part_streams_through(target: BackupTarget) -
         assert etag["ETag"].strip('"').endswith("-3")  # a multipart upload of 3 parts
 
 
-async def test_a_failing_source_leaves_nothing(target: BackupTarget) -> None:
+async def test_a_failing_source_leaves_nothing(backup_target: BackupTarget) -> None:
+    target = backup_target
     await target.put("keep/old", chunks_of(b"old"))
 
     async def failing() -> AsyncIterator[bytes]:
@@ -118,7 +90,8 @@ async def test_a_failing_source_leaves_nothing(target: BackupTarget) -> None:
     assert await target.cleanup(older_than=0) == 0
 
 
-async def test_a_cancelled_put_leaves_nothing(target: BackupTarget) -> None:
+async def test_a_cancelled_put_leaves_nothing(backup_target: BackupTarget) -> None:
+    target = backup_target
     fed = asyncio.Event()
 
     async def stalls() -> AsyncIterator[bytes]:
@@ -138,7 +111,8 @@ async def test_a_cancelled_put_leaves_nothing(target: BackupTarget) -> None:
 
 
 @pytest.mark.parametrize("name", ["", "../x", "/abs", "a//b", ".hidden", "a/../b", "a b", "a/"])
-async def test_bad_names_are_refused(target: BackupTarget, name: str) -> None:
+async def test_bad_names_are_refused(backup_target: BackupTarget, name: str) -> None:
+    target = backup_target
     with pytest.raises(InvalidInput):
         await target.put(name, chunks_of(b"x"))
 
