@@ -9,7 +9,6 @@ holds every memory. Blocking file calls run in a worker thread, never on the loo
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import secrets
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from membank_server.archive._names import check_name, check_prefix
+from membank_server.archive._threads import in_thread
 from membank_server.domain.backup import StoredFile
 from membank_server.domain.errors import BackupNotFound, BackupTargetUnavailable
 
@@ -59,7 +59,7 @@ class LocalTarget:
 
     async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await in_thread(fn, *args)
         except OSError as exc:
             where = exc.filename or self.root
             raise BackupTargetUnavailable(

@@ -1,6 +1,7 @@
 """S3Target: backups in an S3 bucket (AWS, or an S3-compatible at ``endpoint_url``).
 
-boto3 is synchronous, so every call runs in a worker thread (``asyncio.to_thread``).
+boto3 is synchronous, so every call runs in a worker thread, waited for even when the
+caller is cancelled (an abort never races a part still uploading).
 A file is written with one ``PutObject`` when it fits in a part, else as a multipart
 upload fed ``part_size`` bytes at a time (memory stays one part, whatever the file's
 size); any failure, cancellation included, aborts the multipart upload, so nothing is
@@ -31,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError
 
 from membank_server.archive._names import check_name, check_prefix
+from membank_server.archive._threads import in_thread
 from membank_server.domain.backup import StoredFile
 from membank_server.domain.errors import (
     BackupError,
@@ -131,7 +133,7 @@ class S3Target:
                 if not self._client_args:
                     raise BackupError(f"{self.url}: the target is closed")
                 args = self._client_args
-                self._s3 = await asyncio.to_thread(boto3.session.Session().client, "s3", **args)
+                self._s3 = await in_thread(boto3.session.Session().client, "s3", **args)
                 self._client_args = {}  # the secret now lives only in the client
         return self._s3
 
@@ -155,7 +157,7 @@ class S3Target:
     async def _call(self, op: str, name: str, method: str, **kwargs: Any) -> Any:
         client = await self._client()
         try:
-            return await asyncio.to_thread(getattr(client, method), **kwargs)
+            return await in_thread(getattr(client, method), **kwargs)
         except _ERRORS as exc:
             raise self._error(exc, op, name) from exc
 
@@ -217,7 +219,7 @@ class S3Target:
 
     async def _abort(self, key: str, upload_id: str, cause: BaseException) -> None:
         try:
-            await asyncio.to_thread(
+            await in_thread(
                 self._s3.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id
             )
         except _ERRORS as exc:
@@ -236,7 +238,7 @@ class S3Target:
         try:
             while True:
                 try:
-                    chunk = await asyncio.to_thread(body.read, _READ_CHUNK)
+                    chunk = await in_thread(body.read, _READ_CHUNK)
                 except _ERRORS as exc:
                     raise self._error(exc, "get", name) from exc
                 if not chunk:
@@ -257,7 +259,7 @@ class S3Target:
     async def list(self, prefix: str = "") -> list[str]:
         client = await self._client()
         try:
-            return await asyncio.to_thread(self._list_keys, client, check_prefix(prefix))
+            return await in_thread(self._list_keys, client, check_prefix(prefix))
         except _ERRORS as exc:
             raise self._error(exc, "list", prefix) from exc
 
@@ -289,7 +291,7 @@ class S3Target:
         """Abort multipart uploads under the prefix started over ``older_than`` seconds ago."""
         client = await self._client()
         try:
-            stale = await asyncio.to_thread(self._stale_uploads, client, older_than)
+            stale = await in_thread(self._stale_uploads, client, older_than)
         except _ERRORS as exc:
             raise self._error(exc, "cleanup", "") from exc
         for key, upload_id in stale:
@@ -305,7 +307,7 @@ class S3Target:
 
     async def aclose(self) -> None:
         if self._s3 is not None:
-            await asyncio.to_thread(self._s3.close)
+            await in_thread(self._s3.close)
             self._s3 = None
 
 

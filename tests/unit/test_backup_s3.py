@@ -3,7 +3,9 @@ The real thing runs in tests/contract/test_backup_targets.py against SeaweedFS."
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from membank_server.archive._threads import in_thread
 from membank_server.archive.local import LocalTarget
 from membank_server.archive.s3 import S3Target
 from membank_server.archive.targets import target_from_url
@@ -91,3 +94,22 @@ def test_target_from_url(tmp_path: Path) -> None:
     for bad in ("s3:///prefix", "ftp://host/x", "file://host/x"):
         with pytest.raises(ConfigError):
             target_from_url(bad)
+
+
+async def test_a_cancelled_thread_call_ends_before_the_caller_moves_on() -> None:
+    started, release, done = threading.Event(), threading.Event(), []
+
+    def slow_write() -> None:
+        started.set()
+        release.wait(5)
+        done.append("written")
+
+    task = asyncio.create_task(in_thread(slow_write))
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # still waiting for the thread, not gone while it writes
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert done == ["written"]
