@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from tests.support.seaweedfs import S3Service
+
 
 def _required(name: str) -> str:
     value = os.environ.get(name)
@@ -27,3 +29,14 @@ def redis_url() -> str:
 def pg_dsn() -> str:
     """DSN of the real PostgreSQL 18 + pgvector that scripts/services started."""
     return _required("MBTEST_PG_DSN")
+
+
+@pytest.fixture(scope="session")
+def s3() -> S3Service:
+    """The real S3 (SeaweedFS ``weed mini``) that scripts/services started, and its bucket."""
+    return S3Service(
+        endpoint=_required("MBTEST_S3_ENDPOINT"),
+        access_key=_required("MBTEST_S3_ACCESS_KEY"),
+        secret_key=_required("MBTEST_S3_SECRET_KEY"),
+        bucket=_required("MBTEST_S3_BUCKET"),
+    )

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from membank_server.api.schemas import ErrorBody, ErrorInfo
 from membank_server.domain.errors import (
+    BackupError,
     Conflict,
     Forbidden,
     InsufficientStorage,
@@ -44,6 +45,7 @@ ERROR_STATUS: dict[type[MembankError], int] = {
     Forbidden: 403,
     TooBusy: 429,
     IntegrityError: 500,
+    BackupError: 500,
     Unavailable: 503,
     InsufficientStorage: 507,
 }

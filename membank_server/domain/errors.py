@@ -4,7 +4,8 @@
     ├── InvalidInput            a request is well-formed but its values are wrong (422)
     │   └── DimensionMismatch   a client vector has the wrong number of components
     ├── NotFound                no such memory for this user (404)
-    │   └── NotEnabled          a feature this server was not configured with
+    │   ├── NotEnabled          a feature this server was not configured with
+    │   └── BackupNotFound      no such backup, or no such file on a backup target
     ├── Conflict                the id or idempotency key is taken by something else (409)
     ├── PreconditionFailed      If-Match named a version that is not the current one (412)
     ├── Forbidden               the key may not do this (403)
@@ -13,11 +14,18 @@
     ├── IntegrityError          stored data failed its integrity check: a ciphertext that
     │                           does not belong to its row, or an unknown data key (500)
     ├── ConfigError             a setting is missing or wrong (fails at start)
+    ├── BackupError             a backup cannot be written, read or restored as asked, or
+    │                           its target refused (access denied, no such bucket) (500)
+    │   ├── BackupCorrupt       a part or manifest fails its size, hash, authentication or
+    │   │                       parse check, or is missing; ``details["part"]`` names it
+    │   └── BackupKeyError      no backup key, a malformed one, or not the key the backup
+    │                           was made with (checked before anything is read or written)
     └── Unavailable             a dependency cannot answer now (503)
         ├── StorageUnavailable  the memory store
         │   └── InsufficientStorage  its disk is nearly full: writes refused (507)
         ├── EmbedderUnavailable the embedding model or provider
-        └── CacheUnavailable    a cache level (callers fall back, never answer 503 for it)
+        ├── CacheUnavailable    a cache level (callers fall back, never answer 503 for it)
+        └── BackupTargetUnavailable  a backup target (folder, S3) cannot answer now
 
 Adapters translate their driver's exceptions into these at the boundary
 (``raise StorageUnavailable(...) from exc``); the HTTP layer maps them to a
@@ -29,6 +37,11 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BackupCorrupt",
+    "BackupError",
+    "BackupKeyError",
+    "BackupNotFound",
+    "BackupTargetUnavailable",
     "CacheUnavailable",
     "ConfigError",
     "Conflict",
@@ -81,6 +94,10 @@ class NotEnabled(NotFound):
     code = "not_enabled"
 
 
+class BackupNotFound(NotFound):
+    code = "backup_not_found"
+
+
 class Conflict(MembankError):
     code = "conflict"
 
@@ -109,6 +126,18 @@ class ConfigError(MembankError):
     code = "config_error"
 
 
+class BackupError(MembankError):
+    code = "backup_error"
+
+
+class BackupCorrupt(BackupError):
+    code = "backup_corrupt"
+
+
+class BackupKeyError(BackupError):
+    code = "backup_key_error"
+
+
 class Unavailable(MembankError):
     code = "unavailable"
 
@@ -127,3 +156,7 @@ class EmbedderUnavailable(Unavailable):
 
 class CacheUnavailable(Unavailable):
     code = "cache_unavailable"
+
+
+class BackupTargetUnavailable(Unavailable):
+    code = "backup_target_unavailable"

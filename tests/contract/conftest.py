@@ -23,6 +23,7 @@ from uuid import UUID, uuid4
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
+from membank_server.archive.local import LocalTarget
 from membank_server.domain.model import (
     Event,
     HistoryEvent,
@@ -30,7 +31,7 @@ from membank_server.domain.model import (
     MemoryRecord,
     content_hash,
 )
-from membank_server.domain.ports import MemoryStore
+from membank_server.domain.ports import BackupTarget, MemoryStore
 from membank_server.security.crypto import KeyRing, generate_key
 from membank_server.security.encrypted_store import EncryptedStore
 from membank_server.storage.edge import EdgeStore
@@ -38,6 +39,7 @@ from membank_server.storage.hybrid import HybridStore
 from membank_server.storage.outbox import PgOutbox
 from membank_server.storage.pgvector import PgVectorStore
 from membank_server.storage.qdrant import QdrantStore
+from tests.support.backup import s3_target
 
 __all__: list[str] = []
 
@@ -205,3 +207,16 @@ async def store(open_store: StoreFactory) -> AsyncIterator[MemoryStore]:
     await opened.start()
     yield opened
     await opened.aclose()
+
+
+@pytest.fixture(params=["local", "s3"])
+async def backup_target(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[BackupTarget]:
+    """Every backup target: a local folder, and a fresh prefix on the real SeaweedFS."""
+    if request.param == "local":
+        made: BackupTarget = LocalTarget(tmp_path / "backups")
+    else:
+        made = s3_target(request.getfixturevalue("s3"), f"contract/{uuid4().hex}")
+    yield made
+    await made.aclose()
