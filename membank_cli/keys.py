@@ -37,7 +37,7 @@ from membank_server.config import Settings, load_settings
 from membank_server.domain.errors import MembankError
 from membank_server.domain.security import ApiKey, AuditEntry, Role, Scope
 from membank_server.services.access import AccessService, KeySpec
-from membank_server.services.runtime import KEY_RELOAD_SECONDS
+from membank_server.services.upkeep import KEY_RELOAD_SECONDS
 
 __all__ = ["app"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from litestar import Litestar
 
 from membank_server.api.app import create_app as _create_app
-from membank_server.bootstrap import build_runtime
+from membank_server.bootstrap import build_services
 from membank_server.config import load_settings, secret_values
 from membank_server.observability import PrometheusTelemetry, configure_logging
 from membank_server.observability.redact import redactor
@@ -21,4 +21,4 @@ def create_app() -> Litestar:
     settings = load_settings()
     configure_logging(settings.server.log_level, settings.server.log_json)
     redactor.add_secrets(*secret_values(settings))
-    return _create_app(build_runtime(settings, telemetry=PrometheusTelemetry()), settings)
+    return _create_app(build_services(settings, telemetry=PrometheusTelemetry()), settings)

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from membank_server.api.errors import responses
 from membank_server.api.schemas import IdStr
-from membank_server.api.tenancy import admin_only, principal_of
-from membank_server.domain.errors import Conflict, InvalidInput, NotEnabled, Unavailable
+from membank_server.api.tenancy import admin_only, audit_note, principal_of
+from membank_server.domain.errors import Conflict, InvalidInput
 from membank_server.domain.model import USER_ID_PATTERN
 from membank_server.domain.security import ApiKey, Role, Scope
 from membank_server.services.access import AccessService, KeySpec
+from membank_server.services.audit import AuditTrail
 from membank_server.services.rotation import DataKeyRotation
-from membank_server.services.runtime import Runtime
 
 __all__ = [
     "AdminController",
@@ -36,6 +35,8 @@ __all__ = [
 ]
 
 
+Access = NamedDependency[AccessService]
+Rotation = NamedDependency[DataKeyRotation]
 KeyIdPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9]{1,64}$(?!\n)")]
 NamePath = Annotated[str, PathParameter(pattern=USER_ID_PATTERN.pattern)]
 
@@ -128,20 +129,6 @@ class WhoAmI(msgspec.Struct, kw_only=True):
     team: str | None
 
 
-def _access(state: State) -> AccessService:
-    runtime: Runtime = state.runtime
-    if runtime.access is None:
-        raise NotEnabled("authentication is off (security.auth=false): there are no keys")
-    return runtime.access
-
-
-def _rotation(state: State) -> DataKeyRotation:
-    runtime: Runtime = state.runtime
-    if runtime.rotation is None:
-        raise NotEnabled("field encryption is off (security.encryption.enabled=false)")
-    return runtime.rotation
-
-
 def _instant(text: str | None, name: str) -> datetime | None:
     """A query time as the schema says (RFC 3339 with an offset): not a bare number,
     which a lax conversion would take for a Unix timestamp."""
@@ -157,8 +144,8 @@ def _instant(text: str | None, name: str) -> datetime | None:
 
 
 def _audit(request: Request[Any, Any, Any], target: str, **details: Any) -> None:
-    request.state.audit_target = target
-    request.state.audit_details = details
+    note = audit_note(request.scope)
+    note.target, note.details = target, details
 
 
 @get(
@@ -189,10 +176,10 @@ class AdminController(Controller):
         opt={"audit": "key.create"},
     )
     async def create_key(
-        self, request: Request[Any, Any, Any], state: State, data: JSONBody[KeyCreate]
+        self, request: Request[Any, Any, Any], access: Access, data: JSONBody[KeyCreate]
     ) -> KeyCreated:
         spec = KeySpec(**msgspec.structs.asdict(data))
-        key, secret = await _access(state).create_key(spec)
+        key, secret = await access.create_key(spec)
         _audit(request, f"key:{key.id}", role=key.role, scope=key.scope, name=key.name)
         return KeyCreated(key=KeyRead.of(key), secret=secret)
 
@@ -202,8 +189,8 @@ class AdminController(Controller):
         operation_id="list_api_keys",
         responses=responses(404, 422, 503),
     )
-    async def list_keys(self, state: State) -> list[KeyRead]:
-        return [KeyRead.of(k) for k in await _access(state).list_keys()]
+    async def list_keys(self, access: Access) -> list[KeyRead]:
+        return [KeyRead.of(k) for k in await access.list_keys()]
 
     @get(
         "/keys/{key_id:str}",
@@ -211,8 +198,8 @@ class AdminController(Controller):
         operation_id="get_api_key",
         responses=responses(404, 422, 503),
     )
-    async def get_key(self, state: State, key_id: KeyIdPath) -> KeyRead:
-        return KeyRead.of(await _access(state).get_key(key_id))
+    async def get_key(self, access: Access, key_id: KeyIdPath) -> KeyRead:
+        return KeyRead.of(await access.get_key(key_id))
 
     @post(
         "/keys/{key_id:str}/revoke",
@@ -223,12 +210,12 @@ class AdminController(Controller):
         opt={"audit": "key.revoke"},
     )
     async def revoke_key(
-        self, request: Request[Any, Any, Any], state: State, key_id: KeyIdPath
+        self, request: Request[Any, Any, Any], access: Access, key_id: KeyIdPath
     ) -> KeyRead:
         if principal_of(request).key_id == key_id:
             # A request never locks out the key it is made with: another admin revokes it.
             raise Conflict("a key cannot revoke itself; revoke it with another admin key")
-        return KeyRead.of(await _access(state).revoke(key_id))
+        return KeyRead.of(await access.revoke(key_id))
 
     @get(
         "/teams/{team:str}/members",
@@ -236,8 +223,8 @@ class AdminController(Controller):
         operation_id="list_team_members",
         responses=responses(404, 422, 503),
     )
-    async def members(self, state: State, team: NamePath) -> list[str]:
-        return await _access(state).members(team)
+    async def members(self, access: Access, team: NamePath) -> list[str]:
+        return await access.members(team)
 
     @put(
         "/teams/{team:str}/members/{user_id:str}",
@@ -247,8 +234,8 @@ class AdminController(Controller):
         responses=responses(404, 422, 503),
         opt={"audit": "team.add_member"},
     )
-    async def add_member(self, state: State, team: NamePath, user_id: NamePath) -> None:
-        await _access(state).add_member(team, user_id)
+    async def add_member(self, access: Access, team: NamePath, user_id: NamePath) -> None:
+        await access.add_member(team, user_id)
 
     @delete(
         "/teams/{team:str}/members/{user_id:str}",
@@ -258,8 +245,8 @@ class AdminController(Controller):
         responses=responses(404, 422, 503),
         opt={"audit": "team.remove_member"},
     )
-    async def remove_member(self, state: State, team: NamePath, user_id: NamePath) -> None:
-        await _access(state).remove_member(team, user_id)
+    async def remove_member(self, access: Access, team: NamePath, user_id: NamePath) -> None:
+        await access.remove_member(team, user_id)
 
     @get(
         "/audit",
@@ -269,17 +256,14 @@ class AdminController(Controller):
     )
     async def audit(
         self,
-        state: State,
+        audit_trail: NamedDependency[AuditTrail],
         since: Annotated[
             str | None,
             QueryParameter(format="date-time", description="an RFC 3339 time with an offset"),
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
     ) -> list[AuditRead]:
-        runtime: Runtime = state.runtime
-        if runtime.audit is None:
-            raise Unavailable("no audit log")
-        entries = await runtime.audit.read(since=_instant(since, "since"), limit=limit)
+        entries = await audit_trail.read(since=_instant(since, "since"), limit=limit)
         return [AuditRead(**dataclasses.asdict(e)) for e in entries]
 
     @get(
@@ -288,8 +272,7 @@ class AdminController(Controller):
         operation_id="get_encryption_status",
         responses=responses(404, 422, 503),
     )
-    async def encryption(self, state: State) -> EncryptionRead:
-        rotation = _rotation(state)
+    async def encryption(self, rotation: Rotation) -> EncryptionRead:
         return EncryptionRead(
             active_key=rotation.active_key,
             usage=await rotation.usage(),
@@ -305,12 +288,6 @@ class AdminController(Controller):
         responses=responses(404, 409, 422, 503),
         opt={"audit": "encryption.rotate"},
     )
-    async def rotate(self, state: State) -> Response[RotationRead]:
-        runtime: Runtime = state.runtime
-        rotation = _rotation(state)
-        if rotation.status.state == "running":
-            raise Conflict("a rotation is running; follow it at GET /v1/admin/encryption")
-        runtime.background(rotation.run())
-        # Let the run begin: this answer names it (started_at) and shows it running.
-        await asyncio.sleep(0)
-        return Response(RotationRead(**dataclasses.asdict(rotation.status)), status_code=202)
+    async def rotate(self, rotation: Rotation) -> Response[RotationRead]:
+        status = await rotation.begin()
+        return Response(RotationRead(**dataclasses.asdict(status)), status_code=202)

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, Router, get
+from litestar import Litestar, Request, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -26,15 +26,16 @@ from membank_server.api.controllers import (
     mark_backend,
 )
 from membank_server.api.edge import EdgeMiddleware
-from membank_server.api.errors import error_response, exception_handlers, responses
+from membank_server.api.errors import exception_handlers
 from membank_server.api.openapi import state_server_rules
-from membank_server.api.schemas import ErrorBody
+from membank_server.api.ops import collection, ready
 from membank_server.api.security import SecurityMiddleware
-from membank_server.api.tenancy import admin_only
+from membank_server.api.tenancy import Tenancy, admin_only, audit_note, principal_of
 from membank_server.config import Settings
+from membank_server.domain.errors import NotEnabled
 from membank_server.lifecycle import shutdown_report
 from membank_server.observability.metrics import start_metrics_listener
-from membank_server.services.runtime import Runtime
+from membank_server.services.container import Services
 
 __all__ = ["create_app"]
 
@@ -53,6 +54,16 @@ class _PublicMetrics(_Metrics):
     opt = {"public": True}
 
 
+@asynccontextmanager
+async def _recording_failure() -> AsyncIterator[None]:
+    """A failure while stopping is recorded for the exit status (see ``lifecycle``)."""
+    try:
+        yield
+    except BaseException as exc:
+        shutdown_report.failed = f"{type(exc).__name__}: {exc}"
+        raise
+
+
 @get(
     "/health",
     tags=["ops"],
@@ -65,86 +76,72 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get(
-    "/ready",
-    tags=["ops"],
-    summary="Readiness: 503 until storage and embedder are ready",
-    operation_id="ready",
-    opt={"public": True},
-    responses={
-        503: ResponseSpec(
-            data_container=ErrorBody, description="not ready yet", generate_examples=False
-        )
-    },
-)
-async def ready(state: State) -> Response[Any]:
-    runtime: Runtime = state.runtime
-    checks: dict[str, Any] = {"storage": runtime.store_ready, "embedder": runtime.embedder_ready}
-    writes = runtime.writes()
-    if runtime.ready:
-        # Still ready with writes refused: reads and searches go on; the body says so.
-        status = "degraded" if writes else "ready"
-        return Response(
-            {"status": status, **checks, "writes": writes or "accepted"}, media_type=MediaType.JSON
-        )
-    reason = runtime.store_error or runtime.embedder_error or "warming up"
-    return error_response(503, "not_ready", reason, checks, {"Retry-After": "1"})
+def _show_admin_key(key: str) -> None:
+    # Shown once, on the terminal, never through logging; only its hash is kept.
+    sys.stderr.write(
+        "\n  membank created the first admin API key; it is shown only this once:\n"
+        f"\n      {key}\n\n"
+        "  Send it as 'Authorization: Bearer <key>'; make other keys with "
+        "'membank keys create'.\n\n"
+    )
+    sys.stderr.flush()
 
 
-@get(
-    "/v1/collection",
-    tags=["ops"],
-    summary="Collection configuration and counts",
-    operation_id="get_collection",
-    guards=[admin_only],
-    responses=responses(503),
-)
-async def collection(state: State) -> dict[str, Any]:
-    runtime: Runtime = state.runtime
-    info = await runtime.store.info()
+def _value(value: object) -> Provide:
+    def provide() -> object:
+        return value
+
+    return Provide(provide, use_cache=True, sync_to_thread=False)
+
+
+def _enabled(value: object, off: str) -> Provide:
+    """A service this server may be configured without: 404 ``not_enabled`` then."""
+
+    def provide() -> object:
+        if value is None:
+            raise NotEnabled(off)
+        return value
+
+    return Provide(provide, use_cache=True, sync_to_thread=False)
+
+
+def dependencies(services: Services) -> dict[str, Provide]:
+    """What handlers receive, by parameter name: services, never the container."""
+
+    def tenancy(request: Request[Any, Any, Any]) -> Tenancy:
+        return Tenancy(services.access, principal_of(request), audit_note(request.scope))
+
     return {
-        "backend": info.backend,
-        "name": info.name,
-        "dimension": info.dimension,
-        "distance": info.distance,
-        "points": info.points,
-        "indexed_vectors": info.indexed_vectors,
-        "segments": info.segments,
-        "live_memories": await runtime.memories.count(),
-        "embedder": runtime.embedder.model,
-        "extra": dict(info.extra),
+        "service": _value(services.memories),
+        "tenancy": Provide(tenancy, sync_to_thread=False),
+        "readiness": _value(services.readiness),
+        "collection": _value(services.collection),
+        "cache_admin": _value(services.cache),
+        "audit_trail": _value(services.audit),
+        "access": _enabled(
+            services.access, "authentication is off (security.auth=false): there are no keys"
+        ),
+        "rotation": _enabled(
+            services.rotation, "field encryption is off (security.encryption.enabled=false)"
+        ),
     }
 
 
-def create_app(runtime: Runtime, settings: Settings) -> Litestar:
-    """Build the app around a runtime that its lifespan starts and closes."""
+def create_app(services: Services, settings: Settings) -> Litestar:
+    """Build the app around the services, which its lifespan starts and stops."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         address = settings.server.metrics_address
         close_listener = start_metrics_listener(address) if address else None
-        await runtime.start()
-        if runtime.admin_key is not None:
-            # Shown once, on the terminal, never through logging; only its hash is kept.
-            sys.stderr.write(
-                "\n  membank created the first admin API key; it is shown only this once:\n"
-                f"\n      {runtime.admin_key}\n\n"
-                "  Send it as 'Authorization: Bearer <key>'; make other keys with "
-                "'membank keys create'.\n\n"
-            )
-            sys.stderr.flush()
-            runtime.admin_key = None
         try:
-            yield
+            async with _recording_failure(), services.running() as started:
+                if started.admin_key is not None:
+                    _show_admin_key(started.admin_key)
+                yield
         finally:
-            try:
-                await runtime.aclose()
-            except BaseException as exc:
-                shutdown_report.failed = f"{type(exc).__name__}: {exc}"
-                raise
-            finally:
-                if close_listener is not None:
-                    close_listener()
+            if close_listener is not None:
+                close_listener()
 
     v1 = Router(
         path="/",
@@ -173,14 +170,20 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
         app_name="membank", prefix="membank", group_path=True, exclude=["/metrics"]
     )
     sec = settings.security
-    security = SecurityMiddleware(sec, runtime.access, runtime.throttle, runtime.audit)
+    security = SecurityMiddleware(sec, services.access, services.throttle, services.audit)
     metrics = _PublicMetrics if sec.metrics_public else _Metrics
     cors = CORSConfig(allow_origins=sec.cors_origins) if sec.cors_origins else None
     edge = EdgeMiddleware()
     app = Litestar(
         route_handlers=[v1, batch, health, ready, metrics],
         lifespan=[lifespan],
-        state=State({"runtime": runtime, "json_max_depth": settings.limits.json_max_depth}),
+        dependencies=dependencies(services),
+        state=State(
+            {
+                "backend": services.memories.store.backend,
+                "json_max_depth": settings.limits.json_max_depth,
+            }
+        ),
         exception_handlers=exception_handlers,
         middleware=[edge, prometheus.middleware, security],
         cors_config=cors,
@@ -206,5 +209,6 @@ def create_app(runtime: Runtime, settings: Settings) -> Litestar:
     for route in app.routes:
         methods = ", ".join(sorted(route.methods)).encode()
         edge.allow[route.path] = edge.allow[route.path_format] = methods
-    state_server_rules(app.openapi_schema, runtime.embedder.dimension, runtime.memories.limits)
+    memories = services.memories
+    state_server_rules(app.openapi_schema, memories.embedder.dimension, memories.limits)
     return app

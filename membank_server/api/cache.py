@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, Response, delete, get, post
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, QueryParameter
 
 from membank_server.api.errors import responses
+from membank_server.api.schemas import SearchBody
 from membank_server.api.tenancy import admin_only
-from membank_server.domain.errors import NotEnabled
 from membank_server.domain.model import USER_ID_PATTERN
-from membank_server.services.inputs import RecallQuery
-from membank_server.services.recall_cache import RecallCache, replayable
-from membank_server.services.runtime import Runtime
-from membank_server.services.warmup import in_sample
+from membank_server.services.cache_admin import CacheAdmin, CacheReport
 
-__all__ = ["CacheController", "WarmupBody"]
+__all__ = ["CacheController", "CacheStatsRead", "PopularList", "WarmupBody", "WarmupRead"]
+
+Admin = NamedDependency[CacheAdmin]
 
 
 class WarmupBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -31,38 +30,62 @@ class WarmupBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
 
 
-def _search_body(q: RecallQuery) -> dict[str, Any]:
-    """A counted search as the body of ``POST /v1/search`` (what the CLI replays)."""
-    f = q.filters
-    metadata: dict[str, Any] = {}
-    for c in f.metadata:
-        if c.any_of is not None:
-            metadata[c.key] = {"in": list(c.any_of)}
-        elif c.gte is not None or c.lte is not None:
-            metadata[c.key] = {k: v for k, v in (("gte", c.gte), ("lte", c.lte)) if v is not None}
-        else:
-            metadata[c.key] = c.equals
-    filters = {
-        "agent_id": f.agent_id,
-        "session_id": f.session_id,
-        "created_after": f.created_after.isoformat() if f.created_after else None,
-        "created_before": f.created_before.isoformat() if f.created_before else None,
-        "metadata": metadata or None,
-    }
-    body: dict[str, Any] = {"user_id": q.user_id, "query": q.query, "limit": q.limit}
-    if q.min_score is not None:
-        body["min_score"] = q.min_score
-    kept = {k: v for k, v in filters.items() if v is not None}
-    if kept:
-        body["filters"] = kept
-    return body
+class WarmupRead(msgspec.Struct, kw_only=True):
+    selected: int
+    users: int
+    warmed: int
+    already_cached: int
+    failed: int
+    skipped_locked: bool
 
 
-def _cache(runtime: Runtime) -> RecallCache:
-    cache = runtime.memories.recall_cache
-    if cache is None:
-        raise NotEnabled("the cache is off on this server (cache.enabled=false)")
-    return cache
+class WarmupStatusRead(msgspec.Struct, kw_only=True):
+    strategy: str | None
+    cron: str | None
+    last: WarmupRead | None
+    rounds: int
+
+
+class CacheStatsRead(msgspec.Struct, kw_only=True):
+    """Absent counts (``searches``, ``levels``) mean the cache is off."""
+
+    enabled: bool
+    searches: dict[str, int] | msgspec.UnsetType = msgspec.UNSET
+    search_hit_ratio: float | msgspec.UnsetType | None = msgspec.UNSET
+    #: Per level (l1, l2, l3): outcome counts (hit, miss, error, ...) and hit_ratio.
+    levels: dict[str, dict[str, float | None]] | msgspec.UnsetType = msgspec.UNSET
+    warmup: WarmupStatusRead
+
+    @classmethod
+    def of(cls, r: CacheReport) -> CacheStatsRead:
+        w = r.warmup
+        last = WarmupRead(**dataclasses.asdict(w.last)) if w.last is not None else None
+        status = WarmupStatusRead(strategy=w.strategy, cron=w.cron, last=last, rounds=w.rounds)
+        if r.counts is None:
+            return cls(enabled=r.enabled, warmup=status)
+        c = r.counts
+        levels: dict[str, dict[str, float | None]] = {
+            name: {**level.outcomes, "hit_ratio": level.hit_ratio}
+            for name, level in c.levels.items()
+        }
+        return cls(
+            enabled=r.enabled,
+            searches=c.searches,
+            search_hit_ratio=c.search_hit_ratio,
+            levels=levels,
+            warmup=status,
+        )
+
+
+class PopularRead(msgspec.Struct, kw_only=True):
+    user_id: str
+    count: float
+    #: The body of ``POST /v1/search`` that replays it.
+    search: SearchBody
+
+
+class PopularList(msgspec.Struct, kw_only=True):
+    items: list[PopularRead]
 
 
 class CacheController(Controller):
@@ -76,19 +99,8 @@ class CacheController(Controller):
         operation_id="get_cache_stats",
         responses=responses(503),
     )
-    async def stats(self, state: State) -> dict[str, Any]:
-        runtime: Runtime = state.runtime
-        cache = runtime.memories.recall_cache
-        return {
-            "enabled": cache is not None,
-            **(cache.stats.snapshot() if cache is not None else {}),
-            "warmup": {
-                "strategy": runtime.warmup.strategy,
-                "cron": runtime.warmup.cron if runtime.warmup.strategy == "scheduled" else None,
-                "last": dataclasses.asdict(runtime.last_warmup) if runtime.last_warmup else None,
-                "rounds": runtime.warmup_rounds,
-            },
-        }
+    async def stats(self, cache_admin: Admin) -> CacheStatsRead:
+        return CacheStatsRead.of(cache_admin.report())
 
     @get(
         "/popular",
@@ -98,21 +110,17 @@ class CacheController(Controller):
     )
     async def popular(
         self,
-        state: State,
+        cache_admin: Admin,
         k: Annotated[int, QueryParameter(ge=1, le=10_000)] = 50,
         sample: Annotated[float, QueryParameter(gt=0, le=1)] = 1.0,
-    ) -> dict[str, Any]:
-        cache = _cache(state.runtime)
-        if cache.popular is None:
-            return {"items": []}
-        ranked = await cache.popular.top(k)
-        return {
-            "items": [
-                {"user_id": user, "count": count, "search": _search_body(replayable(user, query))}
-                for user, query, count in ranked
-                if in_sample(user, sample)
+    ) -> PopularList:
+        found = await cache_admin.popular(k, sample)
+        return PopularList(
+            items=[
+                PopularRead(user_id=p.user_id, count=p.count, search=SearchBody.of(p.search))
+                for p in found
             ]
-        }
+        )
 
     @post(
         "/warmup",
@@ -134,26 +142,15 @@ class CacheController(Controller):
         ),
         opt={"audit": "cache.warmup"},
     )
-    async def warmup(self, state: State, data: JSONBody[WarmupBody]) -> Response[dict[str, Any]]:
-        runtime: Runtime = state.runtime
-        _cache(runtime)
-        if runtime.warmer is None:
-            raise NotEnabled("no popular-query counts to warm from")
-        p = runtime.warmup
-        top = data.top or p.top
-        sample = data.sample or p.sample
-        batch_size = data.batch_size or p.batch_size
-        run = runtime.warmer.run(
-            top=top,
-            sample=sample,
-            batch_size=batch_size,
-            pause=0.05 if data.strategy == "lazy" else 0.0,
+    async def warmup(
+        self, cache_admin: Admin, data: JSONBody[WarmupBody]
+    ) -> Response[WarmupRead | dict[str, str]]:
+        report = await cache_admin.warm(
+            data.strategy, top=data.top, sample=data.sample, batch_size=data.batch_size
         )
-        if data.strategy == "lazy":
-            runtime.background(run)
+        if report is None:
             return Response({"status": "started"}, status_code=202)
-        runtime.last_warmup = await run
-        return Response(dataclasses.asdict(runtime.last_warmup))
+        return Response(WarmupRead(**dataclasses.asdict(report)))
 
     @delete(
         status_code=200,
@@ -164,10 +161,10 @@ class CacheController(Controller):
     )
     async def flush(
         self,
-        state: State,
+        cache_admin: Admin,
         user_id: Annotated[
             str | None,
             QueryParameter(min_length=1, max_length=128, pattern=USER_ID_PATTERN.pattern),
         ] = None,
     ) -> dict[str, int]:
-        return {"flushed": await _cache(state.runtime).flush(user_id)}
+        return {"flushed": await cache_admin.flush(user_id)}

@@ -8,8 +8,7 @@ from urllib.parse import quote
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
@@ -31,11 +30,10 @@ from membank_server.api.schemas import (
     SearchResponse,
     SearchResult,
 )
-from membank_server.api.tenancy import Tenancy, provide_tenancy
+from membank_server.api.tenancy import Tenancy
 from membank_server.domain.model import USER_ID_PATTERN, Memory
 from membank_server.domain.routing import answered_by, note_backend
 from membank_server.services.memories import MemoryService
-from membank_server.services.runtime import Runtime
 
 __all__ = [
     "BatchController",
@@ -43,7 +41,6 @@ __all__ = [
     "SearchController",
     "before_memory_request",
     "mark_backend",
-    "provide_memories",
 ]
 
 UserQuery = Annotated[
@@ -61,11 +58,6 @@ Tenant = NamedDependency[Tenancy]
 OptionalId = Annotated[
     str | None, QueryParameter(min_length=1, max_length=128, pattern=USER_ID_PATTERN.pattern)
 ]
-
-
-def provide_memories(state: State) -> MemoryService:
-    runtime: Runtime = state.runtime
-    return runtime.memories
 
 
 #: What If-Match takes: a version as an entity tag, weak or not (``"3"``, ``W/"3"``, ``3``).
@@ -94,10 +86,6 @@ def _location(m: Memory) -> str:
 class MemoryController(Controller):
     path = "/v1/memories"
     tags = ["memories"]
-    dependencies = {
-        "service": Provide(provide_memories, sync_to_thread=False),
-        "tenancy": Provide(provide_tenancy, sync_to_thread=False),
-    }
 
     @post(
         status_code=HTTP_201_CREATED,
@@ -246,10 +234,6 @@ class BatchController(Controller):
 
     path = "/v1/memories/batch"
     tags = ["memories"]
-    dependencies = {
-        "service": Provide(provide_memories, sync_to_thread=False),
-        "tenancy": Provide(provide_tenancy, sync_to_thread=False),
-    }
 
     @post(
         status_code=HTTP_201_CREATED,
@@ -273,10 +257,6 @@ class BatchController(Controller):
 class SearchController(Controller):
     path = "/v1/search"
     tags = ["search"]
-    dependencies = {
-        "service": Provide(provide_memories, sync_to_thread=False),
-        "tenancy": Provide(provide_tenancy, sync_to_thread=False),
-    }
 
     @post(
         status_code=HTTP_200_OK,
@@ -305,8 +285,7 @@ async def before_memory_request(request: Request[Any, Any, Any]) -> Response[Any
     """Refuse a body that is not JSON (415) or not a document any handler should see
     (``api.body``), before anything decodes it; and note the configured store as the
     default answer to "which backend served this"."""
-    runtime: Runtime = request.app.state.runtime
-    note_backend(runtime.store.backend)
+    note_backend(request.app.state.backend)
     has_body = request.headers.get("content-length", "0") != "0" or (
         "transfer-encoding" in request.headers
     )

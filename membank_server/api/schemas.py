@@ -143,6 +143,29 @@ class SearchFilters(_In):
             metadata=tuple(conditions),
         )
 
+    @classmethod
+    def of(cls, f: SearchFilter) -> SearchFilters:
+        """The filters that ``to_domain`` turns into ``f`` (a key's conditions merged)."""
+        metadata: dict[str, Scalar | MetadataOp] = {}
+        for c in f.metadata:
+            if c.equals is not None:
+                metadata[c.key] = c.equals
+                continue
+            op = metadata.get(c.key)
+            op = op if isinstance(op, MetadataOp) else MetadataOp()
+            if c.any_of is not None:
+                op.in_ = list(c.any_of)
+            op.gte = c.gte if c.gte is not None else op.gte
+            op.lte = c.lte if c.lte is not None else op.lte
+            metadata[c.key] = op
+        return cls(
+            agent_id=f.agent_id,
+            session_id=f.session_id,
+            created_after=f.created_after,
+            created_before=f.created_before,
+            metadata=metadata,
+        )
+
 
 class SearchBody(_In):
     user_id: IdStr
@@ -157,6 +180,19 @@ class SearchBody(_In):
         filters = self.filters.to_domain() if self.filters else SearchFilter()
         return RecallQuery(
             self.user_id, self.query, self.vector, self.limit, self.min_score, filters
+        )
+
+    @classmethod
+    def of(cls, q: RecallQuery) -> SearchBody:
+        """The request that ``to_domain`` turns into ``q`` (what warmup replays)."""
+        filters = SearchFilters.of(q.filters) if q.filters != SearchFilter() else None
+        return cls(
+            user_id=q.user_id,
+            query=q.query,
+            vector=q.vector,
+            limit=q.limit,
+            min_score=q.min_score,
+            filters=filters,
         )
 
 

@@ -25,12 +25,14 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from membank_server.api._http import clean, client_address, error_body, header, reply, with_headers
+from membank_server.api.audit_note import AuditNote, audit_note
 from membank_server.config import SecuritySettings
 from membank_server.domain.errors import MembankError
-from membank_server.domain.ports import AuditLog, Throttle
+from membank_server.domain.ports import Throttle
 from membank_server.domain.security import AuditEntry, Principal, RateDecision, Role
 from membank_server.domain.security import Scope as KeyScope
 from membank_server.services.access import AccessService, key_id_of
+from membank_server.services.audit import AuditTrail
 
 __all__ = ["ANONYMOUS_ADMIN", "SecurityMiddleware", "client_address"]
 
@@ -62,7 +64,7 @@ class SecurityMiddleware(ASGIMiddleware):
         settings: SecuritySettings,
         access: AccessService | None,
         throttle: Throttle | None,
-        audit: AuditLog | None,
+        audit: AuditTrail,
     ) -> None:
         self.settings = settings
         if settings.auth and (access is None or throttle is None):
@@ -239,6 +241,7 @@ class SecurityMiddleware(ASGIMiddleware):
 
     async def _record(self, scope: Scope, action: str, status: int) -> None:
         state = scope.get("state", {})
+        note = audit_note(scope)
         principal = scope.get("user")
         actor = principal.key_id if isinstance(principal, Principal) else "anonymous"
         result = "ok" if status < 400 else "denied" if status in (401, 403, 404) else "failed"
@@ -249,22 +252,17 @@ class SecurityMiddleware(ASGIMiddleware):
                 actor=actor,
                 client=state.get("client", ""),
                 action=action,
-                target=clean(str(state.get("audit_target") or _target(scope))),
+                target=clean(note.target or _target(scope, note)),
                 result=result,
                 status=status,
-                details=dict(state.get("audit_details", {})),
+                details=dict(note.details),
             )
         )
 
     async def _append(self, entry: AuditEntry) -> None:
         # The audit line is written before the answer leaves; if it cannot be, the
         # failure is logged and the answer still goes (the action already happened).
-        if self.audit is None:
-            return
-        try:
-            await self.audit.append(entry)
-        except MembankError as exc:
-            _log.error("audit log append failed for %s %s: %s", entry.action, entry.target, exc)
+        await self.audit.record(entry)
 
 
 class _InFlight:
@@ -311,13 +309,12 @@ class _NoThrottle:
         return None
 
 
-def _target(scope: Scope) -> str:
+def _target(scope: Scope, note: AuditNote) -> str:
     """What an audited request acted on: its path parameters, and the user_id the
     tenant check passed (the value the handler used, not a re-read of the query)."""
     parts = [f"{k}={v}" for k, v in scope.get("path_params", {}).items()]
-    user = scope.get("state", {}).get("audit_user")
-    if user is not None:
-        parts.append(f"user_id={user}")
+    if note.user is not None:
+        parts.append(f"user_id={note.user}")
     return " ".join(parts)
 
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 
+from membank_server.api.audit_note import AuditNote, audit_note
 from membank_server.domain.errors import Forbidden, NotFound
 from membank_server.domain.security import Principal
 from membank_server.services.access import AccessService
-from membank_server.services.runtime import Runtime
 
-__all__ = ["Tenancy", "admin_only", "principal_of", "provide_tenancy"]
+__all__ = ["AuditNote", "Tenancy", "admin_only", "audit_note", "principal_of"]
 
 _NOT_FOUND = "no memory with this id for this user"
 
@@ -46,15 +44,15 @@ class Tenancy:
         self,
         access: AccessService | None,
         principal: Principal,
-        state: dict[str, Any] | None = None,
+        note: AuditNote | None = None,
     ) -> None:
         self.access = access
         self.principal = principal
-        self._state = state if state is not None else {}
+        self._note = note or AuditNote()
 
     async def _allowed(self, user_id: str) -> bool:
         # The checked user is what the audit line names: the value the handler uses.
-        self._state["audit_user"] = user_id
+        self._note.user = user_id
         if self.access is None:
             return self.principal.is_admin
         return await self.access.may_act_for(self.principal, user_id)
@@ -69,8 +67,3 @@ class Tenancy:
         for user_id in sorted(user_ids):
             if not await self._allowed(user_id):
                 raise Forbidden(f"this key may not write memories of user {user_id}")
-
-
-def provide_tenancy(request: Request[Any, Any, Any], state: State) -> Tenancy:
-    runtime: Runtime = state.runtime
-    return Tenancy(runtime.access, principal_of(request), request.scope.setdefault("state", {}))

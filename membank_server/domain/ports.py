@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from membank_server.domain.backup import StoredFile
@@ -361,6 +361,7 @@ class FolderLock(Protocol):
     def release(self) -> None: ...
 
 
+@runtime_checkable
 class SpaceAware(Protocol):
     """A store on a local disk that refuses writes when the disk is nearly full."""
 

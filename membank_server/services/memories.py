@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -39,6 +36,7 @@ from membank_server.services._writes import (
     build_record,
     same,
 )
+from membank_server.services.idempotency import IdempotencyIds
 from membank_server.services.inputs import (
     Limits,
     MemoryPatch,
@@ -55,8 +53,6 @@ __all__ = ["MemoryService", "UserLocks"]
 
 _log = logging.getLogger("membank.memories")
 
-_IDEMPOTENCY_NS = UUID("6f1c9a52-3a77-4c55-9d3e-2b0c7a9e8d41")
-
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -71,6 +67,9 @@ class MemoryService:
         limits: Size limits from settings.
         telemetry: Where timings and counts go.
         clock: The current time (tests pass a fixed one).
+        recall_cache: Caches searches and query embeddings; None for no cache.
+        quotas: Per-user limits on live memories and bytes.
+        idempotency: Derives the ids Idempotency-Keys stand for.
     """
 
     def __init__(
@@ -82,6 +81,7 @@ class MemoryService:
         clock: Callable[[], datetime] = _utcnow,
         recall_cache: RecallCache | None = None,
         quotas: Quotas | None = None,
+        idempotency: IdempotencyIds | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -89,22 +89,12 @@ class MemoryService:
         self.telemetry = telemetry or NullTelemetry()
         self._clock = clock
         self.locks = UserLocks()
-        #: Keys the ids that Idempotency-Keys stand for (set at start with auth on).
-        self.idempotency_secret: bytes | None = None
+        self._idempotency = idempotency or IdempotencyIds()
         self.recall_cache = recall_cache
         self.usage = UsageMeter(store, quotas or Quotas(None, None))
         self._ids = MemoryIds()
 
     # -- writes ------------------------------------------------------------
-
-    def _idempotent_id(self, user_id: str, key: str) -> UUID:
-        """The memory id an Idempotency-Key stands for. Under the server's secret it
-        cannot be computed by another user (who could otherwise take the id first)."""
-        name = f"{user_id}\n{key}"
-        if self.idempotency_secret is None:
-            return uuid.uuid5(_IDEMPOTENCY_NS, name)
-        digest = hmac.new(self.idempotency_secret, name.encode(), hashlib.sha256).digest()
-        return UUID(bytes=digest[:16], version=5)
 
     async def remember(
         self, item: NewMemory, idempotency_key: str | None = None
@@ -120,7 +110,7 @@ class MemoryService:
         if idempotency_key is not None:
             digest = request_digest(item)
             if item.id is None:
-                item = replace(item, id=self._idempotent_id(item.user_id, idempotency_key))
+                item = replace(item, id=self._idempotency.id_for(item.user_id, idempotency_key))
         (result,) = await self._write([item], digest, batch=False)
         return result
 

@@ -27,7 +27,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
 
 import msgspec
 
@@ -39,7 +39,9 @@ from membank_server.services.inputs import RecallQuery
 
 __all__ = [
     "EPOCH_KEY",
+    "CacheCounts",
     "CacheStats",
+    "LevelCounts",
     "RecallCache",
     "embedding_prefix",
     "normalize_query",
@@ -125,18 +127,36 @@ class CacheStats:
         self.searches[outcome] += 1
         self._telemetry.cached_search(outcome, seconds)
 
-    def snapshot(self) -> dict[str, Any]:
-        def ratio(c: Counter[str]) -> float | None:
-            seen = c["hit"] + c["miss"]
-            return round(c["hit"] / seen, 4) if seen else None
-
-        return {
-            "searches": dict(self.searches),
-            "search_hit_ratio": ratio(self.searches),
-            "levels": {
-                name: {**counts, "hit_ratio": ratio(counts)} for name, counts in self.levels.items()
+    def snapshot(self) -> CacheCounts:
+        return CacheCounts(
+            searches=dict(self.searches),
+            search_hit_ratio=_ratio(self.searches),
+            levels={
+                name: LevelCounts(dict(counts), _ratio(counts))
+                for name, counts in self.levels.items()
             },
-        }
+        )
+
+
+def _ratio(c: Counter[str]) -> float | None:
+    seen = c["hit"] + c["miss"]
+    return round(c["hit"] / seen, 4) if seen else None
+
+
+@dataclass(frozen=True)
+class LevelCounts:
+    #: outcome (hit, miss, error, ...) -> count
+    outcomes: dict[str, int]
+    hit_ratio: float | None
+
+
+@dataclass(frozen=True)
+class CacheCounts:
+    """Cache outcomes of this process: of whole searches, and per level."""
+
+    searches: dict[str, int]
+    search_hit_ratio: float | None
+    levels: dict[str, LevelCounts]
 
 
 class RecallCache:

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 from membank_server.domain.errors import Conflict
 from membank_server.domain.model import MemoryRecord
 from membank_server.domain.ports import MemoryStore, Resealable
+from membank_server.services.tasks import Background
 
 __all__ = ["DataKeyRotation", "ResealableStore", "RotationState", "RotationStatus"]
 
@@ -68,6 +69,7 @@ class DataKeyRotation:
             a user's read-modify-write.
         page_size: Records scanned per page.
         clock: The current time.
+        tasks: Where :meth:`begin` runs a rotation (a server's background tasks).
     """
 
     def __init__(
@@ -77,8 +79,10 @@ class DataKeyRotation:
         *,
         page_size: int = 500,
         clock: Callable[[], datetime] = _utcnow,
+        tasks: Background | None = None,
     ) -> None:
         self.store = store
+        self._tasks = tasks or Background()
         self._hold = hold
         self._page_size = page_size
         self._clock = clock
@@ -99,6 +103,19 @@ class DataKeyRotation:
         if self._status.state == "running":
             return dict(self._status.usage_before)
         return await self.store.key_usage()
+
+    async def begin(self) -> RotationStatus:
+        """Start a run in the background; its status, once it has begun.
+
+        Raises:
+            Conflict: a rotation is already running.
+        """
+        if self._status.state == "running" or self._running:
+            raise Conflict("a rotation is running; follow it at GET /v1/admin/encryption")
+        self._tasks.spawn(self.run(), "data-key rotation")
+        # Let the run begin: the answer names it (started_at) and shows it running.
+        await asyncio.sleep(0)
+        return self._status
 
     async def run(
         self, on_progress: Callable[[RotationStatus], None] | None = None

@@ -15,15 +15,26 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from membank_server.domain.errors import MembankError
 from membank_server.domain.ports import PopularQueries
 from membank_server.services.inputs import RecallQuery
 from membank_server.services.memories import MemoryService
 from membank_server.services.recall_cache import replayable
+from membank_server.services.tasks import Background
 
-__all__ = ["CacheWarmer", "WarmupReport", "in_sample", "local_lock"]
+__all__ = [
+    "CacheWarmer",
+    "LockFactory",
+    "WarmupPlan",
+    "WarmupReport",
+    "WarmupService",
+    "WarmupStatus",
+    "in_sample",
+    "local_lock",
+]
 
 _log = logging.getLogger("membank.warmup")
 LockFactory = Callable[[str, float], AbstractAsyncContextManager[bool]]
@@ -131,3 +142,120 @@ class CacheWarmer:
     async def _one(self, q: RecallQuery) -> str:
         _, outcome = await self.memories.recall(q)
         return outcome
+
+
+@dataclass(frozen=True)
+class WarmupPlan:
+    """``cache.warmup_*``: the strategy, its schedule, and a round's size."""
+
+    strategy: str | None = None
+    cron: str = "*/15 * * * *"
+    top: int = 50
+    sample: float = 0.1
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class WarmupStatus:
+    strategy: str | None
+    cron: str | None
+    last: WarmupReport | None
+    rounds: int
+
+
+def _cron(spec: str, trigger: Any) -> Any:
+    """A crontab line; six fields put seconds first (``*/30 * * * * *``)."""
+    fields = spec.split()
+    if len(fields) == 6:
+        second, minute, hour, day, month, dow = fields
+        return trigger(
+            second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=dow
+        )
+    return trigger.from_crontab(spec)
+
+
+@dataclass
+class WarmupService:
+    """Warmup rounds of one process: at start by the plan's strategy, on a schedule,
+    or when an admin asks; remembers the last round for ``GET /v1/cache/stats``.
+
+    Args:
+        warmer: Replays searches; None when the cache (or its counts) is off.
+        plan: The configured strategy and round size.
+        tasks: Where background rounds run.
+    """
+
+    warmer: CacheWarmer | None
+    plan: WarmupPlan
+    tasks: Background
+    _last: WarmupReport | None = field(default=None, init=False)
+    _rounds: int = field(default=0, init=False)
+    _settled: bool = field(default=False, init=False)
+    _scheduler: Any = field(default=None, init=False)
+
+    @property
+    def settled(self) -> bool:
+        """Whatever must happen before the process is ready has happened (an eager
+        round at start; nothing for the other strategies)."""
+        return self._settled or self.warmer is None or self.plan.strategy != "eager"
+
+    def status(self) -> WarmupStatus:
+        p = self.plan
+        cron = p.cron if p.strategy == "scheduled" else None
+        return WarmupStatus(p.strategy, cron, self._last, self._rounds)
+
+    async def start(self) -> None:
+        """Begin the configured strategy (once the embedder is loaded)."""
+        strategy = self.plan.strategy if self.warmer is not None else None
+        try:
+            if strategy == "eager":
+                await self.round()
+            elif strategy == "lazy":
+                self.tasks.spawn(self.round(pause=0.05), "cache warmup")
+            elif strategy == "scheduled":
+                from apscheduler.schedulers.asyncio import AsyncIOScheduler
+                from apscheduler.triggers.cron import CronTrigger
+
+                self._scheduler = AsyncIOScheduler()
+                self._scheduler.add_job(
+                    self._scheduled,
+                    _cron(self.plan.cron, CronTrigger),
+                    id="membank-warmup",
+                    max_instances=1,
+                    coalesce=True,
+                )
+                self._scheduler.start()
+        finally:
+            self._settled = True
+
+    async def _scheduled(self) -> None:
+        try:
+            await self.round(pause=0.05)
+        except MembankError as exc:
+            _log.warning("cache warmup failed: %s", exc.message)
+
+    async def round(
+        self,
+        *,
+        top: int | None = None,
+        sample: float | None = None,
+        batch_size: int | None = None,
+        pause: float = 0.0,
+    ) -> WarmupReport:
+        """One round now; unset sizes come from the plan."""
+        if self.warmer is None:
+            return WarmupReport()
+        p = self.plan
+        report = await self.warmer.run(
+            top=top or p.top,
+            sample=sample or p.sample,
+            batch_size=batch_size or p.batch_size,
+            pause=pause,
+        )
+        self._last = report
+        self._rounds += 1
+        return report
+
+    async def aclose(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)

@@ -102,8 +102,8 @@ class EdgeStore:
         dimension: Vector size; must match an existing shard.
         distance: ``cosine``, ``dot`` or ``euclid``.
         hnsw_m: HNSW graph degree.
-        hnsw_ef_construct: HNSW build-time beam.
-        hnsw_ef: Search-time beam.
+        hnsw_ef_construction: HNSW build-time beam (ef_construct).
+        hnsw_ef_search: Search-time beam (hnsw_ef).
         full_scan_threshold: Below this many KB of a tenant's vectors, search is exact.
         optimize_on_start: Build pending HNSW segments when the store starts.
         search_threads: Threads for reads (Edge holds the GIL: more adds little).
@@ -123,8 +123,8 @@ class EdgeStore:
         dimension: int,
         distance: str = "cosine",
         hnsw_m: int = 16,
-        hnsw_ef_construct: int = 100,
-        hnsw_ef: int = 128,
+        hnsw_ef_construction: int = 100,
+        hnsw_ef_search: int = 128,
         full_scan_threshold: int = 10_000,
         optimize_on_start: bool = False,
         search_threads: int = 2,
@@ -138,9 +138,9 @@ class EdgeStore:
         self.dimension = dimension
         self.distance = distance
         self._hnsw = qe.HnswIndexConfig(
-            m=hnsw_m, ef_construct=hnsw_ef_construct, full_scan_threshold=full_scan_threshold
+            m=hnsw_m, ef_construct=hnsw_ef_construction, full_scan_threshold=full_scan_threshold
         )
-        self._params = qe.SearchParams(hnsw_ef=hnsw_ef)
+        self._params = qe.SearchParams(hnsw_ef=hnsw_ef_search)
         self.optimize_on_start = optimize_on_start
         self.check_on_start = check_on_start
         self._readers = ThreadPoolExecutor(search_threads, thread_name_prefix="edge-read")

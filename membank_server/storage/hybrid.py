@@ -13,16 +13,17 @@ Writes (``write=``):
     idempotent. The queued copy repairs the secondary even if no retry comes.
     While the outbox holds anything, ``both`` writes fail fast, before touching
     either store: the secondary must get the queued writes first, in order.
-    ``consistency="strong"`` asks for exactly this mode.
+    ``consistency=strong`` asks for exactly this mode.
 ``async_both``
     The primary and an outbox entry, then the answer; a background drainer
     (started by :meth:`HybridStore.start`) applies entries to the secondary in
     order, with retries and backoff, deleting each only once applied. When the
-    primary can write in the outbox's transaction (a ``PgVectorStore`` on the
-    outbox's DSN) both commit together; otherwise the entry is appended right
-    after the primary's write and a failure there is a 503 (the retry rewrites
-    the primary, idempotently, and queues again). Entries are durable, so a
-    crash between the two stores converges once a drainer runs again.
+    primary can write in the outbox's transaction (``shared_transaction``: a
+    ``PgVectorStore`` on the outbox's database) both commit together; otherwise
+    the entry is appended right after the primary's write and a failure there is
+    a 503 (the retry rewrites the primary, idempotently, and queues again).
+    Entries are durable, so a crash between the two stores converges once a
+    drainer runs again.
 
 ``delete_user`` and ``purge_expired`` follow the same strategy as upserts. Claimed
 ids (``MemoryStore.upsert``) are decided by the primary alone; the secondary and the
@@ -62,6 +63,7 @@ from membank_server.domain.model import (
 )
 from membank_server.domain.ports import MemoryStore
 from membank_server.domain.routing import note_backend
+from membank_server.domain.storage import HybridPolicy, ReadMode, WriteMode
 from membank_server.storage._merge import merge_hits, merge_pages, prefer_primary
 from membank_server.storage.outbox import (
     AtomicWriter,
@@ -77,9 +79,6 @@ from membank_server.storage.outbox import (
 __all__ = ["HybridStore"]
 
 _T = TypeVar("_T")
-_WRITES = ("primary_only", "both", "async_both")
-_READS = ("primary_first", "fastest", "both")
-_CONSISTENCY = ("eventual", "strong")
 
 
 class HybridStore:
@@ -88,13 +87,20 @@ class HybridStore:
     Args:
         primary: The store of record: written first, read first.
         secondary: The copy.
-        write: ``primary_only``, ``both`` or ``async_both`` (see the module docs).
-        read: ``primary_first``, ``fastest`` or ``both``.
-        consistency: ``eventual``, or ``strong`` (needs ``write="both"``).
+        policy: How writes and reads use the two (see the module docs); its ``routed``
+            read is a :class:`~membank_server.storage.routed.RoutedStore` in front of
+            this one, which then reads ``primary_first``.
         outbox: Where writes wait for the secondary; needed by ``async_both``.
+        shared_transaction: The primary can write the outbox's entries in its own
+            transactions (a ``PgVectorStore`` on the outbox's database): both commit
+            together. Bootstrap knows this from the settings; it is never guessed.
         on_event: Told about fallbacks and the outbox's work.
         drain_batch: Outbox entries applied per transaction.
         drain_interval: Seconds between looks at an idle outbox (other processes' entries).
+
+    Raises:
+        ConfigError: ``async_both`` without an outbox, or a shared transaction the
+            primary cannot take part in.
     """
 
     backend = "hybrid"
@@ -103,39 +109,29 @@ class HybridStore:
         self,
         primary: MemoryStore,
         secondary: MemoryStore,
+        policy: HybridPolicy | None = None,
         *,
-        write: str = "both",
-        read: str = "primary_first",
-        consistency: str = "eventual",
         outbox: PgOutbox | None = None,
+        shared_transaction: bool = False,
         on_event: EventSink | None = None,
         drain_batch: int = 100,
         drain_interval: float = 1.0,
     ) -> None:
-        for name, value, allowed in (
-            ("write", write, _WRITES),
-            ("read", read, _READS),
-            ("consistency", consistency, _CONSISTENCY),
-        ):
-            if value not in allowed:
-                raise ConfigError(f"hybrid {name} must be one of {list(allowed)}, not {value!r}")
-        if consistency == "strong" and write != "both":
-            raise ConfigError("hybrid consistency=strong needs write=both")
-        if write == "async_both" and outbox is None:
-            raise ConfigError("hybrid write=async_both needs an outbox")
-        if read != "primary_first" and write == "primary_only":
-            raise ConfigError(f"hybrid read={read} needs writes to reach the secondary")
+        policy = policy or HybridPolicy()
+        if policy.write is WriteMode.ASYNC_BOTH and outbox is None:
+            raise ConfigError("storage.hybrid.write=async_both needs an outbox")
+        if shared_transaction and (outbox is None or not isinstance(primary, AtomicWriter)):
+            raise ConfigError("a shared transaction needs an outbox and a pgvector primary")
         self.primary, self.secondary, self.outbox = primary, secondary, outbox
-        self.write, self.read, self.consistency = write, read, consistency
+        self.policy = policy
+        self.write, self.read = policy.write, policy.store_read
         self._on_event = on_event
-        # The primary commits outbox entries in its own transactions when it can.
-        same_db = outbox is not None and getattr(primary, "dsn", None) == outbox.dsn
-        self._atomic = primary if same_db and isinstance(primary, AtomicWriter) else None
+        self._atomic = primary if shared_transaction and isinstance(primary, AtomicWriter) else None
         self._drainer = (
             OutboxDrainer(
                 outbox, secondary, on_event=on_event, batch=drain_batch, interval=drain_interval
             )
-            if outbox is not None and write != "primary_only"
+            if outbox is not None and policy.write is not WriteMode.PRIMARY_ONLY
             else None
         )
         self._losers: set[asyncio.Task[Any]] = set()
@@ -221,9 +217,9 @@ class HybridStore:
         *,
         queue_if: Callable[[_T], bool] = lambda _: True,
     ) -> _T:
-        if self.write == "primary_only":
+        if self.write is WriteMode.PRIMARY_ONLY:
             return await call(self.primary, True)
-        if self.write == "both":
+        if self.write is WriteMode.BOTH:
             return await self._write_both(op, entry, call)
         assert self.outbox is not None
         if self._drainer is not None:
@@ -310,9 +306,9 @@ class HybridStore:
         call: Callable[[MemoryStore], Awaitable[_T]],
         merge: Callable[[_T, _T], _T] | None = None,
     ) -> _T:
-        if self.read == "fastest":
+        if self.read is ReadMode.FASTEST:
             return await self._race(op, call)
-        if self.read == "both" and merge is not None:
+        if self.read is ReadMode.BOTH and merge is not None:
             return await self._merged(op, call, merge)
         return await self._primary_first(op, call)
 
@@ -501,9 +497,9 @@ class HybridStore:
                 **info.extra,
                 "primary": self.primary.backend,
                 "secondary": self.secondary.backend,
-                "write": self.write,
-                "read": self.read,
-                "consistency": self.consistency,
+                "write": str(self.policy.write),
+                "read": str(self.read),
+                "consistency": str(self.policy.consistency),
                 "outbox_size": waiting,
             },
         )

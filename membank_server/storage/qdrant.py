@@ -122,8 +122,8 @@ class QdrantStore:
         retries: Attempts in all for a request that fails transiently.
         batch_size: Points per upsert request.
         hnsw_m: HNSW graph degree.
-        hnsw_ef_construct: HNSW build-time beam.
-        hnsw_ef: Search-time beam.
+        hnsw_ef_construction: HNSW build-time beam (ef_construct).
+        hnsw_ef_search: Search-time beam (hnsw_ef).
         quantization: ``None``, ``"scalar"`` (int8) or ``"binary"``.
         on_disk: Keep vectors, HNSW graph and payload on disk rather than in RAM.
         shard_number: Shards of a new collection (cluster).
@@ -150,8 +150,8 @@ class QdrantStore:
         retries: int = 3,
         batch_size: int = 256,
         hnsw_m: int = 16,
-        hnsw_ef_construct: int = 100,
-        hnsw_ef: int = 128,
+        hnsw_ef_construction: int = 100,
+        hnsw_ef_search: int = 128,
         quantization: str | None = None,
         on_disk: bool = False,
         shard_number: int | None = None,
@@ -190,7 +190,7 @@ class QdrantStore:
         )
         self._layout: dict[str, Any] = {
             "hnsw_config": models.HnswConfigDiff(
-                m=hnsw_m, ef_construct=hnsw_ef_construct, on_disk=on_disk
+                m=hnsw_m, ef_construct=hnsw_ef_construction, on_disk=on_disk
             ),
             "quantization_config": _QUANTIZATIONS[quantization] if quantization else None,
             "on_disk_payload": on_disk,
@@ -199,7 +199,7 @@ class QdrantStore:
             "write_consistency_factor": write_consistency_factor,
         }
         # Local mode is exact anyway, and warns that search params do nothing.
-        self._search_params = None if self.local else models.SearchParams(hnsw_ef=hnsw_ef)
+        self._search_params = None if self.local else models.SearchParams(hnsw_ef=hnsw_ef_search)
         self._client: _Client | None = None
         self._history = QdrantHistory(
             self._call, f"{collection}_history", history_limit, batch_size

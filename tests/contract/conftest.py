@@ -32,6 +32,13 @@ from membank_server.domain.model import (
     content_hash,
 )
 from membank_server.domain.ports import BackupTarget, MemoryStore
+from membank_server.domain.storage import (
+    Consistency,
+    HybridPolicy,
+    ReadMode,
+    StoreKind,
+    WriteMode,
+)
 from membank_server.security.crypto import KeyRing, generate_key
 from membank_server.security.encrypted_store import EncryptedStore
 from membank_server.storage.edge import EdgeStore
@@ -140,11 +147,16 @@ async def pg_schema(pg_dsn: str) -> AsyncIterator[str]:
         await conn.close()
 
 
-_HYBRIDS: dict[str, dict[str, Any]] = {
-    "hybrid-both": {"primary": "edge", "write": "both", "consistency": "strong", "outbox": True},
-    "hybrid-async": {"primary": "pgvector", "write": "async_both", "outbox": True},
-    "hybrid-fastest": {"primary": "edge", "write": "both", "read": "fastest"},
-    "hybrid-merge": {"primary": "pgvector", "write": "both", "read": "both"},
+#: name: (primary, policy, with an outbox)
+_HYBRIDS: dict[str, tuple[StoreKind, HybridPolicy, bool]] = {
+    "hybrid-both": (
+        StoreKind.EDGE,
+        HybridPolicy(WriteMode.BOTH, consistency=Consistency.STRONG),
+        True,
+    ),
+    "hybrid-async": (StoreKind.PGVECTOR, HybridPolicy(WriteMode.ASYNC_BOTH), True),
+    "hybrid-fastest": (StoreKind.EDGE, HybridPolicy(WriteMode.BOTH, ReadMode.FASTEST), False),
+    "hybrid-merge": (StoreKind.PGVECTOR, HybridPolicy(WriteMode.BOTH, ReadMode.BOTH), False),
 }
 
 
@@ -188,12 +200,19 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
         if backend == "pgvector":
             return pgvector(dimension)
         if backend in _HYBRIDS:
-            spec = dict(_HYBRIDS[backend])
+            kind, policy, with_outbox = _HYBRIDS[backend]
             edge = EdgeStore(tmp_path / "edge", dimension=dimension)
             pg = pgvector(dimension)
-            primary, secondary = (edge, pg) if spec.pop("primary") == "edge" else (pg, edge)
-            outbox = PgOutbox(pg_dsn, schema=pg_schema) if spec.pop("outbox", False) else None
-            return HybridStore(primary, secondary, outbox=outbox, **spec)
+            primary, secondary = (edge, pg) if kind is StoreKind.EDGE else (pg, edge)
+            outbox = PgOutbox(pg_dsn, schema=pg_schema) if with_outbox else None
+            return HybridStore(
+                primary,
+                secondary,
+                policy,
+                outbox=outbox,
+                # The outbox is in the primary's database: one transaction for both.
+                shared_transaction=outbox is not None and kind is StoreKind.PGVECTOR,
+            )
         return QdrantStore(
             collection="memories", dimension=dimension, path=str(tmp_path / "qdrant")
         )

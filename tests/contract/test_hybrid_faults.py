@@ -17,6 +17,7 @@ import pytest
 from membank_server.domain.errors import StorageUnavailable
 from membank_server.domain.model import MemoryRecord
 from membank_server.domain.ports import MemoryStore
+from membank_server.domain.storage import Consistency, HybridPolicy, WriteMode
 from membank_server.storage.edge import EdgeStore
 from membank_server.storage.hybrid import HybridStore
 from membank_server.storage.outbox import PgOutbox
@@ -66,7 +67,8 @@ async def test_both_answers_503_when_the_secondary_fails_then_the_outbox_repairs
     hybrid = await open_hybrid(
         opened,
         HybridStore(
-            edge, secondary, write="both", consistency="strong", outbox=outbox,
+            edge, secondary, HybridPolicy(WriteMode.BOTH, consistency=Consistency.STRONG),
+            outbox=outbox,
             on_event=lambda kind, fields: events.append((kind, fields)), drain_interval=0.01,
         ),
     )  # fmt: skip
@@ -114,7 +116,7 @@ async def test_both_without_an_outbox_relies_on_the_client_retry(
     edge: EdgeStore, pg: PgVectorStore, opened: list[HybridStore], new_record: Records
 ) -> None:
     secondary = Switch(pg)
-    hybrid = await open_hybrid(opened, HybridStore(edge, secondary, write="both"))
+    hybrid = await open_hybrid(opened, HybridStore(edge, secondary, HybridPolicy(WriteMode.BOTH)))
     rec = new_record("alice")
 
     secondary.failing = True
@@ -150,7 +152,8 @@ async def test_async_both_answers_while_the_secondary_is_down_and_converges(
     hybrid = await open_hybrid(
         opened,
         HybridStore(
-            primary, secondary, write="async_both", outbox=outbox,
+            primary, secondary, HybridPolicy(WriteMode.ASYNC_BOTH), outbox=outbox,
+            shared_transaction=primary is pg,
             on_event=lambda kind, fields: events.append((kind, fields)), drain_interval=0.01,
         ),
     )  # fmt: skip
@@ -201,8 +204,12 @@ async def test_async_both_commits_the_outbox_row_with_the_primary_write(
     pg_schema: str,
 ) -> None:
     hybrid = await open_hybrid(
-        opened, HybridStore(pg, edge, write="async_both", outbox=outbox, drain_interval=0.01)
-    )
+        opened,
+        HybridStore(
+            pg, edge, HybridPolicy(WriteMode.ASYNC_BOTH), outbox=outbox,
+            shared_transaction=True, drain_interval=0.01,
+        ),
+    )  # fmt: skip
     lost = new_record("alice")
     conn = await asyncpg.connect(pg_dsn)
     try:
@@ -240,8 +247,9 @@ async def test_queued_writes_survive_a_restart(
         return HybridStore(
             PgVectorStore(pg_dsn, dimension=dim, schema=pg_schema),
             secondary,
-            write="async_both",
+            HybridPolicy(WriteMode.ASYNC_BOTH),
             outbox=PgOutbox(pg_dsn, schema=pg_schema, retry_base=0.01, retry_cap=0.05),
+            shared_transaction=True,
             drain_interval=0.01,
         )
 
@@ -279,7 +287,8 @@ async def test_a_write_applied_but_not_acknowledged_is_replayed_harmlessly(
     hybrid = await open_hybrid(
         opened,
         HybridStore(
-            pg, secondary, write="async_both", outbox=outbox,
+            pg, secondary, HybridPolicy(WriteMode.ASYNC_BOTH), outbox=outbox,
+            shared_transaction=True,
             on_event=lambda kind, fields: events.append((kind, fields)), drain_interval=0.01,
         ),
     )  # fmt: skip

@@ -14,6 +14,7 @@ import pytest
 
 from membank_server.domain.errors import StorageUnavailable
 from membank_server.domain.model import MemoryRecord, VectorQuery
+from membank_server.domain.storage import HybridPolicy, ReadMode, WriteMode
 from membank_server.storage.edge import EdgeStore
 from membank_server.storage.hybrid import HybridStore
 from membank_server.storage.pgvector import PgVectorStore
@@ -49,7 +50,7 @@ async def test_primary_first_reads_fall_back_to_the_secondary(
     hybrid = await open_hybrid(
         opened,
         HybridStore(
-            primary, secondary, write="both", read="primary_first",
+            primary, secondary, HybridPolicy(WriteMode.BOTH, ReadMode.PRIMARY_FIRST),
             on_event=lambda kind, fields: events.append((kind, fields)),
         ),
     )  # fmt: skip
@@ -96,7 +97,7 @@ async def test_fastest_returns_the_store_that_answers_first(
     hybrid = await open_hybrid(
         opened,
         HybridStore(
-            primary, secondary, write="both", read="fastest",
+            primary, secondary, HybridPolicy(WriteMode.BOTH, ReadMode.FASTEST),
             on_event=lambda kind, fields: events.append((kind, fields)),
         ),
     )  # fmt: skip
@@ -132,7 +133,9 @@ async def test_reading_both_merges_what_each_store_holds(
     new_record: Records,
     unit: Unit,
 ) -> None:
-    hybrid = await open_hybrid(opened, HybridStore(pg, edge, write="both", read="both"))
+    hybrid = await open_hybrid(
+        opened, HybridStore(pg, edge, HybridPolicy(WriteMode.BOTH, ReadMode.BOTH))
+    )
     query = unit(axes={0: 1.0})
     near = new_record("alice", unit(axes={0: 1.0, 1: 0.1}))
     far_in_primary = new_record("alice", unit(axes={0: 1.0, 1: 2.0}), id=near.memory.id)

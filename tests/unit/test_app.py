@@ -9,9 +9,9 @@ from litestar.testing import TestClient
 from membank_server.api.app import create_app
 from membank_server.config import load_settings
 from membank_server.domain.errors import EmbedderUnavailable
-from membank_server.services.memories import MemoryService
-from membank_server.services.runtime import Runtime
+from membank_server.services.container import Services
 from tests.unit.fakes import FakeEmbedder, InMemoryStore
+from tests.unit.services import services_over
 
 
 class SlowEmbedder(FakeEmbedder):
@@ -31,11 +31,10 @@ class BrokenEmbedder(FakeEmbedder):
         raise EmbedderUnavailable("model file missing")
 
 
-def _app(embedder: FakeEmbedder) -> tuple[TestClient, Runtime]:  # type: ignore[type-arg]
-    store = InMemoryStore()
-    runtime = Runtime(store, embedder, MemoryService(store, embedder))
+def _app(embedder: FakeEmbedder) -> tuple[TestClient, Services]:  # type: ignore[type-arg]
+    services = services_over(InMemoryStore(), embedder)
     settings = load_settings(environ={"MEMBANK_SECURITY__AUTH": "false"})
-    return TestClient(create_app(runtime, settings)), runtime
+    return TestClient(create_app(services, settings)), services
 
 
 def test_ready_is_503_until_the_embedder_is_loaded() -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from membank_server.domain.errors import ConfigError, StorageUnavailable
 from membank_server.domain.model import Memory, MemoryRecord, Page, SearchHit, VectorQuery
+from membank_server.domain.storage import Consistency, HybridPolicy, ReadMode, WriteMode
 from membank_server.storage.hybrid import HybridStore
 from tests.unit.fakes import InMemoryStore
 
@@ -60,16 +61,25 @@ class _Down(InMemoryStore):
     [
         ({"write": "sometimes"}, "write must be one of"),
         ({"read": "random"}, "read must be one of"),
-        ({"consistency": "strong", "write": "async_both"}, "strong needs write=both"),
-        ({"write": "async_both"}, "needs an outbox"),
-        ({"write": "primary_only", "read": "fastest"}, "needs writes to reach"),
+        (
+            {"consistency": Consistency.STRONG, "write": WriteMode.ASYNC_BOTH},
+            "strong needs storage.hybrid.write=both",
+        ),
+        ({"write": WriteMode.PRIMARY_ONLY, "read": ReadMode.FASTEST}, "needs writes to reach"),
     ],
 )
-def test_contradictory_settings_fail_at_construction(
+def test_contradictory_policies_fail_at_construction(
     options: dict[str, Any], complaint: str
 ) -> None:
     with pytest.raises(ConfigError, match=complaint):
-        HybridStore(InMemoryStore(), InMemoryStore(), **options)
+        HybridPolicy(**options)
+
+
+def test_a_store_without_its_outbox_or_transaction_fails_at_construction() -> None:
+    with pytest.raises(ConfigError, match="needs an outbox"):
+        HybridStore(InMemoryStore(), InMemoryStore(), HybridPolicy(WriteMode.ASYNC_BOTH))
+    with pytest.raises(ConfigError, match="shared transaction"):
+        HybridStore(InMemoryStore(), InMemoryStore(), shared_transaction=True)
 
 
 @settings(max_examples=60, deadline=None)
@@ -81,7 +91,7 @@ async def test_merged_pages_list_every_memory_once_in_id_order(
     placement: list[str], limit: int
 ) -> None:
     primary, secondary = InMemoryStore(), InMemoryStore()
-    hybrid = HybridStore(primary, secondary, write="both", read="both")
+    hybrid = HybridStore(primary, secondary, HybridPolicy(WriteMode.BOTH, ReadMode.BOTH))
     records = [_record() for _ in placement]
     for where, rec in zip(placement, records, strict=True):
         if where in ("primary", "both"):
@@ -104,7 +114,7 @@ async def test_merged_pages_list_every_memory_once_in_id_order(
 
 async def test_merged_search_keeps_each_ids_best_score_and_the_limit() -> None:
     primary, secondary = InMemoryStore(), InMemoryStore()
-    hybrid = HybridStore(primary, secondary, write="both", read="both")
+    hybrid = HybridStore(primary, secondary, HybridPolicy(WriteMode.BOTH, ReadMode.BOTH))
     shared = _record(vector=[0.2, 0.0])
     better = replace(shared, vector=[0.9, 0.0])
     others = [_record(vector=[0.1 * k, 0.0]) for k in range(1, 6)]
@@ -124,7 +134,7 @@ async def test_merged_search_keeps_each_ids_best_score_and_the_limit() -> None:
 
 async def test_merged_get_prefers_the_primarys_copy() -> None:
     primary, secondary = InMemoryStore(), InMemoryStore()
-    hybrid = HybridStore(primary, secondary, write="both", read="both")
+    hybrid = HybridStore(primary, secondary, HybridPolicy(WriteMode.BOTH, ReadMode.BOTH))
     rec = _record()
     newer = replace(rec, memory=replace(rec.memory, version=2, content="newer"))
     only_secondary = _record()
@@ -141,7 +151,10 @@ async def test_reading_both_serves_what_one_store_has_when_the_other_is_down() -
     events: list[tuple[str, dict[str, Any]]] = []
     secondary = InMemoryStore()
     hybrid = HybridStore(
-        _Down(), secondary, write="both", read="both", on_event=lambda k, f: events.append((k, f))
+        _Down(),
+        secondary,
+        HybridPolicy(WriteMode.BOTH, ReadMode.BOTH),
+        on_event=lambda k, f: events.append((k, f)),
     )
     rec = _record()
     await secondary.upsert([rec])
@@ -163,7 +176,7 @@ async def test_reading_both_serves_what_one_store_has_when_the_other_is_down() -
 
 async def test_fastest_does_not_wait_for_a_stalled_store() -> None:
     stalled, quick = _Stalled(), InMemoryStore()
-    hybrid = HybridStore(stalled, quick, write="both", read="fastest")
+    hybrid = HybridStore(stalled, quick, HybridPolicy(WriteMode.BOTH, ReadMode.FASTEST))
     rec = _record()
     await quick.upsert([rec])
 
@@ -175,7 +188,7 @@ async def test_fastest_does_not_wait_for_a_stalled_store() -> None:
 
 
 async def test_fastest_raises_only_when_both_fail() -> None:
-    hybrid = HybridStore(_Down(), _Down(), write="both", read="fastest")
+    hybrid = HybridStore(_Down(), _Down(), HybridPolicy(WriteMode.BOTH, ReadMode.FASTEST))
 
     with pytest.raises(StorageUnavailable, match=r"primary: down .*secondary: down"):
         await hybrid.get("alice", [uuid4()])
@@ -183,7 +196,7 @@ async def test_fastest_raises_only_when_both_fail() -> None:
 
 async def test_both_writes_go_to_both_stores_in_order() -> None:
     primary, secondary = InMemoryStore(), InMemoryStore()
-    hybrid = HybridStore(primary, secondary, write="both")
+    hybrid = HybridStore(primary, secondary, HybridPolicy(WriteMode.BOTH))
     rec = _record()
     expired = replace(rec, memory=replace(rec.memory, expires_at=_T0))
 

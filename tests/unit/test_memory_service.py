@@ -18,6 +18,7 @@ from membank_server.domain.errors import (
 )
 from membank_server.domain.model import Event
 from membank_server.services._writes import MemoryIds
+from membank_server.services.idempotency import IdempotencyIds
 from membank_server.services.inputs import Limits, MemoryPatch, NewMemory, RecallQuery
 from membank_server.services.memories import MemoryService
 from tests.unit.fakes import FakeEmbedder, InMemoryStore
@@ -86,9 +87,9 @@ async def test_idempotency_ids_are_keyed_by_the_server_secret(svc: MemoryService
     public = uuid.uuid5(UUID("6f1c9a52-3a77-4c55-9d3e-2b0c7a9e8d41"), "u1\nkey-9")
     unkeyed, _ = await svc.remember(NewMemory("u1", "a"), "key-9")
     assert unkeyed.id == public
-    svc.idempotency_secret = b"s" * 32
-    keyed, _ = await svc.remember(NewMemory("u1", "b"), "key-10")
-    again, _ = await svc.remember(NewMemory("u1", "b"), "key-10")
+    keyed_svc = MemoryService(svc.store, svc.embedder, idempotency=IdempotencyIds(secret=b"s" * 32))
+    keyed, _ = await keyed_svc.remember(NewMemory("u1", "b"), "key-10")
+    again, _ = await keyed_svc.remember(NewMemory("u1", "b"), "key-10")
     assert keyed.id == again.id
     assert keyed.id != uuid.uuid5(UUID("6f1c9a52-3a77-4c55-9d3e-2b0c7a9e8d41"), "u1\nkey-10")
     assert keyed.id.version == 5

@@ -1,0 +1,141 @@
+"""Storage choices: typed kinds and hybrid policies, each bad one a line naming it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from membank_server.bootstrap import SINGLE_STORES, build_single_store
+from membank_server.config import load_settings
+from membank_server.domain.errors import ConfigError
+from membank_server.domain.storage import (
+    Consistency,
+    HybridPolicy,
+    ReadMode,
+    StoreKind,
+    WriteMode,
+)
+
+_HYBRID = {
+    "MEMBANK_STORAGE__BACKEND": "hybrid",
+    "MEMBANK_STORAGE__POSTGRES__DSN": "postgresql://u@127.0.0.1/db",
+    "MEMBANK_STORAGE__QDRANT__LOCATION": ":memory:",
+}
+
+
+def _refused(env: dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ=env)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_settings_hold_typed_choices() -> None:
+    s = load_settings(environ={**_HYBRID, "MEMBANK_STORAGE__HYBRID__READ": "fastest"})
+    assert s.storage.backend is StoreKind.HYBRID
+    assert s.storage.kinds == {StoreKind.PGVECTOR, StoreKind.QDRANT}
+    assert s.storage.hybrid.policy == HybridPolicy(
+        WriteMode.ASYNC_BOTH, ReadMode.FASTEST, Consistency.EVENTUAL, 1_000_000
+    )
+
+
+def test_an_unknown_storage_kind_names_the_setting_and_the_choices() -> None:
+    message = _refused({"MEMBANK_STORAGE__BACKEND": "mongo"})
+    assert message == (
+        "setting storage.backend must be one of edge, qdrant, pgvector, hybrid, not 'mongo'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("write", "sometimes"), ("read", "random"), ("consistency", "total"), ("primary", "x")],
+)
+def test_an_invalid_hybrid_value_names_the_setting(name: str, value: str) -> None:
+    message = _refused({**_HYBRID, f"MEMBANK_STORAGE__HYBRID__{name.upper()}": value})
+    assert message.startswith(f"setting storage.hybrid.{name} must be one of ")
+    assert repr(value) in message
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"MEMBANK_STORAGE__HYBRID__SECONDARY": "pgvector"},
+            "storage.hybrid.primary and storage.hybrid.secondary must differ",
+        ),
+        (
+            {"MEMBANK_STORAGE__HYBRID__SECONDARY": "hybrid"},
+            "setting storage.hybrid.secondary must be a single store, not hybrid",
+        ),
+        (
+            {"MEMBANK_STORAGE__HYBRID__CONSISTENCY": "strong"},
+            "setting storage.hybrid.consistency=strong needs storage.hybrid.write=both "
+            "(a 2xx only once both stores have the write)",
+        ),
+        (
+            {
+                "MEMBANK_STORAGE__HYBRID__WRITE": "primary_only",
+                "MEMBANK_STORAGE__HYBRID__READ": "both",
+            },
+            "setting storage.hybrid.read=both needs writes to reach the secondary: "
+            "storage.hybrid.write=primary_only never writes it",
+        ),
+        (
+            {
+                "MEMBANK_STORAGE__HYBRID__PRIMARY": "qdrant",
+                "MEMBANK_STORAGE__HYBRID__SECONDARY": "edge",
+            },
+            "storage.hybrid.write=async_both keeps its outbox in PostgreSQL: "
+            "storage.hybrid.primary must be pgvector",
+        ),
+        (
+            {"MEMBANK_STORAGE__HYBRID__ROUTE_THRESHOLD": "-1"},
+            "setting storage.hybrid.route_threshold must be at least 0, got -1",
+        ),
+        (
+            {"MEMBANK_STORAGE__HYBRID__OUTBOX_BATCH": "0"},
+            "setting storage.hybrid.outbox_batch must be positive, got 0",
+        ),
+        (
+            {"MEMBANK_STORAGE__HYBRID__SECONDARY": "edge", "MEMBANK_SERVER__WORKERS": "2"},
+            "setting server.workers must be 1 with storage.backend=edge: an embedded "
+            "Qdrant Edge folder is opened by one process only (use storage.backend=qdrant "
+            "to run several workers)",
+        ),
+        (
+            {"MEMBANK_STORAGE__POSTGRES__DSN": ""},
+            "storage.postgres.dsn is required to use the pgvector store",
+        ),
+        (
+            {"MEMBANK_STORAGE__QDRANT__URL": "http://127.0.0.1:6333"},
+            "storage.backend=qdrant needs exactly one of storage.qdrant.url, "
+            "storage.qdrant.location (':memory:') or storage.qdrant.path",
+        ),
+    ],
+)
+def test_each_cross_field_rule_is_one_line(env: dict[str, str], line: str) -> None:
+    assert _refused({**_HYBRID, **env}) == line
+
+
+def test_renamed_hnsw_settings_keep_their_old_names(tmp_path: Path) -> None:
+    f = tmp_path / "m.toml"
+    f.write_text("[storage.edge]\nhnsw_ef = 64\nhnsw_ef_construct = 200\n")
+    edge = load_settings(f, environ={}).storage.edge
+    assert (edge.hnsw_ef_search, edge.hnsw_ef_construction) == (64, 200)
+    message = _refused(
+        {"MEMBANK_STORAGE__QDRANT__HNSW_EF": "1", "MEMBANK_STORAGE__QDRANT__HNSW_EF_SEARCH": "2"}
+    )
+    assert message == (
+        "setting storage.qdrant.hnsw_ef is the old name of storage.qdrant.hnsw_ef_search: "
+        "give only one"
+    )
+
+
+def test_the_store_registry_refuses_what_is_not_a_single_store() -> None:
+    settings = load_settings(environ={})
+    assert set(SINGLE_STORES) == {StoreKind.EDGE, StoreKind.QDRANT, StoreKind.PGVECTOR}
+    for kind in ("hybrid", "mongo"):
+        with pytest.raises(ConfigError, match=rf"no single store of kind '{kind}'"):
+            build_single_store(settings, kind)
