@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
-from membank_server.domain.backup import StoredFile
+from membank_server.domain.backup import BackupTarget
 from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
@@ -366,60 +366,3 @@ class SpaceAware(Protocol):
     """A store on a local disk that refuses writes when the disk is nearly full."""
 
     def disk_state(self) -> DiskState: ...
-
-
-class BackupTarget(Protocol):
-    """Where backups are kept (a folder, an S3 bucket prefix): files by name.
-
-    A name is a relative path of ``/``-separated segments of letters, digits, ``.``,
-    ``_`` and ``-`` (no empty, ``.`` or ``..`` segment), such as
-    ``20260101T020000Z-1a2b3c4d/manifest.json``; any other raises ``InvalidInput``.
-
-    Writes are whole or nothing. A file is visible (to ``get``, ``list``, ``exists``)
-    only once ``put`` has returned; a ``put`` that fails, whether the chunk iterator
-    raised, the target failed or the task was cancelled, leaves the name as it was
-    (absent, or the previous file) and aborts its partial write (a temporary file, an
-    S3 multipart upload) before the error propagates. When even that abort cannot reach
-    the target (it was killed, the network is gone), the partial write stays behind
-    hidden, never listed or readable, until :meth:`cleanup` removes it.
-
-    Raises (every method):
-        BackupTargetUnavailable: the target cannot answer now (connection, timeout, disk).
-        BackupError: the target refused (access denied, no such bucket).
-    """
-
-    @property
-    def url(self) -> str:
-        """Where this target writes, for messages and manifests; never a credential."""
-        ...
-
-    async def put(self, name: str, chunks: AsyncIterable[bytes]) -> StoredFile:
-        """Write the file ``name`` from ``chunks``, streaming: memory stays bounded by the
-        target's buffer (a chunk, an S3 part), never the file's size. Replaces a file of
-        that name once complete. Returns the size and SHA-256 of the bytes written."""
-        ...
-
-    def get(self, name: str) -> AsyncIterator[bytes]:
-        """The file's bytes in chunks, streaming.
-
-        Raises:
-            BackupNotFound: there is no such file (when iteration starts).
-        """
-        ...
-
-    async def list(self, prefix: str = "") -> list[str]:
-        """Names of the complete files whose name starts with ``prefix``, sorted."""
-        ...
-
-    async def exists(self, name: str) -> bool: ...
-
-    async def delete(self, name: str) -> None:
-        """Remove a file; a missing one is not an error."""
-        ...
-
-    async def cleanup(self, older_than: float = 86_400.0) -> int:
-        """Remove the leftovers of interrupted writes started more than ``older_than``
-        seconds ago (younger ones may belong to a write still running); returns how many."""
-        ...
-
-    async def aclose(self) -> None: ...

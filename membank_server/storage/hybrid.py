@@ -29,11 +29,8 @@ Writes (``write=``):
 ids (``MemoryStore.upsert``) are decided by the primary alone; the secondary and the
 outbox follow what the primary accepted.
 
-Reads (``read=``): ``primary_first`` falls back to the secondary when the
-primary raises ``StorageUnavailable``; ``fastest`` races both and takes the
-first answer (or the other one when the first fails); ``both`` asks both and
-merges by id (search keeps each id's best score, lists merge in id order). With
-``both`` the count and the collection info come from the primary first.
+Reads (``read=``) are ``primary_first``, ``fastest`` or ``both`` (merged by id);
+see ``_hybrid_reads``.
 
 ``on_event(kind, fields)`` hears ``fallback``, ``secondary_failed``, ``outbox_enqueued``,
 ``outbox_applied``, ``outbox_retry`` and ``outbox_unavailable`` (metrics and logs).
@@ -41,7 +38,6 @@ merges by id (search keeps each id's best score, lists merge in id order). With
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -62,8 +58,8 @@ from membank_server.domain.model import (
     VectorQuery,
 )
 from membank_server.domain.ports import MemoryStore
-from membank_server.domain.routing import note_backend
-from membank_server.domain.storage import HybridPolicy, ReadMode, WriteMode
+from membank_server.domain.storage import HybridPolicy, WriteMode
+from membank_server.storage._hybrid_reads import HybridReads
 from membank_server.storage._merge import merge_hits, merge_pages, prefer_primary
 from membank_server.storage.outbox import (
     AtomicWriter,
@@ -134,7 +130,7 @@ class HybridStore:
             if outbox is not None and policy.write is not WriteMode.PRIMARY_ONLY
             else None
         )
-        self._losers: set[asyncio.Task[Any]] = set()
+        self._reader = HybridReads(primary, secondary, self.read, self._emit)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -170,8 +166,7 @@ class HybridStore:
 
     async def aclose(self) -> None:
         died = await self._drainer.stop() if self._drainer else None
-        if self._losers:
-            await asyncio.wait(set(self._losers))
+        await self._reader.settle()
         await self._close_parts()
         if died is not None:
             raise StorageUnavailable(f"the outbox drainer had stopped: {died!r}") from died
@@ -306,108 +301,7 @@ class HybridStore:
         call: Callable[[MemoryStore], Awaitable[_T]],
         merge: Callable[[_T, _T], _T] | None = None,
     ) -> _T:
-        if self.read is ReadMode.FASTEST:
-            return await self._race(op, call)
-        if self.read is ReadMode.BOTH and merge is not None:
-            return await self._merged(op, call, merge)
-        return await self._primary_first(op, call)
-
-    def _fallback(self, op: str, failed: str, error: StorageUnavailable) -> None:
-        served = "secondary" if failed == "primary" else "primary"
-        backend = (self.secondary if served == "secondary" else self.primary).backend
-        # A degraded read says so in X-Membank-Backend: the store that really answered.
-        note_backend(backend)
-        self._emit(
-            "fallback",
-            {
-                "op": op,
-                "failed": failed,
-                "served_by": served,
-                "backend": backend,
-                "error": error.message,
-            },
-        )
-
-    async def _primary_first(self, op: str, call: Callable[[MemoryStore], Awaitable[_T]]) -> _T:
-        try:
-            return await call(self.primary)
-        except StorageUnavailable as exc:
-            first = exc
-        try:
-            result = await call(self.secondary)
-        except StorageUnavailable as exc:
-            raise StorageUnavailable(
-                f"neither store can {op}: primary: {first.message}; secondary: {exc.message}"
-            ) from exc
-        self._fallback(op, "primary", first)
-        return result
-
-    async def _race(self, op: str, call: Callable[[MemoryStore], Awaitable[_T]]) -> _T:
-        async def run(store: MemoryStore) -> _T:
-            return await call(store)
-
-        tasks = {
-            asyncio.create_task(run(self.primary)): "primary",
-            asyncio.create_task(run(self.secondary)): "secondary",
-        }
-        pending = set(tasks)
-        failed: dict[str, StorageUnavailable] = {}
-        try:
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                winner: asyncio.Task[_T] | None = None
-                unexpected: list[BaseException] = []
-                for task in sorted(done, key=lambda t: tasks[t]):  # primary first on a tie
-                    error = task.exception()
-                    if error is None:
-                        winner = winner or task
-                    elif isinstance(error, StorageUnavailable):
-                        failed[tasks[task]] = error
-                    else:
-                        unexpected.append(error)
-                if unexpected:
-                    raise unexpected[0]
-                if winner is not None:
-                    for name, error in failed.items():
-                        self._fallback(op, name, error)
-                    return winner.result()
-            raise StorageUnavailable(
-                f"neither store can {op}: "
-                + "; ".join(f"{name}: {error.message}" for name, error in sorted(failed.items()))
-            ) from failed.get("secondary")
-        finally:
-            # The slower store's answer is not needed: cancel it; aclose waits for it to end.
-            for task in pending:
-                task.cancel()
-                self._losers.add(task)
-                task.add_done_callback(self._forget_loser)
-
-    def _forget_loser(self, task: asyncio.Task[Any]) -> None:
-        self._losers.discard(task)
-        if not task.cancelled():
-            task.exception()  # the race was decided without it; mark its outcome as seen
-
-    async def _merged(
-        self, op: str, call: Callable[[MemoryStore], Awaitable[_T]], merge: Callable[[_T, _T], _T]
-    ) -> _T:
-        primary, secondary = await asyncio.gather(
-            call(self.primary), call(self.secondary), return_exceptions=True
-        )
-        for outcome in (primary, secondary):
-            if isinstance(outcome, BaseException) and not isinstance(outcome, StorageUnavailable):
-                raise outcome
-        if isinstance(primary, StorageUnavailable):
-            if isinstance(secondary, StorageUnavailable):
-                raise StorageUnavailable(
-                    f"neither store can {op}: primary: {primary.message}; "
-                    f"secondary: {secondary.message}"
-                ) from secondary
-            self._fallback(op, "primary", primary)
-            return secondary  # type: ignore[return-value]  # not an exception: checked above
-        if isinstance(secondary, StorageUnavailable):
-            self._fallback(op, "secondary", secondary)
-            return primary  # type: ignore[return-value]  # not an exception: checked above
-        return merge(primary, secondary)  # type: ignore[arg-type]  # neither is an exception
+        return await self._reader.read(op, call, merge)
 
     async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
         return await self._read("get", lambda s: s.get(user_id, memory_ids), prefer_primary)
@@ -423,7 +317,7 @@ class HybridStore:
         )
 
     async def usage(self, user_id: str) -> Usage:
-        return await self._primary_first("measure a user", lambda s: s.usage(user_id))
+        return await self._reader.primary_first("measure a user", lambda s: s.usage(user_id))
 
     async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
         """Both stores' reports in one; a problem names the store it is in."""
@@ -480,7 +374,7 @@ class HybridStore:
         return await self._read("count", lambda s: s.count(user_id))
 
     async def info(self) -> CollectionInfo:
-        info = await self._primary_first("describe the collection", lambda s: s.info())
+        info = await self._reader.primary_first("describe the collection", lambda s: s.info())
         try:
             waiting: int | str = await self.outbox_size()
         except StorageUnavailable as exc:

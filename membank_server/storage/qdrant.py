@@ -3,10 +3,8 @@
 Points use the payload layout of :mod:`membank_server.storage._payload`, the one
 ``EdgeStore`` writes, so a collection can move between the two backends.
 
-Every call passes :meth:`QdrantStore._call`, the one boundary where transient
-failures (transport errors, 5xx, gRPC ``UNAVAILABLE``) are retried with backoff
-and every driver error becomes :class:`StorageUnavailable`. A 4xx is never
-retried: it would fail the same way. Writes are idempotent (whole points,
+Every call passes one boundary (``_qdrant_client``) that retries transient
+failures and translates driver errors. Writes are idempotent (whole points,
 deletes by filter), so a retry cannot apply anything twice.
 
 ``location=":memory:"`` or ``path=...`` select qdrant-client's local mode: an
@@ -16,17 +14,15 @@ on the event loop and has no HNSW, quantization or payload indexes.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
-import stamina
 from qdrant_client import AsyncQdrantClient, models
 
-from membank_server.domain.errors import ConfigError, Conflict, IntegrityError, StorageUnavailable
+from membank_server.domain.errors import ConfigError, Conflict
 from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
@@ -46,65 +42,32 @@ from membank_server.storage._checked import (
     sound,
 )
 from membank_server.storage._payload import (
-    BYTES,
-    HISTORY,
-    INDEXED_KEYWORDS,
-    INDEXED_NUMBERS,
     Cond,
     live_conditions,
     record_to_payload,
     search_conditions,
 )
-from membank_server.storage._qdrant_errors import DRIVER_ERRORS, describe, transient
+from membank_server.storage._qdrant_client import QdrantConnection
+from membank_server.storage._qdrant_collection import (
+    DISTANCES,
+    QUANTIZATIONS,
+    Layout,
+    qdrant_filter,
+)
 from membank_server.storage._qdrant_history import QdrantHistory
 from membank_server.storage._qdrant_ops import move_legacy_history, verify_collection
+from membank_server.storage._qdrant_scans import (
+    WITHOUT_HISTORY,
+    expired_ids,
+    find_by_hash,
+    memories_page,
+    records_page,
+    usage,
+)
 
 __all__ = ["QdrantStore"]
 
-_T = TypeVar("_T")
 _Client = AsyncQdrantClient
-_DISTANCES = {
-    "cosine": models.Distance.COSINE,
-    "dot": models.Distance.DOT,
-    "euclid": models.Distance.EUCLID,
-}
-_QUANTIZATIONS: dict[str, models.QuantizationConfig] = {
-    "scalar": models.ScalarQuantization(
-        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
-    ),
-    "binary": models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True)),
-}
-_WITHOUT_HISTORY = models.PayloadSelectorExclude(exclude=[HISTORY])
-
-
-def _condition(c: Cond) -> models.Condition:
-    if c.op == "eq":
-        return models.FieldCondition(key=c.key, match=models.MatchValue(value=c.value))
-    if c.op == "any":
-        strings = [v for v in c.value if isinstance(v, str)]
-        numbers = [v for v in c.value if not isinstance(v, str)]
-        if strings and numbers:
-            # MatchAny takes values of one type; a mixed list is either of two.
-            return models.Filter(
-                should=[
-                    models.FieldCondition(key=c.key, match=models.MatchAny(any=strings)),
-                    models.FieldCondition(key=c.key, match=models.MatchAny(any=numbers)),
-                ]
-            )
-        return models.FieldCondition(key=c.key, match=models.MatchAny(any=list(c.value)))
-    if c.op == "set":
-        return models.Filter(
-            must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=c.key))]
-        )
-    return models.FieldCondition(key=c.key, range=models.Range(gte=c.gte, lte=c.lte, gt=c.gt))
-
-
-def _filter(conds: Sequence[Cond]) -> models.Filter:
-    return models.Filter(must=[_condition(c) for c in conds])
-
-
-def _vector(raw: Any) -> list[float] | None:
-    return [float(x) for x in raw] if isinstance(raw, list) else None
 
 
 class QdrantStore:
@@ -160,10 +123,10 @@ class QdrantStore:
         prefer_grpc: bool = False,
         history_limit: int | None = 100,
     ) -> None:
-        if distance not in _DISTANCES:
-            raise ConfigError(f"storage distance must be one of {sorted(_DISTANCES)}")
-        if quantization is not None and quantization not in _QUANTIZATIONS:
-            raise ConfigError(f"qdrant quantization must be one of {sorted(_QUANTIZATIONS)}")
+        if distance not in DISTANCES:
+            raise ConfigError(f"storage distance must be one of {sorted(DISTANCES)}")
+        if quantization is not None and quantization not in QUANTIZATIONS:
+            raise ConfigError(f"qdrant quantization must be one of {sorted(QUANTIZATIONS)}")
         if sum(x is not None for x in (url, location, path)) > 1:
             raise ConfigError("give the qdrant store one of url, location or path")
         if retries < 1 or batch_size < 1:
@@ -173,34 +136,37 @@ class QdrantStore:
         self.distance = distance
         # The rule qdrant-client itself applies to pick its in-process backend.
         self.local = location == ":memory:" or path is not None
-        self._api_key = api_key
-        self._connect = partial(
-            _Client,
-            location=location,
+        self._connection = QdrantConnection(
+            collection,
             url=url,
-            path=path,
             api_key=api_key,
-            timeout=math.ceil(timeout),
+            location=location,
+            path=path,
+            timeout=timeout,
             prefer_grpc=prefer_grpc,
+            retries=retries,
         )
-        self._retries = retries
+        self._call = self._connection.call
         self._batch_size = batch_size
-        self._vectors = models.VectorParams(
-            size=dimension, distance=_DISTANCES[distance], on_disk=on_disk
+        self._layout = Layout(
+            collection,
+            dimension,
+            distance,
+            self.local,
+            on_disk,
+            {
+                "hnsw_config": models.HnswConfigDiff(
+                    m=hnsw_m, ef_construct=hnsw_ef_construction, on_disk=on_disk
+                ),
+                "quantization_config": QUANTIZATIONS[quantization] if quantization else None,
+                "on_disk_payload": on_disk,
+                "shard_number": shard_number,
+                "replication_factor": replication_factor,
+                "write_consistency_factor": write_consistency_factor,
+            },
         )
-        self._layout: dict[str, Any] = {
-            "hnsw_config": models.HnswConfigDiff(
-                m=hnsw_m, ef_construct=hnsw_ef_construction, on_disk=on_disk
-            ),
-            "quantization_config": _QUANTIZATIONS[quantization] if quantization else None,
-            "on_disk_payload": on_disk,
-            "shard_number": shard_number,
-            "replication_factor": replication_factor,
-            "write_consistency_factor": write_consistency_factor,
-        }
         # Local mode is exact anyway, and warns that search params do nothing.
         self._search_params = None if self.local else models.SearchParams(hnsw_ef=hnsw_ef_search)
-        self._client: _Client | None = None
         self._history = QdrantHistory(
             self._call, f"{collection}_history", history_limit, batch_size
         )
@@ -209,13 +175,9 @@ class QdrantStore:
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        if self._client is None:
-            try:
-                self._client = self._connect()
-            except DRIVER_ERRORS as exc:
-                raise StorageUnavailable(self._message("connect", exc)) from exc
+        self._connection.open()
         try:
-            await self._ensure_collection()
+            await self._layout.ensure(self._call)
             await self._history.ensure(self.local)
             await move_legacy_history(self._call, self.collection, self._history)
         except BaseException:
@@ -223,92 +185,20 @@ class QdrantStore:
             await self.aclose()
             raise
 
-    async def _exists(self) -> bool:
-        return await self._call(
-            "find the collection", lambda c: c.collection_exists(self.collection)
-        )
-
-    async def _ensure_collection(self) -> None:
-        name = self.collection
-        if not await self._exists():
-            try:
-                await self._call(
-                    "create the collection",
-                    lambda c: c.create_collection(
-                        name, vectors_config=self._vectors, **self._layout
-                    ),
-                )
-            except StorageUnavailable:
-                # Another membank instance may have created it since we looked.
-                if not await self._exists():
-                    raise
-        info = await self._call("read the collection", lambda c: c.get_collection(name))
-        vectors = info.config.params.vectors
-        if not isinstance(vectors, models.VectorParams):
-            raise ConfigError(f"qdrant collection {name!r} has named vectors; membank needs one")
-        if vectors.size != self.dimension or vectors.distance != self._vectors.distance:
-            raise ConfigError(
-                f"qdrant collection {name!r} has vectors of size {vectors.size} "
-                f"({vectors.distance.value}), but storage is set to dimension "
-                f"{self.dimension} ({self._vectors.distance.value})"
-            )
-        if self.local:
-            return  # local mode scans everything and warns that indexes do nothing
-        tenant = models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
-        wanted: dict[str, models.PayloadSchemaType | models.KeywordIndexParams] = {
-            "user_id": tenant,
-            **{key: models.PayloadSchemaType.KEYWORD for key in INDEXED_KEYWORDS},
-            **{key: models.PayloadSchemaType.FLOAT for key in INDEXED_NUMBERS},
-        }
-        for key, schema in wanted.items():
-            if key not in info.payload_schema:
-                await self._call(
-                    f"index {key}",
-                    partial(
-                        _Client.create_payload_index,
-                        collection_name=name,
-                        field_name=key,
-                        field_schema=schema,
-                        wait=True,
-                    ),
-                )
-
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            try:
-                await client.close()
-            except DRIVER_ERRORS as exc:
-                raise StorageUnavailable(self._message("close the client", exc)) from exc
+        await self._connection.close()
 
     # -- plumbing ----------------------------------------------------------
 
-    async def _call(self, what: str, op: Callable[[_Client], Awaitable[_T]]) -> _T:
-        """Run one client call: retry transient failures, translate every driver error."""
-        client = self._client
-        if client is None:
-            raise StorageUnavailable("the Qdrant store is not open")
-        try:
-            async for attempt in stamina.retry_context(on=transient, attempts=self._retries):
-                with attempt:
-                    return await op(client)
-        except DRIVER_ERRORS as exc:
-            raise StorageUnavailable(self._message(what, exc)) from exc
-        raise AssertionError("unreachable: stamina makes at least one attempt")
-
-    def _message(self, what: str, exc: BaseException) -> str:
-        text = f"Qdrant cannot {what} ({self.collection!r}): {describe(exc)}"
-        return text.replace(self._api_key, "***") if self._api_key else text
-
     async def _count(self, conds: Sequence[Cond]) -> int:
-        flt = _filter(conds)
+        flt = qdrant_filter(conds)
         result = await self._call(
             "count", lambda c: c.count(self.collection, count_filter=flt, exact=True)
         )
         return int(result.count)
 
     async def _delete(self, what: str, conds: Sequence[Cond]) -> None:
-        selector = models.FilterSelector(filter=_filter(conds))
+        selector = models.FilterSelector(filter=qdrant_filter(conds))
         await self._call(
             what, lambda c: c.delete(self.collection, points_selector=selector, wait=True)
         )
@@ -316,18 +206,7 @@ class QdrantStore:
     async def _scroll(
         self, what: str, flt: models.Filter, limit: int, offset: str | None
     ) -> tuple[list[Memory], str | None]:
-        records, next_offset = await self._call(
-            what,
-            lambda c: c.scroll(
-                self.collection,
-                scroll_filter=flt,
-                limit=limit,
-                offset=offset,
-                with_payload=_WITHOUT_HISTORY,
-            ),
-        )
-        memories = sound(records, lambda r: checked_memory(str(r.id), r.payload))
-        return memories, (str(next_offset) if next_offset is not None else None)
+        return await memories_page(self._call, self.collection, what, flt, limit, offset)
 
     # -- writes ------------------------------------------------------------
 
@@ -348,7 +227,7 @@ class QdrantStore:
         for user_id, points in by_user.items():
             # Conditional: an existing point of another user is left as it is, atomically
             # in the server, so no write here can overwrite another user's memory.
-            mine = _filter([Cond("eq", "user_id", user_id)])
+            mine = qdrant_filter([Cond("eq", "user_id", user_id)])
             for start in range(0, len(points), self._batch_size):
                 await self._call(
                     "upsert",
@@ -374,20 +253,7 @@ class QdrantStore:
         return live
 
     async def purge_expired(self, now: datetime) -> int:
-        expired = _filter([Cond("range", "expires_ts", lte=now.timestamp())])
-        ids: list[str] = []
-        offset: Any = None
-        while True:
-            records, offset = await self._call(
-                "find expired memories",
-                partial(
-                    _Client.scroll, collection_name=self.collection, scroll_filter=expired,
-                    limit=1000, offset=offset, with_payload=False,
-                ),
-            )  # fmt: skip
-            ids.extend(str(r.id) for r in records)
-            if offset is None:
-                break
+        ids = await expired_ids(self._call, self.collection, now)
         if ids:
             selector = models.PointIdsList(points=list(ids))
             await self._call(
@@ -406,7 +272,7 @@ class QdrantStore:
         found = await self._call(
             "get",
             lambda c: c.retrieve(
-                self.collection, ids, with_payload=_WITHOUT_HISTORY, with_vectors=True
+                self.collection, ids, with_payload=WITHOUT_HISTORY, with_vectors=True
             ),
         )
         out: dict[UUID, MemoryRecord] = {}
@@ -432,42 +298,14 @@ class QdrantStore:
         return await self._history.read(user_id, str(memory_id), int(found[0].payload["version"]))
 
     async def usage(self, user_id: str) -> Usage:
-        flt = _filter(live_conditions(user_id, datetime.now(UTC)))
-        memories = total = 0
-        offset: Any = None
-        while True:
-            records, offset = await self._call(
-                "measure a user",
-                partial(
-                    _Client.scroll, collection_name=self.collection, scroll_filter=flt,
-                    limit=2000, offset=offset, with_payload=[BYTES],
-                ),
-            )  # fmt: skip
-            memories += len(records)
-            total += sum(int((r.payload or {}).get(BYTES, 0)) for r in records)
-            if offset is None:
-                return Usage(memories, total)
+        return await usage(self._call, self.collection, user_id)
 
     async def scan(
         self, cursor: str | None = None, limit: int = 500
     ) -> tuple[list[MemoryRecord], str | None]:
-        records, next_offset = await self._call(
-            "scan",
-            lambda c: c.scroll(
-                self.collection, limit=limit, offset=cursor, with_payload=True, with_vectors=True
-            ),
+        return await records_page(
+            self._call, self.collection, self._history, cursor, limit, **self._shape
         )
-        events = await self._history.read_many([str(r.id) for r in records])
-        out = []
-        for r in records:
-            payload = r.payload or {}
-            version = int(payload.get("version", 0))
-            kept = tuple(h for h in events.get(str(r.id), ()) if h.version <= version)
-            try:
-                out.append(checked_record(str(r.id), payload, r.vector, kept, **self._shape))
-            except IntegrityError:
-                continue  # left out of copies and backups; `verify` lists it
-        return out, str(next_offset) if next_offset is not None else None
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
         if not memory_ids:
@@ -481,26 +319,7 @@ class QdrantStore:
     async def find_by_hash(
         self, pairs: Sequence[tuple[str, str]], now: datetime
     ) -> dict[tuple[str, str], Memory]:
-        by_user: dict[str, set[str]] = {}
-        for user_id, digest in pairs:
-            by_user.setdefault(user_id, set()).add(digest)
-        if not by_user:
-            return {}
-        flt = models.Filter(
-            should=[
-                _filter([*live_conditions(u, now), Cond("any", "content_hash", sorted(hs))])
-                for u, hs in sorted(by_user.items())
-            ]
-        )
-        out: dict[tuple[str, str], Memory] = {}
-        offset: str | None = None
-        while True:
-            # Pages until the end: duplicates of one pair must not hide another pair.
-            memories, offset = await self._scroll("find by hash", flt, 256, offset)
-            for m in memories:
-                out.setdefault((m.user_id, m.content_hash), m)
-            if offset is None:
-                return out
+        return await find_by_hash(self._call, self.collection, pairs, now)
 
     async def list_page(
         self,
@@ -517,12 +336,12 @@ class QdrantStore:
             conds.append(Cond("eq", "agent_id", agent_id))
         if session_id is not None:
             conds.append(Cond("eq", "session_id", session_id))
-        memories, next_cursor = await self._scroll("list", _filter(conds), limit, cursor)
+        memories, next_cursor = await self._scroll("list", qdrant_filter(conds), limit, cursor)
         memories = [m for m in memories if m.user_id == user_id and not m.is_expired(now)]
         return Page(items=tuple(memories), next_cursor=next_cursor)
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
-        flt = _filter(search_conditions(query.user_id, query.now, query.filters))
+        flt = qdrant_filter(search_conditions(query.user_id, query.now, query.filters))
         response = await self._call(
             "search",
             lambda c: c.query_points(
@@ -530,7 +349,7 @@ class QdrantStore:
                 query=list(query.vector),
                 query_filter=flt,
                 limit=query.limit,
-                with_payload=_WITHOUT_HISTORY,
+                with_payload=WITHOUT_HISTORY,
                 score_threshold=query.min_score,
                 search_params=self._search_params,
             ),
@@ -569,28 +388,7 @@ class QdrantStore:
 
     async def info(self) -> CollectionInfo:
         info = await self._call("read the collection", lambda c: c.get_collection(self.collection))
-        hnsw = info.config.hnsw_config
-        quantization = info.config.quantization_config
-        return CollectionInfo(
-            backend=self.backend,
-            name=self.collection,
-            dimension=self.dimension,
-            distance=self.distance,
-            points=int(info.points_count or 0),
-            indexed_vectors=int(info.indexed_vectors_count or 0),
-            segments=int(info.segments_count),
-            extra={
-                "status": info.status.value,
-                "quantization": (
-                    type(quantization).__name__.removesuffix("Quantization").lower()
-                    if quantization
-                    else None
-                ),
-                "hnsw": {"m": hnsw.m, "ef_construct": hnsw.ef_construct, "on_disk": hnsw.on_disk},
-                "local": self.local,
-                "payload_indexes": sorted(info.payload_schema),
-            },
-        )
+        return self._layout.describe(info)
 
     async def optimize(self) -> bool:
         """Nothing to do: a Qdrant server builds its indexes itself, in the background."""

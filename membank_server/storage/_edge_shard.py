@@ -1,0 +1,198 @@
+"""A Qdrant Edge shard behind its own threads, with writes committed in groups.
+
+Qdrant Edge is synchronous and holds the GIL while it works, so every call runs
+on a private thread and never on the event loop: reads on a small pool, writes on
+one writer thread. The writer commits them in groups: each group is applied, then
+flushed once, and only then are its callers answered, so a 2xx means the write is
+on disk without paying a flush per request. A Rust panic (damaged files) arrives
+as a ``BaseException`` and becomes a failed call, not the end of the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import qdrant_edge as qe
+
+from membank_server.domain.errors import (
+    ConfigError,
+    InsufficientStorage,
+    MembankError,
+    StorageUnavailable,
+)
+from membank_server.domain.model import CollectionInfo
+from membank_server.storage._edge_ops import Op, apply_group, disk_full
+from membank_server.storage._edge_reads import is_panic
+from membank_server.storage._payload import INDEXED_KEYWORDS, INDEXED_NUMBERS
+from membank_server.storage._sqlite_history import SqliteHistory
+
+__all__ = ["DISTANCES", "ShardThreads", "describe", "open_shard", "shard_config"]
+
+_T = TypeVar("_T")
+DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid"}
+
+
+def shard_config(
+    dimension: int, distance: str, m: int, ef_construction: int, full_scan_threshold: int
+) -> Any:
+    return qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(
+            size=dimension, distance=getattr(qe.Distance, DISTANCES[distance])
+        ),
+        hnsw_config=qe.HnswIndexConfig(
+            m=m, ef_construct=ef_construction, full_scan_threshold=full_scan_threshold
+        ),
+    )
+
+
+def describe(info: Any, path: Path, dimension: int, distance: str) -> CollectionInfo:
+    """The collection's description from the shard's ``info()``."""
+    return CollectionInfo(
+        backend="edge",
+        name=path.name,
+        dimension=dimension,
+        distance=distance,
+        points=int(info.points_count),
+        indexed_vectors=int(info.indexed_vectors_count),
+        segments=int(info.segments_count),
+        extra={
+            "path": str(path),
+            "payload_indexes": {
+                k: str(v.data_type).rsplit(".", 1)[-1] for k, v in info.payload_schema.items()
+            },
+        },
+    )
+
+
+def open_shard(path: Path, config: Any, *, dimension: int, distance: str) -> Any:
+    """Load the shard at ``path`` (its config checked against the segments on disk),
+    or create it with the payload indexes membank filters on."""
+    try:
+        if (path / "edge_config.json").exists():
+            return qe.EdgeShard.load(str(path), config)
+        path.mkdir(parents=True, exist_ok=True)
+        shard = qe.EdgeShard.create(str(path), config)
+        shard.update(
+            qe.UpdateOperation.create_field_index("user_id", qe.KeywordIndexParams(is_tenant=True))
+        )
+        for key in INDEXED_KEYWORDS:
+            shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Keyword))
+        for key in INDEXED_NUMBERS:
+            shard.update(qe.UpdateOperation.create_field_index(key, qe.PayloadSchemaType.Float))
+        shard.flush()
+        return shard
+    except Exception as exc:
+        text = str(exc)
+        if "incompatible" in text.lower():
+            raise ConfigError(
+                f"the collection at {path} does not match storage settings "
+                f"(dimension {dimension}, distance {distance}): {text}"
+            ) from exc
+        hint = " (is another membank process using this data folder?)" if "WAL" in text else ""
+        raise StorageUnavailable(
+            f"cannot open the Qdrant Edge shard at {path}: {text}{hint}"
+        ) from exc
+
+
+class ShardThreads:
+    """The open shard and the threads that call it (see the module docs).
+
+    Args:
+        history: The history database, written in the same group as the shard.
+        read_threads: Threads for reads (Edge holds the GIL: more adds little).
+    """
+
+    def __init__(self, history: SqliteHistory, read_threads: int = 2) -> None:
+        self.history = history
+        self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="edge-read")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="edge-write")
+        self._shard: Any = None
+        self._pending: list[tuple[Op, asyncio.Future[None]]] = []
+        self._committing: asyncio.Task[None] | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._shard is not None
+
+    async def open(self, opener: Callable[[], Any]) -> None:
+        """Open the shard on the writer thread (where every change to it happens)."""
+        self._shard = await self.on_writer(opener)
+
+    def require(self) -> Any:
+        if self._shard is None:
+            raise StorageUnavailable("the Qdrant Edge store is not open")
+        return self._shard
+
+    async def _run(self, pool: ThreadPoolExecutor, fn: Callable[[], _T]) -> _T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn)
+        except MembankError:
+            raise
+        except Exception as exc:
+            raise StorageUnavailable(f"Qdrant Edge failed: {exc}") from exc
+        except BaseException as exc:
+            if is_panic(exc):
+                raise StorageUnavailable(f"Qdrant Edge failed: {str(exc)[:300]}") from exc
+            raise
+
+    async def on_writer(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the writer thread, between groups (open, optimize, close)."""
+        return await self._run(self._writer, fn)
+
+    async def read(self, fn: Callable[[Any], _T]) -> _T:
+        """Run ``fn(shard)`` on a reader thread."""
+        shard = self.require()
+        return await self._run(self._readers, lambda: fn(shard))
+
+    async def write(self, op: Op) -> None:
+        """Queue a write and wait until the group that carries it is flushed."""
+        self.require()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, future))
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.create_task(self._commit_loop())
+        await future
+
+    async def _commit_loop(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            ops = [op for op, _ in group]
+            shard = self.require()
+            try:
+                outcomes = await asyncio.get_running_loop().run_in_executor(
+                    self._writer, apply_group, shard, self.history, ops
+                )
+            except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
+                outcomes = [exc] * len(group)
+            for (_, future), error in zip(group, outcomes, strict=True):
+                if future.done():
+                    continue
+                if error is None:
+                    future.set_result(None)
+                elif isinstance(error, MembankError):
+                    future.set_exception(error)
+                else:
+                    kind = InsufficientStorage if disk_full(error) else StorageUnavailable
+                    failure = kind(f"Qdrant Edge write failed: {error}")
+                    failure.__cause__ = error
+                    future.set_exception(failure)
+
+    async def close_shard(self, *, flush: bool = True) -> None:
+        """Wait for the last group, then close the shard (and the history database);
+        the threads stay for a shard opened again."""
+        if self._committing is not None:
+            await self._committing
+        if self._shard is not None:
+            shard, self._shard = self._shard, None
+            await self.on_writer(lambda: (shard.flush() if flush else None, shard.close()))
+        self.history.close()
+
+    async def close(self) -> None:
+        """Close the shard and stop the threads."""
+        await self.close_shard()
+        self._readers.shutdown(wait=True)
+        self._writer.shutdown(wait=True)
