@@ -71,6 +71,15 @@ __all__ = [
 _PREFIX = "MEMBANK_"
 #: MEMBANK_ variables that are not settings: the config file, and the CLI's API key.
 _NOT_SETTINGS = ("MEMBANK_CONFIG", "MEMBANK_API_KEY")
+#: What Kubernetes injects for a Service named ``membank`` or ``membank-<x>``
+#: (``MEMBANK_SERVICE_HOST``, ``MEMBANK_PORT=tcp://...``, ``MEMBANK_PORT_8080_TCP_ADDR``,
+#: ``MEMBANK_REDIS_SERVICE_PORT_HTTP``...). Settings always have a double underscore
+#: (``MEMBANK_SERVER__PORT``), so these are never settings and never typos of one.
+_SERVICE_LINK = re.compile(
+    r"MEMBANK_(?:[A-Z0-9]+(?:_[A-Z0-9]+)*_)?"
+    r"(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
+    r"|PORT(?:_[0-9]+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)"
+)
 #: Settings that were renamed, by table: old name -> new name. The old name still
 #: works; giving both is an error.
 _RENAMED = {
@@ -104,6 +113,8 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith(_PREFIX) or name in _NOT_SETTINGS:
+            continue
+        if "__" not in name and _SERVICE_LINK.fullmatch(name):
             continue
         path = name[len(_PREFIX) :].lower().split("__")
         node = tree

@@ -137,3 +137,27 @@ def test_security_settings_are_checked(env: dict[str, str], needle: str) -> None
     with pytest.raises(ConfigError) as err:
         load_settings(environ=env)
     assert needle in err.value.message
+
+
+def test_kubernetes_service_links_are_not_settings() -> None:
+    # Exactly what Kubernetes injects into every pod for Services named membank and
+    # membank-redis (enableServiceLinks defaults to true).
+    links = {
+        "MEMBANK_SERVICE_HOST": "10.96.12.7",
+        "MEMBANK_SERVICE_PORT": "8080",
+        "MEMBANK_SERVICE_PORT_HTTP": "8080",
+        "MEMBANK_PORT": "tcp://10.96.12.7:8080",
+        "MEMBANK_PORT_8080_TCP": "tcp://10.96.12.7:8080",
+        "MEMBANK_PORT_8080_TCP_PROTO": "tcp",
+        "MEMBANK_PORT_8080_TCP_PORT": "8080",
+        "MEMBANK_PORT_8080_TCP_ADDR": "10.96.12.7",
+        "MEMBANK_REDIS_SERVICE_HOST": "10.96.3.9",
+        "MEMBANK_REDIS_PORT_6379_TCP_ADDR": "10.96.3.9",
+        "MEMBANK_SERVER__PORT": "9000",
+    }
+    s = load_settings(environ=links)
+    assert s.server.port == 9000 and s.server.host == "127.0.0.1"
+    # Typo protection stays for everything else.
+    for typo in ("MEMBANK_PORTS", "MEMBANK_SERVICE", "MEMBANK_LOG_LEVEL"):
+        with pytest.raises(ConfigError):
+            load_settings(environ={typo: "1"})
