@@ -103,6 +103,7 @@ def build_single_store(settings: Settings, kind: str) -> MemoryStore:
             history_limit=history_limit,
         )
     if kind == "pgvector":
+        from membank_server.pg import PoolSettings
         from membank_server.storage.pgvector import PgVectorStore
 
         pg = s.postgres
@@ -113,11 +114,13 @@ def build_single_store(settings: Settings, kind: str) -> MemoryStore:
             distance=s.distance,
             schema=pg.schema,
             table_prefix=pg.table_prefix,
-            pool_min=pg.pool_min,
-            pool_max=pg.pool_max,
-            connect_timeout=pg.connect_timeout,
-            command_timeout=pg.command_timeout,
-            statement_timeout_ms=pg.statement_timeout_ms,
+            pool=PoolSettings(
+                min_size=pg.pool_min,
+                max_size=pg.pool_max,
+                connect_timeout=pg.connect_timeout,
+                command_timeout=pg.command_timeout,
+                statement_timeout_ms=pg.statement_timeout_ms,
+            ),
             hnsw_m=pg.hnsw_m,
             hnsw_ef_construction=pg.hnsw_ef_construction,
             hnsw_ef_search=pg.hnsw_ef_search,
@@ -149,6 +152,7 @@ def build_store(
     s = settings.storage
     if s.backend != "hybrid":
         return build_single_store(settings, s.backend)
+    from membank_server.pg import PoolSettings
     from membank_server.storage.hybrid import HybridStore
     from membank_server.storage.outbox import PgOutbox
     from membank_server.storage.routed import RoutedStore
@@ -160,9 +164,12 @@ def build_store(
             pg.dsn,
             schema=pg.schema,
             table_prefix=pg.table_prefix,
-            connect_timeout=pg.connect_timeout,
-            command_timeout=pg.command_timeout,
-            statement_timeout_ms=pg.statement_timeout_ms,
+            pool=PoolSettings(
+                max_size=4,  # its own small pool: drains, and enqueues when not in the primary
+                connect_timeout=pg.connect_timeout,
+                command_timeout=pg.command_timeout,
+                statement_timeout_ms=pg.statement_timeout_ms,
+            ),
             migrate=pg.migrate_on_start,
         )
     hybrid = HybridStore(
