@@ -87,14 +87,10 @@ class Database:
     def __repr__(self) -> str:
         return f"<Database {self.label} on {self.where}>"
 
-    @property
-    def is_open(self) -> bool:
-        return self._pool is not None
-
-    def translate(
+    def _translate(
         self, exc: BaseException, what: str, *, starting: bool = False, conflict: str | None = None
     ) -> MembankError:
-        """The domain error for a driver error (``raise db.translate(exc, ...) from exc``)."""
+        """The domain error for a driver error, in this database's words."""
         return translate(
             exc, what, dsn=self.dsn, starting=starting,
             missing_table=self._missing_table, conflict=conflict,
@@ -125,13 +121,13 @@ class Database:
                 server_settings=self._server_settings(),
             )
         except DRIVER_ERRORS as exc:
-            raise self.translate(exc, what, starting=True) from exc
+            raise self._translate(exc, what, starting=True) from exc
         try:
             yield conn
             await conn.close()
         except DRIVER_ERRORS as exc:
             conn.terminate()
-            raise self.translate(exc, what, starting=True) from exc
+            raise self._translate(exc, what, starting=True) from exc
         except BaseException:
             conn.terminate()
             raise
@@ -167,7 +163,7 @@ class Database:
                     init=init,
                 )
             except DRIVER_ERRORS as exc:
-                raise self.translate(exc, "open a connection pool", starting=True) from exc
+                raise self._translate(exc, "open a connection pool", starting=True) from exc
 
     async def close(self) -> None:
         """Close the pool (waiting for connections in use); nothing when it is closed."""
@@ -177,7 +173,7 @@ class Database:
         try:
             await pool.close()
         except DRIVER_ERRORS as exc:
-            raise self.translate(exc, "close the pool") from exc
+            raise self._translate(exc, "close the pool") from exc
 
     # -- work --------------------------------------------------------------
 
@@ -217,5 +213,5 @@ class Database:
                         async with conn.transaction():
                             return await op(conn)
         except DRIVER_ERRORS as exc:
-            raise self.translate(exc, what, conflict=conflict) from exc
+            raise self._translate(exc, what, conflict=conflict) from exc
         raise AssertionError("unreachable: stamina makes at least one attempt")
