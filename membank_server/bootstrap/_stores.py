@@ -95,6 +95,7 @@ def _qdrant(settings: Settings) -> MemoryStore:
 
 
 def _pgvector(settings: Settings) -> MemoryStore:
+    from membank_server.pg import PoolSettings
     from membank_server.storage.pgvector import PgVectorStore
 
     s, pg = settings.storage, settings.storage.postgres
@@ -105,11 +106,13 @@ def _pgvector(settings: Settings) -> MemoryStore:
         distance=s.distance,
         schema=pg.schema,
         table_prefix=pg.table_prefix,
-        pool_min=pg.pool_min,
-        pool_max=pg.pool_max,
-        connect_timeout=pg.connect_timeout,
-        command_timeout=pg.command_timeout,
-        statement_timeout_ms=pg.statement_timeout_ms,
+        pool=PoolSettings(
+            min_size=pg.pool_min,
+            max_size=pg.pool_max,
+            connect_timeout=pg.connect_timeout,
+            command_timeout=pg.command_timeout,
+            statement_timeout_ms=pg.statement_timeout_ms,
+        ),
         hnsw_m=pg.hnsw_m,
         hnsw_ef_construction=pg.hnsw_ef_construction,
         hnsw_ef_search=pg.hnsw_ef_search,
@@ -145,6 +148,7 @@ def build_store(settings: Settings, on_event: EventSink | None = None) -> Memory
     s = settings.storage
     if s.backend is not StoreKind.HYBRID:
         return build_single_store(settings, s.backend)
+    from membank_server.pg import PoolSettings
     from membank_server.storage.hybrid import HybridStore
     from membank_server.storage.outbox import PgOutbox
     from membank_server.storage.routed import RoutedStore
@@ -156,9 +160,12 @@ def build_store(settings: Settings, on_event: EventSink | None = None) -> Memory
             pg.dsn,
             schema=pg.schema,
             table_prefix=pg.table_prefix,
-            connect_timeout=pg.connect_timeout,
-            command_timeout=pg.command_timeout,
-            statement_timeout_ms=pg.statement_timeout_ms,
+            pool=PoolSettings(
+                max_size=4,  # its own small pool: drains, and enqueues when not in the primary
+                connect_timeout=pg.connect_timeout,
+                command_timeout=pg.command_timeout,
+                statement_timeout_ms=pg.statement_timeout_ms,
+            ),
             migrate=pg.migrate_on_start,
         )
     hybrid = HybridStore(

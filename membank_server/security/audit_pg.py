@@ -1,52 +1,84 @@
 """PgAuditLog: the append-only audit log as a PostgreSQL table, shared by every instance.
 
 ``<schema>.audit_log`` has one row per entry (``details`` as jsonb) and an index
-on ``at``. :meth:`PgAuditLog.start` creates what is missing, under the advisory
-lock every membank schema change takes, including a trigger function that
+on ``at``. :meth:`PgAuditLog.start` applies the migrations of the component
+``audit`` (see :mod:`membank_server.pg`): the table, and a trigger function that
 raises on ``UPDATE`` and ``DELETE`` (per row) and on ``TRUNCATE`` (per
 statement): no statement can change or remove an entry while the triggers are
 there. The table's owner or a superuser can still drop them; to make the log
 tamper-evident against the server's own credentials, create the table with
-another role and grant the server only ``INSERT, SELECT`` on it and ``USAGE`` on
-its sequence.
+another role (start membank once as that role) and grant the server only
+``INSERT, SELECT`` on it and ``USAGE`` on its sequence. A log made before
+migrations were recorded is adopted as it stands; a role that may not write
+``schema_migrations`` then starts without recording anything.
 
 An append is one ``INSERT``, committed with ``synchronous_commit = on`` before
-it returns. Driver errors become ``StorageUnavailable`` (a refused login at
-start a ``ConfigError``); messages never show the password.
+it returns. Driver errors become domain errors in :mod:`membank_server.pg`
+(``StorageUnavailable``; a refused login at start a ``ConfigError``); messages
+never show the password.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
-from membank_server.domain.errors import ConfigError, InvalidInput, StorageUnavailable
+from membank_server.domain.errors import InvalidInput, StorageUnavailable
 from membank_server.domain.security import AuditEntry
+from membank_server.pg import (
+    Database,
+    Migration,
+    PoolSettings,
+    apply_migrations,
+    check_ident,
+    qualify,
+)
 
 __all__ = ["PgAuditLog"]
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$(?!\n)")
-_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    TimeoutError,
-)
-_REFUSED = (
-    asyncpg.InvalidAuthorizationSpecificationError,
-    asyncpg.InvalidCatalogNameError,
-    asyncpg.InsufficientPrivilegeError,
-)
-#: The lock every membank schema change takes ("membank" in ASCII), as the stores do.
-_LOCK_KEY = 0x6D656D62616E6B
 _COLUMNS = "at, request_id, actor, client, action, target, result, status, details"
+#: Two connections; statements limited by the client only, as before the settings were shared.
+_POOL = PoolSettings(max_size=2, statement_timeout_ms=None)
+_TRIGGERS = (
+    ("audit_log_no_change", "BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW"),
+    ("audit_log_no_truncate", "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT"),
+)
+
+
+def _migrations(schema: str) -> list[Migration]:
+    """Version 1 is what the first membank with this sink made (each piece when missing):
+    a log made by it, by the server's role or another, is adopted as it stands."""
+    t, index = qualify(schema, "audit_log"), qualify(schema, "audit_log_at_idx")
+    function = f"{qualify(schema, 'audit_log_append_only')}()"
+    triggers = ", ".join(f"'{name}'" for name, _ in _TRIGGERS)
+    # Names checked by check_ident: nothing in them needs escaping in a literal.
+    adopt = (
+        f"SELECT to_regclass('{t}') IS NOT NULL AND to_regclass('{index}') IS NOT NULL"
+        f" AND to_regprocedure('{function}') IS NOT NULL AND (SELECT count(*) FROM pg_trigger"
+        f" WHERE tgrelid = to_regclass('{t}') AND tgname IN ({triggers})) = {len(_TRIGGERS)}"
+    )
+    return [
+        Migration(
+            1,
+            (
+                f"CREATE TABLE {t} (id bigserial PRIMARY KEY,"
+                " at timestamptz NOT NULL, request_id text NOT NULL, actor text NOT NULL,"
+                " client text NOT NULL, action text NOT NULL, target text NOT NULL,"
+                " result text NOT NULL, status int NOT NULL,"
+                " details jsonb NOT NULL DEFAULT '{}'::jsonb)",
+                f"CREATE INDEX audit_log_at_idx ON {t} (at)",
+                f"CREATE FUNCTION {function} RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " RAISE EXCEPTION 'the membank audit log is append-only: % on %.% refused',"
+                " TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME; END $$",
+                *(
+                    f"CREATE TRIGGER {name} {when.format(t=t)} EXECUTE FUNCTION {function}"
+                    for name, when in _TRIGGERS
+                ),
+            ),
+            adopt=adopt,
+        )
+    ]
 
 
 def _aware(value: datetime | None, what: str) -> None:
@@ -63,147 +95,45 @@ class PgAuditLog:
     Args:
         dsn: ``postgresql://user:password@host:port/db``.
         schema: The schema of ``audit_log`` (created when missing).
-        connect_timeout: Seconds to connect or to wait for a pooled connection.
-        command_timeout: Client-side seconds per statement.
+        pool: Pool sizes and timeouts (by default two connections).
     """
 
-    def __init__(
-        self,
-        dsn: str,
-        *,
-        schema: str = "membank",
-        connect_timeout: float = 10.0,
-        command_timeout: float = 30.0,
-    ) -> None:
-        if not _IDENT.match(schema):
-            raise ConfigError(
-                "setting security.audit.schema must be a letter or _ then up to 39 letters, "
-                f"digits or _; got {schema!r}"
-            )
-        self.dsn, self.schema = dsn, schema
-        self.table = f'"{schema}".audit_log'
-        self._connect_timeout, self._command_timeout = connect_timeout, command_timeout
-        self._pool: Any = None
+    def __init__(self, dsn: str, *, schema: str = "membank", pool: PoolSettings = _POOL) -> None:
+        self.dsn = dsn
+        self.schema = check_ident(schema, "setting security.audit.schema")
+        self.table = qualify(schema, "audit_log")
+        self.db = Database(
+            dsn,
+            pool,
+            label="the audit log",
+            application_name="membank-audit",
+            missing_table="start the server once with security.audit.sink=postgres",
+        )
         self._started = False
-        self._opening: asyncio.Lock | None = None
 
     @property
     def where(self) -> str:
-        parts = urlsplit(self.dsn)
-        db = unquote(parts.path.lstrip("/")) or "?"
-        return f"PostgreSQL at {parts.hostname or 'localhost'}:{parts.port or 5432}/{db}"
-
-    def _translate(self, exc: BaseException, what: str, *, starting: bool = False) -> Exception:
-        text = str(exc) or type(exc).__name__
-        secret = urlsplit(self.dsn).password
-        if secret:
-            text = text.replace(unquote(secret), "***")
-        if starting and isinstance(exc, _REFUSED):
-            return ConfigError(f"{self.where} refused to {what}: {text}")
-        if isinstance(exc, asyncpg.UndefinedTableError):
-            text += " (start the server once with security.audit.sink=postgres)"
-        return StorageUnavailable(f"{self.where} cannot {what}: {text}")
+        return self.db.where
 
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the schema, table, index and append-only triggers if missing; open the pool.
+        """Apply the audit log's migrations (adopting a log made before they were
+        recorded), then open the pool.
 
         Raises:
             ConfigError: the login or database is refused, or this user may not
                 create the schema or table.
             StorageUnavailable: PostgreSQL cannot be reached.
         """
-        try:
-            conn = await asyncpg.connect(
-                self.dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout
-            )
-        except _DRIVER_ERRORS as exc:
-            raise self._translate(exc, "connect", starting=True) from exc
-        try:
-            async with conn.transaction():
-                await self._migrate(conn)
-            await conn.close()
-        except _DRIVER_ERRORS as exc:
-            conn.terminate()
-            raise self._translate(exc, "create the audit table", starting=True) from exc
-        except BaseException:
-            conn.terminate()
-            raise
-        await self._open_pool()
+        async with self.db.session("create the audit table") as conn:
+            await apply_migrations(conn, self.schema, "audit", lambda _: _migrations(self.schema))
+        await self.db.open()
         self._started = True
 
-    async def _migrate(self, conn: Any) -> None:
-        """Create what is missing, and only that: a role granted just INSERT and SELECT
-        on a table made by another role starts without needing any more privilege."""
-        s, t = f'"{self.schema}"', self.table
-        function = f"{s}.audit_log_append_only()"
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-        # Checked first: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database
-        # even when the schema is there.
-        if not await conn.fetchval("SELECT to_regnamespace($1) IS NOT NULL", self.schema):
-            await conn.execute(f"CREATE SCHEMA {s}")
-        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", t):
-            await conn.execute(
-                f"CREATE TABLE {t} (id bigserial PRIMARY KEY,"
-                " at timestamptz NOT NULL, request_id text NOT NULL, actor text NOT NULL,"
-                " client text NOT NULL, action text NOT NULL, target text NOT NULL,"
-                " result text NOT NULL, status int NOT NULL,"
-                " details jsonb NOT NULL DEFAULT '{}'::jsonb)"
-            )
-        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{s}.audit_log_at_idx"):
-            await conn.execute(f"CREATE INDEX audit_log_at_idx ON {t} (at)")
-        if not await conn.fetchval("SELECT to_regprocedure($1) IS NOT NULL", function):
-            await conn.execute(
-                f"CREATE FUNCTION {function} RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-                " RAISE EXCEPTION 'the membank audit log is append-only: % on %.% refused',"
-                " TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME; END $$"
-            )
-        present = {
-            r["tgname"]
-            for r in await conn.fetch(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass($1)", t
-            )
-        }
-        for name, when in (
-            ("audit_log_no_change", "BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW"),
-            ("audit_log_no_truncate", "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT"),
-        ):
-            if name not in present:
-                await conn.execute(
-                    f"CREATE TRIGGER {name} {when.format(t=t)} EXECUTE FUNCTION {function}"
-                )
-
-    async def _open_pool(self) -> Any:
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                try:
-                    self._pool = await asyncpg.create_pool(
-                        self.dsn,
-                        min_size=1,
-                        max_size=2,
-                        timeout=self._connect_timeout,
-                        command_timeout=self._command_timeout,
-                        # An append that returned is committed durably, whatever the default.
-                        server_settings={
-                            "application_name": "membank-audit",
-                            "synchronous_commit": "on",
-                        },
-                    )
-                except _DRIVER_ERRORS as exc:
-                    raise self._translate(exc, "open a connection pool", starting=True) from exc
-            return self._pool
-
     async def aclose(self) -> None:
-        pool, self._pool, self._started = self._pool, None, False
-        if pool is None:
-            return
-        try:
-            await pool.close()
-        except _DRIVER_ERRORS as exc:
-            raise self._translate(exc, "close the pool") from exc
+        self._started = False
+        await self.db.close()
 
     # -- writes and reads --------------------------------------------------
 
@@ -219,18 +149,19 @@ class PgAuditLog:
             details = msgspec.json.encode(dict(entry.details)).decode()
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"an audit entry's details are not JSON: {exc}") from exc
-        if not self._started or self._pool is None:
+        if not self._started:
             raise StorageUnavailable(f"the audit log on {self.where} is not started")
-        try:
-            async with self._pool.acquire(timeout=self._connect_timeout) as conn:
-                await conn.execute(
-                    f"INSERT INTO {self.table} ({_COLUMNS})"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)",
-                    entry.at, entry.request_id, entry.actor, entry.client, entry.action,
-                    entry.target, entry.result, entry.status, details,
-                )  # fmt: skip
-        except _DRIVER_ERRORS as exc:
-            raise self._translate(exc, "append to the audit log") from exc
+        sql = (
+            f"INSERT INTO {self.table} ({_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)"
+        )
+        values = (
+            entry.at, entry.request_id, entry.actor, entry.client, entry.action,
+            entry.target, entry.result, entry.status, details,
+        )  # fmt: skip
+        await self.db.run(
+            "append to the audit log", lambda c: c.execute(sql, *values), transaction=False
+        )
 
     async def read(
         self,
@@ -249,7 +180,7 @@ class PgAuditLog:
         _aware(until, "until")
         if limit is not None and limit <= 0:
             return []
-        pool = await self._open_pool()
+        await self.db.open()  # a reader needs no start(), and creates nothing
         # The newest first to apply the limit, then back to time order.
         sql = (
             f"SELECT {_COLUMNS} FROM (SELECT id, {_COLUMNS} FROM {self.table}"
@@ -257,11 +188,9 @@ class PgAuditLog:
             " AND ($2::timestamptz IS NULL OR at < $2)"
             " ORDER BY at DESC, id DESC LIMIT $3) AS newest ORDER BY at, id"
         )
-        try:
-            async with pool.acquire(timeout=self._connect_timeout) as conn:
-                rows = await conn.fetch(sql, since, until, limit)
-        except _DRIVER_ERRORS as exc:
-            raise self._translate(exc, "read the audit log") from exc
+        rows = await self.db.run(
+            "read the audit log", lambda c: c.fetch(sql, since, until, limit), transaction=False
+        )
         return [
             AuditEntry(
                 at=r["at"].astimezone(UTC),

@@ -22,41 +22,38 @@ in ``last_error`` and reported on every retry. :class:`OutboxDrainer` runs
 write, when that primary is in the same database) after taking a
 transaction-level advisory lock per user, so two processes writing for one user
 commit, and number their rows, one after the other.
+
+This module is the outbox's face: :class:`PgOutbox` lives in :mod:`._pg_outbox`,
+the entries in :mod:`._outbox_entries`, and :class:`OutboxDrainer` here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import random
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from membank_server.domain.errors import ConfigError, MembankError, StorageUnavailable
+from membank_server.domain.errors import StorageUnavailable
 from membank_server.domain.model import MemoryRecord
 from membank_server.domain.ports import MemoryStore
-from membank_server.storage._payload import (
-    history_event_from_payload,
-    history_event_to_payload,
-    legacy_history,
-    record_from_payload,
-    record_to_payload,
+from membank_server.pg import InTransaction
+from membank_server.storage._outbox_entries import (
+    DELETE_USER,
+    PURGE_EXPIRED,
+    UPSERT,
+    DrainReport,
+    Entry,
+    OutboxEntry,
+    apply_entry,
+    decode_records,
+    delete_user_entry,
+    purge_entry,
+    upsert_entry,
 )
-from membank_server.storage._pg_schema import (
-    DRIVER_ERRORS,
-    Connector,
-    Migration,
-    PgNames,
-    apply_migrations,
-    check_ident,
-    forget_component,
-    lock_schema,
-    to_json,
-)
+from membank_server.storage._pg_outbox import PgOutbox
 
 __all__ = [
     "DELETE_USER",
@@ -64,6 +61,7 @@ __all__ = [
     "UPSERT",
     "AtomicWriter",
     "DrainReport",
+    "Entry",
     "EventSink",
     "InTransaction",
     "OutboxDrainer",
@@ -76,13 +74,8 @@ __all__ = [
     "upsert_entry",
 ]
 
-UPSERT, DELETE_USER, PURGE_EXPIRED = "upsert", "delete_user", "purge_expired"
-#: What is queued: an operation and its JSON payload.
-Entry = tuple[str, dict[str, Any]]
 #: Told ``(kind, fields)`` about the outbox's work: metrics and logs.
 EventSink = Callable[[str, dict[str, Any]], None]
-#: Work run on a write's connection inside its transaction (``enqueue_on`` bound).
-InTransaction = Callable[[Any], Awaitable[None]]
 
 
 @runtime_checkable
@@ -105,295 +98,6 @@ class AtomicWriter(Protocol):
     async def delete_user(self, user_id: str, *, also: InTransaction | None = None) -> int: ...
 
     async def purge_expired(self, now: datetime, *, also: InTransaction | None = None) -> int: ...
-
-
-def upsert_entry(records: Sequence[MemoryRecord]) -> Entry:
-    return UPSERT, {
-        "records": [
-            {
-                "id": str(r.memory.id),
-                "payload": record_to_payload(r),
-                "vector": list(r.vector),
-                "history": [history_event_to_payload(r.memory, h) for h in r.history],
-            }
-            for r in records
-        ]
-    }
-
-
-def delete_user_entry(user_id: str) -> Entry:
-    return DELETE_USER, {"user_id": user_id}
-
-
-def purge_entry(now: datetime) -> Entry:
-    return PURGE_EXPIRED, {"now": now.isoformat()}
-
-
-def decode_records(payload: Mapping[str, Any]) -> list[MemoryRecord]:
-    # Entries queued before history moved out of the payload carry it inside it.
-    return [
-        record_from_payload(
-            r["id"],
-            r["payload"],
-            r["vector"] or None,
-            tuple(history_event_from_payload(h) for h in r.get("history", ()))
-            or legacy_history(r["payload"])
-            or (),
-        )
-        for r in payload["records"]
-    ]
-
-
-def _users(entries: Sequence[Entry]) -> list[str]:
-    users: set[str] = set()
-    for op, payload in entries:
-        if op == UPSERT:
-            users.update(r["payload"]["user_id"] for r in payload["records"])
-        elif op == DELETE_USER:
-            users.add(payload["user_id"])
-    return sorted(users)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    id: int
-    op: str
-    payload: Mapping[str, Any]
-    attempts: int
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class DrainReport:
-    """What one :meth:`PgOutbox.drain` did.
-
-    ``applied`` were applied and deleted; ``failed`` is the entry that stopped
-    the pass, with its ``error``; ``wait`` is how long until the head of the
-    queue is due again (None when the queue ran dry); ``busy`` means another
-    drainer held the queue.
-    """
-
-    applied: tuple[OutboxEntry, ...] = ()
-    failed: OutboxEntry | None = None
-    error: MembankError | None = None
-    wait: float | None = None
-    busy: bool = False
-
-
-class PgOutbox:
-    """The outbox table ``<schema>.<prefix>_outbox`` and the one pool that works on it.
-
-    Args:
-        dsn: libpq URL; give the primary's DSN to enqueue in its transactions.
-        schema: Schema holding the table (created when missing).
-        table_prefix: The table is ``<prefix>_outbox``.
-        pool_min: Connections kept open.
-        pool_max: Most connections open at once.
-        connect_timeout: Seconds to open a connection or wait for a pooled one.
-        command_timeout: Client-side seconds per statement.
-        statement_timeout_ms: Server-side limit per statement.
-        migrate: Create the table in :meth:`start` when missing.
-        retry_base: Seconds before the first retry of a failed entry.
-        retry_cap: Most seconds between two retries.
-    """
-
-    def __init__(
-        self,
-        dsn: str,
-        *,
-        schema: str = "membank",
-        table_prefix: str = "memories",
-        pool_min: int = 1,
-        pool_max: int = 4,
-        connect_timeout: float = 10.0,
-        command_timeout: float = 30.0,
-        statement_timeout_ms: int = 10_000,
-        migrate: bool = True,
-        retry_base: float = 0.5,
-        retry_cap: float = 60.0,
-    ) -> None:
-        self.dsn = dsn
-        self.names = PgNames(check_ident(schema, "schema"), check_ident(table_prefix, "prefix"))
-        self.connector = Connector(dsn, connect_timeout, command_timeout, statement_timeout_ms)
-        self.migrate_on_start = migrate
-        self.retry_base, self.retry_cap = retry_base, retry_cap
-        self._pool_size = (pool_min, pool_max)
-        self._component = f"outbox:{self.names.prefix}"
-        self._table = self.names.q(self.names.outbox)
-        self._pool: Any = None
-
-    # -- lifecycle ---------------------------------------------------------
-
-    def _migrations(self, _ext: str | None) -> list[Migration]:
-        return [
-            Migration(
-                1,
-                (
-                    f"CREATE TABLE {self._table} (id bigserial PRIMARY KEY, op text NOT NULL,"
-                    " payload jsonb NOT NULL, attempts int NOT NULL DEFAULT 0, last_error text,"
-                    " created_at timestamptz NOT NULL DEFAULT now(),"
-                    " next_attempt_at timestamptz NOT NULL DEFAULT now())",
-                ),
-            )
-        ]
-
-    async def migrate(self) -> list[int]:
-        """Create the outbox table when missing; the migration versions applied now."""
-        async with self.connector.session("migrate the outbox") as conn:
-            return await apply_migrations(
-                conn, self.names, self._component, self._migrations, needs_vector=False
-            )
-
-    async def start(self) -> None:
-        if self.migrate_on_start:
-            await self.migrate()
-        if self._pool is None:
-            self._pool = await self.connector.pool(self._pool_size)
-
-    async def aclose(self) -> None:
-        if self._pool is None:
-            return
-        pool, self._pool = self._pool, None
-        try:
-            await pool.close()
-        except DRIVER_ERRORS as exc:
-            raise self.connector.translate(exc, "close the outbox pool") from exc
-
-    async def drop(self) -> None:
-        """Drop the outbox table and whatever it still holds, then close the pool."""
-        async with self.connector.session("drop the outbox") as conn, conn.transaction():
-            await lock_schema(conn)
-            await conn.execute(f"DROP TABLE IF EXISTS {self._table}")
-            await forget_component(conn, self.names, self._component)
-        await self.aclose()
-
-    def backoff(self, attempts: int) -> float:
-        """Seconds before retry number ``attempts``: doubling, capped, with jitter."""
-        delay = min(self.retry_cap, self.retry_base * 2.0 ** max(attempts - 1, 0))
-        return delay * random.uniform(0.5, 1.0)
-
-    # -- plumbing ----------------------------------------------------------
-
-    async def _run(self, what: str, op: Callable[[Any], Awaitable[Any]]) -> Any:
-        if self._pool is None:
-            raise StorageUnavailable(f"the outbox ({self.connector.where}) is not open")
-        try:
-            async with (
-                self._pool.acquire(timeout=self.connector.connect_timeout) as conn,
-                conn.transaction(),
-            ):
-                return await op(conn)
-        except DRIVER_ERRORS as exc:
-            raise self.connector.translate(exc, what) from exc
-
-    # -- queue -------------------------------------------------------------
-
-    async def enqueue_on(self, conn: Any, entries: Sequence[Entry]) -> None:
-        """Append entries on a connection inside the caller's open transaction.
-
-        Run it first in that transaction: the per-user locks it takes then order
-        the whole write against other processes' writes for the same users.
-        """
-        users = _users(entries)
-        if users:
-            await conn.execute(
-                "SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT DISTINCT"
-                " hashtextextended('membank-outbox:' || u, 0) AS k"
-                " FROM unnest($1::text[]) AS u ORDER BY k) AS locks",
-                users,
-            )
-        await conn.execute(
-            f"INSERT INTO {self._table} (op, payload)"
-            " SELECT e.op, e.payload::jsonb FROM unnest($1::text[], $2::text[])"
-            " WITH ORDINALITY AS e(op, payload, n) ORDER BY e.n",
-            [op for op, _ in entries],
-            [to_json(payload) for _, payload in entries],
-        )
-
-    async def enqueue(self, entries: Sequence[Entry]) -> None:
-        """Append entries in a transaction of their own, durable when this returns."""
-        await self._run(
-            "queue writes for the secondary store", lambda c: self.enqueue_on(c, entries)
-        )
-
-    async def size(self) -> int:
-        sql = f"SELECT count(*) FROM {self._table}"
-        n: int = await self._run("count the outbox", lambda c: c.fetchval(sql))
-        return n
-
-    async def pending(self) -> bool:
-        sql = f"SELECT EXISTS (SELECT 1 FROM {self._table} ORDER BY id LIMIT 1)"
-        found: bool = await self._run("look at the outbox", lambda c: c.fetchval(sql))
-        return found
-
-    async def drain(
-        self, apply: Callable[[OutboxEntry], Awaitable[None]], *, batch: int = 100
-    ) -> DrainReport:
-        """Apply due entries oldest first until one fails; delete those applied.
-
-        ``apply`` raising a :class:`MembankError` fails that entry (it is retried
-        after :meth:`backoff`); any other exception propagates and the pass rolls
-        back, so every entry of it will be applied again.
-        """
-
-        async def op(conn: Any) -> DrainReport:
-            locked = await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", self._table
-            )
-            if not locked:
-                return DrainReport(busy=True)
-            rows = await conn.fetch(
-                "SELECT id, op, payload, attempts, created_at,"
-                " extract(epoch FROM next_attempt_at - clock_timestamp()) AS due_in"
-                f" FROM {self._table} ORDER BY id LIMIT $1 FOR UPDATE",
-                batch,
-            )
-            applied: list[OutboxEntry] = []
-            report = DrainReport()
-            for row in rows:
-                if row["due_in"] > 0:
-                    report = DrainReport(wait=float(row["due_in"]))
-                    break
-                entry = OutboxEntry(
-                    row["id"], row["op"], json.loads(row["payload"]), row["attempts"],
-                    row["created_at"],
-                )  # fmt: skip
-                try:
-                    await apply(entry)
-                except MembankError as exc:
-                    delay = self.backoff(entry.attempts + 1)
-                    await conn.execute(
-                        f"UPDATE {self._table} SET attempts = attempts + 1, last_error = $2,"
-                        " next_attempt_at = clock_timestamp() + make_interval(secs => $3)"
-                        " WHERE id = $1",
-                        entry.id,
-                        f"{type(exc).__name__}: {exc.message}"[:2000],
-                        delay,
-                    )
-                    report = DrainReport(failed=entry, error=exc, wait=delay)
-                    break
-                applied.append(entry)
-            if applied:
-                await conn.execute(
-                    f"DELETE FROM {self._table} WHERE id = ANY($1::bigint[])",
-                    [e.id for e in applied],
-                )
-            return DrainReport(tuple(applied), report.failed, report.error, report.wait)
-
-        report: DrainReport = await self._run("drain the outbox", op)
-        return report
-
-
-async def apply_entry(store: MemoryStore, entry: OutboxEntry) -> None:
-    """Replay one queued write on ``store``."""
-    if entry.op == UPSERT:
-        await store.upsert(decode_records(entry.payload))
-    elif entry.op == DELETE_USER:
-        await store.delete_user(entry.payload["user_id"])
-    elif entry.op == PURGE_EXPIRED:
-        await store.purge_expired(datetime.fromisoformat(entry.payload["now"]))
-    else:
-        raise ConfigError(f"the outbox holds an operation this version lacks: {entry.op!r}")
 
 
 class OutboxDrainer:

@@ -1,24 +1,18 @@
 """PgVectorStore: memories in PostgreSQL with pgvector, through an asyncpg pool.
 
-Tables (see :mod:`membank_server.storage._pg_schema`): ``<prefix>`` holds one row
-per record, tombstones included, with its vector; ``<prefix>_history`` one row
-per history event. HNSW ``m``/``ef_construction`` and the distance are fixed
-when the index is made; ``start()`` refuses a table of another dimension or
-distance.
+The store is put together from the pieces beside it: its tables and migrations
+(:mod:`._pg_memories`: ``<prefix>`` with a row per record, tombstones included,
+and ``<prefix>_history`` with a row per event), rows and records
+(:mod:`._pg_rows`), filters as SQL (:mod:`._pg_filters`) and the reads
+(:mod:`._pg_reads`); connections, errors and migrations are
+:mod:`membank_server.pg`'s. HNSW ``m``/``ef_construction`` and the distance are
+fixed when the index is made; ``start()`` refuses a table of another dimension
+or distance.
 
 Scores mirror the Qdrant stores: cosine ``1 - distance`` (the similarity), dot
 the inner product; for euclid, where Qdrant reports the raw distance, the score
 is ``1 / (1 + distance)`` so that higher is better and ``min_score`` still keeps
 the nearest.
-
-Search runs with ``hnsw.iterative_scan = relaxed_order`` (pgvector 0.8): when a
-filter rejects most of the nearest rows the index scan goes on (up to
-``hnsw.max_scan_tuples``) instead of returning short results; rows come nearly
-ordered and are re-sorted here. Metadata filters follow Qdrant's rules, arrays
-included: an integer equals only JSON integers (not 1.0, not true), a bool only
-booleans, a float equality is a closed range, ranges compare numbers only.
-Cursors are the next id, inclusive, like Qdrant's scroll offsets, so a cursor
-one store gave can page another.
 
 Upserts COPY into per-connection temporary tables and merge from there in one
 transaction, committed with ``synchronous_commit=on`` before they return (those
@@ -34,78 +28,48 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-import stamina
 from pgvector.asyncpg import register_vector
 
-from membank_server.domain.errors import (
-    ConfigError,
-    Conflict,
-    IntegrityError,
-    InvalidInput,
-    StorageUnavailable,
+from membank_server.domain.errors import ConfigError, Conflict
+from membank_server.domain.model import CollectionInfo, MemoryRecord
+from membank_server.pg import (
+    Database,
+    InTransaction,
+    PoolSettings,
+    apply_migrations,
+    check_ident,
+    drop_component,
 )
-from membank_server.domain.integrity import Damage, IntegrityReport
-from membank_server.domain.model import (
-    CollectionInfo,
-    HistoryEvent,
-    Memory,
-    MemoryRecord,
-    Page,
-    SearchFilter,
-    SearchHit,
-    Usage,
-    VectorQuery,
+from membank_server.storage._pg_memories import (
+    DISTANCES,
+    SETUP,
+    PgNames,
+    check_memories,
+    memories_migrations,
 )
-from membank_server.storage._checked import sound
-from membank_server.storage._pg_schema import (
-    DRIVER_ERRORS,
+from membank_server.storage._pg_reads import PgMemoryReads
+from membank_server.storage._pg_rows import (
     HISTORY_COLUMNS,
     LIVE,
     MEMORY_COLUMNS,
-    MEMORY_SELECT,
     TEMP_HISTORY,
     TEMP_ROWS,
-    Args,
-    Connector,
-    PgNames,
-    apply_migrations,
-    check_ident,
-    check_memories,
-    filters_sql,
-    forget_component,
-    history_from_rows,
-    lock_schema,
-    memories_migrations,
-    memory_from_row,
-    record_from_row,
     record_to_row,
     to_json,
-    transient,
 )
 
 __all__ = ["InTransaction", "PgVectorStore"]
 
 _T = TypeVar("_T")
-#: Extra work run on a write's own connection, first in its transaction (so the locks
-#: it takes, an outbox's per-user locks, order the whole write).
-InTransaction = Callable[[Any], Awaitable[None]]
 
-_DISTANCES: dict[str, tuple[str, str, Callable[[float], float]]] = {
-    "cosine": ("vector_cosine_ops", "<=>", lambda d: 1.0 - d),
-    "dot": ("vector_ip_ops", "<#>", lambda d: -d),  # <#> is the negative inner product
-    "euclid": ("vector_l2_ops", "<->", lambda d: 1.0 / (1.0 + d)),
-}
+_POOL = PoolSettings()
 
 
-def _cursor(cursor: str) -> UUID:
-    try:
-        return UUID(cursor)
-    except ValueError as exc:
-        raise InvalidInput("the cursor is not one this server gave out") from exc
-
-
-class PgVectorStore:
+class PgVectorStore(PgMemoryReads):
     """A :class:`~membank_server.domain.ports.MemoryStore` on PostgreSQL + pgvector.
+
+    The reads are :class:`~membank_server.storage._pg_reads.PgMemoryReads`; this
+    class adds the schema, the pool's life and the writes.
 
     Args:
         dsn: ``postgresql://user:password@host:port/db``; the password never appears in errors.
@@ -113,11 +77,7 @@ class PgVectorStore:
         distance: ``cosine``, ``dot`` or ``euclid``.
         schema: Schema holding the tables (created when missing).
         table_prefix: Tables ``<prefix>`` and ``<prefix>_history``.
-        pool_min: Connections kept open.
-        pool_max: Most connections open at once.
-        connect_timeout: Seconds to open a connection or wait for a pooled one.
-        command_timeout: Client-side seconds per statement.
-        statement_timeout_ms: Server-side limit per statement.
+        pool: Pool sizes and timeouts (``storage.postgres``).
         hnsw_m: HNSW graph degree (when the index is made).
         hnsw_ef_construction: HNSW build-time beam (when the index is made).
         hnsw_ef_search: Search-time beam.
@@ -137,11 +97,7 @@ class PgVectorStore:
         distance: str = "cosine",
         schema: str = "membank",
         table_prefix: str = "memories",
-        pool_min: int = 1,
-        pool_max: int = 10,
-        connect_timeout: float = 10.0,
-        command_timeout: float = 30.0,
-        statement_timeout_ms: int = 10_000,
+        pool: PoolSettings = _POOL,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 64,
         hnsw_ef_search: int = 100,
@@ -150,30 +106,27 @@ class PgVectorStore:
         purge_batch: int = 5_000,
         history_limit: int | None = 100,
     ) -> None:
-        if distance not in _DISTANCES:
-            raise ConfigError(f"storage distance must be one of {sorted(_DISTANCES)}")
+        if distance not in DISTANCES:
+            raise ConfigError(f"storage distance must be one of {sorted(DISTANCES)}")
         if not 1 <= dimension <= 2000:
             raise ConfigError(f"pgvector HNSW indexes 1 to 2000 dimensions, not {dimension}")
         if not (2 <= hnsw_m <= 100 and 2 * hnsw_m <= hnsw_ef_construction <= 1000):
             raise ConfigError("pgvector needs 2 <= m <= 100 and 2 * m <= ef_construction <= 1000")
         if not 1 <= hnsw_ef_search <= 1000:
             raise ConfigError("pgvector hnsw_ef_search must be between 1 and 1000")
-        if not 1 <= pool_min <= pool_max or retries < 1 or purge_batch < 1:
-            raise ConfigError("pgvector needs 1 <= pool_min <= pool_max, retries, purge_batch")
-        self.dsn, self.dimension, self.distance = dsn, dimension, distance
-        self.names = PgNames(check_ident(schema, "schema"), check_ident(table_prefix, "prefix"))
+        if retries < 1 or purge_batch < 1:
+            raise ConfigError("pgvector needs retries and purge_batch of at least 1")
+        names = PgNames(check_ident(schema, "schema"), check_ident(table_prefix, "prefix"))
+        db = Database(dsn, pool, label="the pgvector store", missing_table=SETUP)
+        super().__init__(db, names, dimension, distance, retries)
+        self.dsn, self.distance = dsn, distance
         self.migrate_on_start = migrate
         self.hnsw = {"m": hnsw_m, "ef_construction": hnsw_ef_construction}
         self.ef_search = hnsw_ef_search
-        self.connector = Connector(dsn, connect_timeout, command_timeout, statement_timeout_ms)
-        self._pool_size = (pool_min, pool_max)
-        self._retries = retries
         self._purge_batch = purge_batch
         self.history_limit = history_limit
-        self._opclass, self._op, self._score = _DISTANCES[distance]
-        self._component = f"memories:{self.names.prefix}"
-        self._t, self._h = self.names.q(self.names.prefix), self.names.q(self.names.history)
-        self._pool: Any = None
+        self._opclass = DISTANCES[distance][0]
+        self._component = f"memories:{names.prefix}"
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -189,9 +142,9 @@ class PgVectorStore:
             StorageUnavailable: PostgreSQL cannot be reached.
         """
         build = memories_migrations(self.names, self.dimension, self._opclass, **self.hnsw)
-        async with self.connector.session("migrate the schema") as conn:
+        async with self.db.session("migrate the schema") as conn:
             return await apply_migrations(
-                conn, self.names, self._component, build, needs_vector=True
+                conn, self.names.schema, self._component, build, needs_vector=True
             )
 
     async def start(self) -> None:
@@ -204,38 +157,31 @@ class PgVectorStore:
         """
         if self.migrate_on_start:
             await self.migrate()
-        async with self.connector.session("check the schema") as conn:
+        async with self.db.session("check the schema") as conn:
             ext = await check_memories(
-                conn, self.names, self._component, self.dimension, self._opclass,
-                self.connector.where,
-            )  # fmt: skip
-        if self._pool is None:
-
-            async def init(conn: Any) -> None:
-                await register_vector(conn, schema=ext)
-                # Once per connection: temp tables made per write would churn the catalog.
-                await conn.execute(
-                    f"CREATE TEMP TABLE {TEMP_ROWS} (LIKE {self._t}) ON COMMIT DELETE ROWS;"
-                    f" CREATE TEMP TABLE {TEMP_HISTORY} (LIKE {self._h}) ON COMMIT DELETE ROWS"
-                )
-
-            # Search settings as connection defaults: a search is then one round trip
-            # (they survive the pool's RESET ALL, being startup parameters).
-            self._pool = await self.connector.pool(
-                self._pool_size,
-                ext,
-                init,
-                {"hnsw.ef_search": str(self.ef_search), "hnsw.iterative_scan": "relaxed_order"},
+                conn, self.names, self._component, self.dimension, self._opclass, self.db.where
             )
 
+        async def init(conn: Any) -> None:
+            await register_vector(conn, schema=ext)
+            # Once per connection: temp tables made per write would churn the catalog.
+            await conn.execute(
+                f"CREATE TEMP TABLE {TEMP_ROWS} (LIKE {self._t}) ON COMMIT DELETE ROWS;"
+                f" CREATE TEMP TABLE {TEMP_HISTORY} (LIKE {self._h}) ON COMMIT DELETE ROWS"
+            )
+
+        # Search settings as connection defaults: a search is then one round trip.
+        await self.db.open(
+            search_path=ext,
+            init=init,
+            extra_settings={
+                "hnsw.ef_search": str(self.ef_search),
+                "hnsw.iterative_scan": "relaxed_order",
+            },
+        )
+
     async def aclose(self) -> None:
-        if self._pool is None:
-            return
-        pool, self._pool = self._pool, None
-        try:
-            await pool.close()
-        except DRIVER_ERRORS as exc:
-            raise self.connector.translate(exc, "close the pool") from exc
+        await self.db.close()
 
     async def optimize(self) -> bool:
         """Nothing to do: pgvector maintains the HNSW index on every write."""
@@ -243,44 +189,15 @@ class PgVectorStore:
 
     async def drop(self) -> None:
         """Drop this collection's tables (not the schema), then close the pool."""
-        async with self.connector.session("drop the tables") as conn, conn.transaction():
-            await lock_schema(conn)
-            await conn.execute(f"DROP TABLE IF EXISTS {self._t}, {self._h}")
-            await forget_component(conn, self.names, self._component)
+        async with self.db.session("drop the tables") as conn:
+            await drop_component(conn, self.names.schema, self._component, (self._t, self._h))
         await self.aclose()
 
     # -- plumbing ----------------------------------------------------------
 
-    def _require(self) -> Any:
-        if self._pool is None:
-            raise StorageUnavailable(f"the pgvector store ({self.connector.where}) is not open")
-        return self._pool
-
-    async def _read(self, what: str, op: Callable[[Any], Awaitable[_T]]) -> _T:
-        """Run a read, again on a fresh connection when the link broke."""
-        pool = self._require()
-        try:
-            async for attempt in stamina.retry_context(
-                on=transient, attempts=self._retries, wait_initial=0.05, wait_max=1.0
-            ):
-                with attempt:
-                    async with pool.acquire(timeout=self.connector.connect_timeout) as conn:
-                        return await op(conn)
-        except DRIVER_ERRORS as exc:
-            raise self.connector.translate(exc, what) from exc
-        raise AssertionError("unreachable: stamina makes at least one attempt")
-
     async def _write(self, what: str, op: Callable[[Any], Awaitable[_T]]) -> _T:
         """Run a write in one transaction, never retried: its commit may have happened."""
-        pool = self._require()
-        try:
-            async with (
-                pool.acquire(timeout=self.connector.connect_timeout) as conn,
-                conn.transaction(),
-            ):
-                return await op(conn)
-        except DRIVER_ERRORS as exc:
-            raise self.connector.translate(exc, what) from exc
+        return await self.db.run(what, op)
 
     # -- writes ------------------------------------------------------------
 
@@ -378,84 +295,6 @@ class PgVectorStore:
             if n < self._purge_batch:
                 return total
 
-    # -- reads -------------------------------------------------------------
-
-    def _records_sql(self, where: str, tail: str = "", *, history: bool = False) -> str:
-        """Whole records (vector included, history only when asked) of the rows ``where``
-        selects."""
-        events = (
-            ", (SELECT array_agg((h.event, h.version, h.content, h.metadata, h.at)"
-            f" ORDER BY h.version, h.at) FROM {self._h} h"
-            " WHERE h.memory_id = m.id AND h.version <= m.version) AS history"
-            if history
-            else ""
-        )
-        return (
-            f"SELECT {MEMORY_SELECT}, m.deleted_at, m.idempotency, m.embedding{events}"
-            f" FROM {self._t} m WHERE {where}{tail}"
-        )
-
-    async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
-        if not memory_ids:
-            return {}
-        sql = self._records_sql("m.user_id = $1 AND m.id = ANY($2::uuid[])")
-        rows = await self._read("get memories", lambda c: c.fetch(sql, user_id, list(memory_ids)))
-        return {r.memory.id: r for r in (record_from_row(row, self.dimension) for row in rows)}
-
-    async def history(
-        self, user_id: str, memory_id: UUID, *, all_versions: bool = False
-    ) -> tuple[HistoryEvent, ...]:
-        # Up to the record's version: an event newer than its record never shows.
-        bound = (
-            ""
-            if all_versions
-            else f" JOIN {self._t} m ON m.id = h.memory_id AND h.version <= m.version"
-        )
-        sql = (
-            f"SELECT h.event, h.version, h.content, h.metadata, h.at FROM {self._h} h{bound}"
-            " WHERE h.memory_id = $1 AND h.user_id = $2 ORDER BY h.version, h.at"
-        )
-        rows = await self._read("read history", lambda c: c.fetch(sql, memory_id, user_id))
-        return history_from_rows(tuple(r) for r in rows)
-
-    async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
-        """Check every row (content against its hash, vector shape) and list the
-        memories whose history outlived their row."""
-        report = IntegrityReport()
-        cursor: UUID | None = None
-        sql = self._records_sql("($1::uuid IS NULL OR m.id > $1)", " ORDER BY m.id LIMIT 1000")
-        while True:
-
-            async def page(conn: Any, at: UUID | None = cursor) -> list[Any]:
-                found: list[Any] = await conn.fetch(sql, at)
-                return found
-
-            rows = await self._read("verify", page)
-            for row in rows:
-                report.checked += 1
-                try:
-                    record_from_row(row, self.dimension)
-                except IntegrityError as exc:
-                    memory_id = str(UUID(bytes=row["id"].bytes))
-                    problem = str(exc.details.get("problem"))
-                    report.damaged.append(Damage(memory_id, problem, row["user_id"]))
-            if progress is not None:
-                progress(len(rows))
-            if len(rows) < 1000:
-                break
-            cursor = UUID(bytes=rows[-1]["id"].bytes)
-        orphans = await self._read(
-            "find orphaned history",
-            lambda c: c.fetch(
-                f"SELECT DISTINCT h.memory_id, h.user_id FROM {self._h} h"
-                f" WHERE NOT EXISTS (SELECT 1 FROM {self._t} m WHERE m.id = h.memory_id)"
-            ),
-        )
-        for row in orphans:
-            problem = "record is missing; its history is kept"
-            report.damaged.append(Damage(str(row["memory_id"]), problem, row["user_id"]))
-        return report
-
     async def discard(self, memory_ids: Sequence[UUID]) -> None:
         """Remove rows and their history by id, whatever state they are in (repair)."""
         ids = list(memory_ids)
@@ -467,114 +306,7 @@ class PgVectorStore:
         if ids:
             await self._write("discard memories", op)
 
-    async def usage(self, user_id: str) -> Usage:
-        sql = (
-            "SELECT count(*) AS n, coalesce(sum(octet_length(m.content)"
-            " + octet_length(m.metadata::text)), 0) AS bytes"
-            f" FROM {self._t} m WHERE m.user_id = $1 AND {LIVE}"
-        )
-        now = datetime.now(UTC)
-        row = await self._read("measure a user", lambda c: c.fetchrow(sql, user_id, now))
-        return Usage(int(row["n"]), int(row["bytes"]))
-
-    async def scan(
-        self, cursor: str | None = None, limit: int = 500
-    ) -> tuple[list[MemoryRecord], str | None]:
-        """Every record in id order; the cursor is the next id, inclusive, as in ``list_page``."""
-        start = _cursor(cursor) if cursor is not None else None
-        sql = self._records_sql(
-            "($1::uuid IS NULL OR m.id >= $1)", " ORDER BY m.id LIMIT $2", history=True
-        )
-        rows = await self._read("scan memories", lambda c: c.fetch(sql, start, max(limit, 0) + 1))
-        # A damaged record is left out of copies and backups (logged; `verify` lists it).
-        records = sound(rows[:limit], lambda r: record_from_row(r, self.dimension))
-        if len(rows) > limit:
-            return records, str(UUID(bytes=rows[limit]["id"].bytes))
-        return records, None
-
-    async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
-        if not memory_ids:
-            return {}
-        sql = f"SELECT id, user_id FROM {self._t} WHERE id = ANY($1::uuid[])"
-        rows = await self._read("look up owners", lambda c: c.fetch(sql, list(memory_ids)))
-        return {UUID(bytes=r["id"].bytes): r["user_id"] for r in rows}
-
-    async def find_by_hash(
-        self, pairs: Sequence[tuple[str, str]], now: datetime
-    ) -> dict[tuple[str, str], Memory]:
-        wanted = sorted(set(pairs))
-        if not wanted:
-            return {}
-        # The lowest id of a duplicated pair wins, as in Qdrant's id-ordered scroll.
-        sql = (
-            f"SELECT DISTINCT ON (m.user_id, m.content_hash) {MEMORY_SELECT} FROM {self._t} m"
-            " JOIN unnest($1::text[], $3::text[]) AS p(user_id, content_hash)"
-            " ON m.user_id = p.user_id AND m.content_hash = p.content_hash"
-            f" WHERE {LIVE} ORDER BY m.user_id, m.content_hash, m.id"
-        )
-        users, hashes = [u for u, _ in wanted], [h for _, h in wanted]
-        rows = await self._read("find by hash", lambda c: c.fetch(sql, users, now, hashes))
-        return {(m.user_id, m.content_hash): m for m in sound(rows, memory_from_row)}
-
-    async def list_page(
-        self,
-        user_id: str,
-        *,
-        now: datetime,
-        limit: int,
-        cursor: str | None = None,
-        agent_id: str | None = None,
-        session_id: str | None = None,
-    ) -> Page:
-        args = Args(user_id, now)
-        where = [f"m.user_id = $1 AND {LIVE}"]
-        if cursor is not None:
-            where.append(f"m.id >= {args.add(_cursor(cursor))}")
-        where.extend(filters_sql(SearchFilter(agent_id=agent_id, session_id=session_id), args))
-        sql = (
-            f"SELECT {MEMORY_SELECT} FROM {self._t} m WHERE {' AND '.join(where)}"
-            f" ORDER BY m.id LIMIT {args.add(max(limit, 0) + 1)}"
-        )
-        rows = await self._read("list memories", lambda c: c.fetch(sql, *args.values))
-        items = sound(rows[:limit], memory_from_row)
-        if len(rows) > limit:
-            return Page(tuple(items), str(UUID(bytes=rows[limit]["id"].bytes)))
-        return Page(tuple(items), None)
-
-    async def search(self, query: VectorQuery) -> list[SearchHit]:
-        args = Args(query.user_id, query.now, list(query.vector))
-        where = [f"m.user_id = $1 AND {LIVE} AND m.embedding IS NOT NULL"]
-        where.extend(filters_sql(query.filters, args))
-        sql = (
-            f"SELECT {MEMORY_SELECT}, m.embedding {self._op} $3 AS distance FROM {self._t} m"
-            f" WHERE {' AND '.join(where)} ORDER BY m.embedding {self._op} $3"
-            f" LIMIT {args.add(query.limit)}"
-        )
-
-        async def op(conn: Any) -> list[Any]:
-            rows: list[Any] = await conn.fetch(sql, *args.values)
-            return rows
-
-        rows = await self._read("search", op)
-        # relaxed_order returns rows nearly sorted; put them in exact order.
-        hits = sorted(
-            sound(rows, lambda r: SearchHit(memory_from_row(r), self._score(float(r["distance"])))),
-            key=lambda h: h.score,
-            reverse=True,
-        )
-        if query.min_score is not None:
-            hits = [h for h in hits if h.score >= query.min_score]
-        return hits
-
-    async def count(self, user_id: str | None = None) -> int:
-        # $1 IS NULL keeps one statement for both cases, with $2 the clock as LIVE needs.
-        sql = (
-            f"SELECT count(*) FROM {self._t} m"
-            f" WHERE {LIVE} AND ($1::text IS NULL OR m.user_id = $1)"
-        )
-        now = datetime.now(UTC)
-        counted: int = await self._read("count memories", lambda c: c.fetchval(sql, user_id, now))
-        return counted
+    # -- the collection ----------------------------------------------------
 
     async def info(self) -> CollectionInfo:
         sql = (
@@ -601,6 +333,6 @@ class PgVectorStore:
                 "hnsw": {**self.hnsw, **built, "ef_search": self.ef_search},
                 "iterative_scan": "relaxed_order",
                 "server_version": counts["version"],
-                "database": self.connector.where,
+                "database": self.db.where,
             },
         )

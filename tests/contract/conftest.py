@@ -39,6 +39,7 @@ from membank_server.domain.storage import (
     StoreKind,
     WriteMode,
 )
+from membank_server.pg import PoolSettings
 from membank_server.security.crypto import KeyRing, generate_key
 from membank_server.security.encrypted_store import EncryptedStore
 from membank_server.storage.edge import EdgeStore
@@ -51,6 +52,7 @@ from tests.support.backup import s3_target
 __all__: list[str] = []
 
 DIM = 8
+_POOL = PoolSettings(max_size=4)
 
 StoreFactory = Callable[..., MemoryStore]
 RecordFactory = Callable[..., MemoryRecord]
@@ -173,7 +175,7 @@ def edge(tmp_path: Path, dim: int) -> EdgeStore:
 
 @pytest.fixture
 def pg(pg_dsn: str, pg_schema: str, dim: int) -> PgVectorStore:
-    return PgVectorStore(pg_dsn, dimension=dim, schema=pg_schema, pool_max=4)
+    return PgVectorStore(pg_dsn, dimension=dim, schema=pg_schema, pool=_POOL)
 
 
 @pytest.fixture(params=["edge", "qdrant", "pgvector", *_HYBRIDS, "encrypted-edge"])
@@ -187,7 +189,7 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
         pg_schema = request.getfixturevalue("pg_schema")
 
     def pgvector(dimension: int) -> PgVectorStore:
-        return PgVectorStore(pg_dsn, dimension=dimension, schema=pg_schema, pool_max=4)
+        return PgVectorStore(pg_dsn, dimension=dimension, schema=pg_schema, pool=_POOL)
 
     ring = KeyRing.from_settings(keys={"k1": generate_key()}, active="k1", index_key=generate_key())
 

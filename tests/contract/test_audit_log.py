@@ -17,6 +17,7 @@ import pytest
 from membank_server.domain.errors import ConfigError, StorageUnavailable
 from membank_server.domain.ports import AuditLog
 from membank_server.domain.security import AuditEntry
+from membank_server.pg import PoolSettings
 from membank_server.security.audit_file import FileAuditLog
 from membank_server.security.audit_pg import PgAuditLog
 
@@ -169,7 +170,8 @@ async def test_a_reader_needs_no_start_and_creates_nothing(pg_dsn: str, pg_schem
 
 
 async def test_an_unreachable_database_is_storage_unavailable() -> None:
-    log = PgAuditLog("postgresql://membank:s3cret@127.0.0.1:1/membank", connect_timeout=2)
+    dsn = "postgresql://membank:s3cret@127.0.0.1:1/membank"
+    log = PgAuditLog(dsn, pool=PoolSettings(max_size=2, connect_timeout=2))
     with pytest.raises(StorageUnavailable) as caught:
         await log.start()
     assert "s3cret" not in str(caught.value)

@@ -20,6 +20,7 @@ from membank_server.domain.model import (
     SearchFilter,
     VectorQuery,
 )
+from membank_server.pg import PoolSettings
 from membank_server.storage.pgvector import PgVectorStore
 
 __all__: list[str] = []
@@ -35,7 +36,11 @@ def _now() -> datetime:
 @pytest.fixture
 def make(pg_dsn: str, pg_schema: str, dim: int) -> Callable[..., PgVectorStore]:
     def build(**kwargs: object) -> PgVectorStore:
-        options: dict[str, object] = {"dimension": dim, "schema": pg_schema, "pool_max": 2}
+        options: dict[str, object] = {
+            "dimension": dim,
+            "schema": pg_schema,
+            "pool": PoolSettings(max_size=2),
+        }
         options.update(kwargs)
         return PgVectorStore(pg_dsn, **options)  # type: ignore[arg-type]
 
@@ -208,7 +213,7 @@ async def test_unreachable_server_is_unavailable_and_the_password_stays_secret(
     parts = urlsplit(pg_dsn)
     # Port 1 on loopback: nothing listens there.
     dead = urlunsplit(parts._replace(netloc=f"membank:hunter2-secret@{parts.hostname}:1"))
-    store = PgVectorStore(dead, dimension=dim, connect_timeout=5.0)
+    store = PgVectorStore(dead, dimension=dim, pool=PoolSettings(connect_timeout=5.0))
 
     with pytest.raises(StorageUnavailable) as caught:
         await store.start()
@@ -228,7 +233,7 @@ async def test_a_missing_database_is_a_config_error(pg_dsn: str, dim: int) -> No
 async def test_statement_timeout_is_storage_unavailable(
     make: Callable[..., PgVectorStore], admin: asyncpg.Connection, pg_schema: str
 ) -> None:
-    store = make(statement_timeout_ms=200)
+    store = make(pool=PoolSettings(max_size=2, statement_timeout_ms=200))
     await store.start()
 
     async with admin.transaction():
@@ -244,13 +249,13 @@ async def test_statement_timeout_is_storage_unavailable(
 async def test_reads_survive_a_dropped_connection(
     make: Callable[..., PgVectorStore], admin: asyncpg.Connection, new_record: Records
 ) -> None:
-    store = make(pool_min=1, pool_max=1)
+    store = make(pool=PoolSettings(min_size=1, max_size=1))
     await store.start()
     await store.upsert([new_record("alice")])
     assert await store.count() == 1
 
     # Its one pooled backend (a peek inside: no public API names a connection).
-    async with store._pool.acquire() as conn:
+    async with store.db._pool.acquire() as conn:
         pid = conn.get_server_pid()
     killed = await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
     assert killed is True
