@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -68,6 +69,16 @@ class Scenario:
         """The request names this scenario's tasks make, in weight order."""
         ordered = sorted(self.weights.items(), key=lambda kv: -kv[1])
         return [ENDPOINTS[task] for task, weight in ordered if weight > 0]
+
+    def users_at(self, users: int, progress: float) -> int:
+        """Users wanted at ``progress`` (0 to 1) through the run, out of ``users``."""
+        if self.shape == "spike":
+            in_spike = self.spike_at <= progress < self.spike_at + self.spike_length
+            return users if in_spike else max(1, round(users * self.base_share))
+        if self.shape == "step":
+            step = min(self.steps, math.floor(progress * self.steps) + 1)
+            return max(1, round(users * step / self.steps))
+        return users
 
     @property
     def seconds(self) -> float:

@@ -8,7 +8,6 @@ ten seconds or of an hour.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -17,18 +16,7 @@ from locust import LoadTestShape
 from loadtests.scenarios import DEFAULT_FILE, Scenario, load_scenario
 from loadtests.seed import Seed
 
-__all__ = ["ScenarioShape", "users_at"]
-
-
-def users_at(scenario: Scenario, users: int, progress: float) -> int:
-    """Users wanted at ``progress`` (0 to 1) through the run, out of ``users``."""
-    if scenario.shape == "spike":
-        in_spike = scenario.spike_at <= progress < scenario.spike_at + scenario.spike_length
-        return users if in_spike else max(1, round(users * scenario.base_share))
-    if scenario.shape == "step":
-        step = min(scenario.steps, math.floor(progress * scenario.steps) + 1)
-        return max(1, round(users * step / scenario.steps))
-    return users
+__all__ = ["ScenarioShape"]
 
 
 class ScenarioShape(LoadTestShape):
@@ -57,4 +45,4 @@ class ScenarioShape(LoadTestShape):
             return None
         users = int(options.num_users or self._scenario.users)
         spawn_rate = float(options.spawn_rate or self._scenario.spawn_rate)
-        return users_at(self._scenario, users, elapsed / seconds), spawn_rate
+        return self._scenario.users_at(users, elapsed / seconds), spawn_rate

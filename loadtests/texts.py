@@ -140,6 +140,10 @@ _SLOTS: dict[str, tuple[str, ...]] = {
         "a deposit on a flat|a trip to Japan|a new bike|my wedding|a sabbatical|an electric car|"
         "my daughter's university fees|a kitchen renovation"
     ),
+    "appointment": _words(
+        "dentist appointment|haircut|eye test|physio session|car service|vet visit for the cat|"
+        "parents' evening|flu jab|mortgage meeting|piano lesson"
+    ),
     "school": _words(
         "St Mary's Primary|Riverside Academy|the Montessori nursery|Hillcrest Secondary|"
         "the international school|Oakwood Primary"
@@ -252,27 +256,27 @@ TOPICS: tuple[str, ...] = tuple(_TOPICS)
 
 _DIARY = (
     "Had {dish} with {name} at {restaurant} on {weekday}.",
-    "Booked a dentist appointment for next {weekday} at {hour} o'clock.",
-    "Finished reading {book}; the ending was better than I expected.",
+    "Booked a {appointment} for next {weekday} at {hour} o'clock.",
+    "Finished reading {book}, a present from {name}; the ending surprised me.",
     "{name} recommended the {dish} at {restaurant} in {city}.",
     "Need to buy a present before {name}'s birthday on {month} {day}.",
-    "Ran {n} kilometres along the {place} this morning, a new personal best.",
+    "Ran {n} kilometres along the {place} on {weekday}, a new personal best.",
     "Moved the {language} lesson from {weekday} to {weekday2} this week.",
     "The {color} {car} needs its service before the trip to {city}.",
     "Promised {name} I'd help at the {org} on {weekday}.",
     "Planted {plant} today; {name} gave me the seedlings.",
     "Told {name} I'm thinking about retraining as a {job}.",
-    "Skipped coffee today and felt terrible until lunch.",
+    "Skipped coffee on {weekday} and felt terrible until lunch with {name}.",
 )
 _FREE = (
     "Any ideas for dinner with {name} on {weekday}?",
     "What should I pack for {city} in {month}?",
-    "Remind me what {name} recommended at {restaurant}.",
-    "Is there anything I should tell a new {job} about my health?",
-    "What gift would {name} like for their birthday in {month}?",
-    "Which evenings am I free for {language} practice?",
-    "What do I usually order when I eat {dish}?",
-    "Did I mention anything about {city} or {place} walks?",
+    "What did {name} recommend at {restaurant}?",
+    "What should I tell the new {job} in {city} about my health?",
+    "What gift would {name} like for their birthday on {month} {day}?",
+    "Which evenings could I practise {language} with {name}?",
+    "Where did {name} and I have {dish}?",
+    "Did I say anything about walks by the {place} in {city}?",
 )
 
 
