@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, between, constant_throughput, events, task
+from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
@@ -79,9 +79,6 @@ def _configure(environment: Environment, **_: Any) -> None:
         )
     s = _Run.scenario = Scenario.from_dict(_Run.seed.scenario)
     MembankUser.tasks = _weighted(s.weights)
-    MembankUser.wait_time = (
-        constant_throughput(s.rate_per_user) if s.rate_per_user else between(*s.think_time)
-    )
     progress = os.environ.get("MEMBANK_LT_PROGRESS")
     if progress and not isinstance(environment.runner, WorkerRunner):
         gevent.spawn(_report_progress, environment, Path(progress))
@@ -113,13 +110,31 @@ def _report_progress(environment: Environment, path: Path) -> None:
 
 
 class MembankUser(FastHttpUser):
-    """An agent backend acting for the scenario's tenants, each with its own key."""
+    """An agent backend acting for the scenario's tenants, each with its own key.
 
-    wait_time = between(0.1, 0.2)
+    Users wait a random think time between requests, or, with ``rate_per_user``,
+    keep that rate on a schedule whose periods vary by up to half: fixed periods
+    would keep the users in the lockstep Locust spawns them in (batches), and the
+    server would see bursts of hundreds of requests at once, not the rate.
+    """
 
     def on_start(self) -> None:
         self.rng = random.Random()
         self.added: deque[tuple[Tenant, str]] = deque(maxlen=200)
+        s = _Run.scenario
+        mean_wait = 1 / s.rate_per_user if s.rate_per_user else sum(s.think_time) / 2
+        # Start at a random point of the first period, not with the whole spawn batch.
+        gevent.sleep(self.rng.uniform(0, mean_wait))
+        self._next_at = time.monotonic()
+
+    def wait_time(self) -> float:
+        s = _Run.scenario
+        if not s.rate_per_user:
+            return self.rng.uniform(*s.think_time)
+        now = time.monotonic()
+        # Behind schedule (a slow answer), start again from now rather than burst to catch up.
+        self._next_at = max(now, self._next_at + self.rng.uniform(0.5, 1.5) / s.rate_per_user)
+        return self._next_at - now
 
     def _tenant(self) -> Tenant:
         return self.rng.choice(_Run.seed.tenants)
