@@ -5,7 +5,7 @@
    question was written for ranks first);
 3. concurrent search: the questions again from ``threads`` threads (queries/s);
 4. concurrent ingest: new memories from ``threads`` threads (errors), then every
-   acknowledged one looked up again (lost writes).
+   acknowledged one looked up again by id (lost writes: not found, or the look-up failed).
 """
 
 from __future__ import annotations
@@ -105,7 +105,12 @@ def measure(side: Side, name: str, workload: Workload, threads: int) -> SideRepo
     failures = [r for r in written if isinstance(r, Exception)]
     report.concurrent_ingest_errors = len(failures)
     acknowledged = [r for r in written if not isinstance(r, Exception)]
-    report.lost_writes = sum(not side.exists(user, mid) for user, mid in acknowledged)
-    if failures:
-        report.notes["first_ingest_error"] = f"{type(failures[0]).__name__}: {failures[0]}"[:300]
+    # A look-up that fails finds nothing: the write is lost to the reader either way.
+    looked_up = _in_threads(1, acknowledged, lambda a: side.exists(*a))
+    report.lost_writes = sum(r is not True for r in looked_up)
+    lookup_errors = [r for r in looked_up if isinstance(r, Exception)]
+    for label, errors in (("ingest", failures), ("lookup", lookup_errors)):
+        if errors:
+            report.notes[f"{label}_errors"] = len(errors)
+            report.notes[f"first_{label}_error"] = f"{type(errors[0]).__name__}: {errors[0]}"[:300]
     return report

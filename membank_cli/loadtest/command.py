@@ -66,7 +66,11 @@ def _render(outcome: Outcome, out: Path) -> None:
     )
     rss = outcome.rss_mib
     if rss.get("start") is not None and rss.get("end") is not None:
-        console.print(f"server RSS: {rss['start']:,.0f} MiB at start, {rss['end']:,.0f} MiB at end")
+        seen = [m for _, m in outcome.rss_samples if m is not None]
+        during = f" (every 10 s: {min(seen):,.0f} to {max(seen):,.0f} MiB)" if seen else ""
+        console.print(
+            f"server RSS: {rss['start']:,.0f} MiB at start, {rss['end']:,.0f} MiB at end{during}"
+        )
     for endpoint, error, count in outcome.summary.failures[:5]:
         console.print(f"[red]{count:,} x {endpoint}: {error}[/]", highlight=False)
     console.print(f"reports: {out}/ (report.html, locust_*.csv, summary.json)", highlight=False)

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,9 +141,15 @@ def _view(plan: LocustPlan, progress: tuple[float, dict[str, Any]] | None) -> Ta
     return table
 
 
-def run_locust(plan: LocustPlan) -> int:
-    """Run Locust to the end with a live view; its exit code (0 when it worked)."""
+def run_locust(
+    plan: LocustPlan, tick: Callable[[], None] | None = None, every: float = 10.0
+) -> int:
+    """Run Locust to the end with a live view; its exit code (0 when it worked).
+
+    ``tick`` is called every ``every`` seconds while it runs (to sample the server).
+    """
     plan.out.mkdir(parents=True, exist_ok=True)
+    next_tick = time.monotonic() + every
     with (
         plan.log.open("wb") as log,
         Live(_view(plan, None), console=console, refresh_per_second=2, transient=True) as live,
@@ -157,6 +164,9 @@ def run_locust(plan: LocustPlan) -> int:
         try:
             while proc.poll() is None:
                 live.update(_view(plan, _progress(plan.progress_file)))
+                if tick is not None and time.monotonic() >= next_tick:
+                    tick()
+                    next_tick += every
                 time.sleep(0.5)
         finally:
             if proc.poll() is None:

@@ -54,6 +54,8 @@ class Outcome:
     verdict: Verdict
     seeded: dict[str, Any] = field(default_factory=dict)
     rss_mib: dict[str, float | None] = field(default_factory=dict)
+    #: (seconds into the run, MiB) every 10 s: is it flat?
+    rss_samples: list[tuple[float, float | None]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         t = self.test
@@ -63,7 +65,7 @@ class Outcome:
             "started_server": t.host is None,
             "processes": t.processes,
             "seeded": self.seeded,
-            "server_rss_mib": self.rss_mib,
+            "server_rss_mib": self.rss_mib | {"every_10s": self.rss_samples},
             "slo": asdict(t.slo),
             "verdict": {
                 "passed": self.verdict.passed,
@@ -145,7 +147,13 @@ def run(test: LoadTest) -> Outcome:
             seeded, seed_seconds = _seed(test, url, admin_key)
             seed_file = work / "seed.json"
             seeded.save(seed_file)
-            rss_start = rss_mib(pid) if pid else _remote_rss(url)
+            started = time.monotonic()
+
+            def rss() -> float | None:
+                return rss_mib(pid) if pid else _remote_rss(url)
+
+            rss_start = rss()
+            samples: list[tuple[float, float | None]] = []
             plan = LocustPlan(
                 loadtests=Path(loadtests.__file__).parent,
                 host=url,
@@ -157,8 +165,10 @@ def run(test: LoadTest) -> Outcome:
                 seed_file=seed_file,
                 shape=s.shape is not None,
             )
-            code = run_locust(plan)
-            rss_end = rss_mib(pid) if pid else _remote_rss(url)
+            code = run_locust(
+                plan, tick=lambda: samples.append((round(time.monotonic() - started), rss()))
+            )
+            rss_end = rss()
             if test.host is not None and not test.keep_data:
                 _cleanup(seeded, admin_key)
     if code != 0:
@@ -177,4 +187,5 @@ def run(test: LoadTest) -> Outcome:
             "seconds": round(seed_seconds, 2),
         },
         rss_mib={"start": rss_start, "end": rss_end},
+        rss_samples=samples,
     )
