@@ -165,12 +165,15 @@ def run(test: LoadTest) -> Outcome:
                 seed_file=seed_file,
                 shape=s.shape is not None,
             )
-            code = run_locust(
-                plan, tick=lambda: samples.append((round(time.monotonic() - started), rss()))
-            )
-            rss_end = rss()
-            if test.host is not None and not test.keep_data:
-                _cleanup(seeded, admin_key)
+            try:
+                code = run_locust(
+                    plan, tick=lambda: samples.append((round(time.monotonic() - started), rss()))
+                )
+                rss_end = rss()
+            finally:
+                # Interrupted or not, a server that is not ours gets its tenants back.
+                if test.host is not None and not test.keep_data:
+                    _cleanup(seeded, admin_key)
     if code != 0:
         tail = plan.log.read_text(errors="replace")[-2000:]
         fail(f"locust exited with code {code} (see {plan.log}):\n{tail}")
