@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from membank_cli import audit, bench, cache, collection, config, keys, storage
+from membank_cli import audit, bench, bench_compare, cache, collection, config, keys, storage
+from membank_cli.loadtest.command import loadtest
 from membank_cli.serve import serve
 
 __all__ = ["app", "main"]
@@ -17,6 +18,9 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command(name="bench")(bench.bench)
+app.command(name="loadtest")(loadtest)
+# Moves under `membank bench compare` when bench becomes a group of verbs.
+app.command(name="bench-compare")(bench_compare.compare)
 app.add_typer(collection.app, name="collection")
 app.add_typer(config.app, name="config")
 app.add_typer(cache.app, name="cache")

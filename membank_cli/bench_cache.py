@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from membank_cli._local_server import free_port
 from membank_cli.output import fail
 
 __all__ = ["CachedRun", "bench_auth", "bench_security", "run_cached"]
@@ -67,17 +68,9 @@ class CachedRun:
     of_ceiling: float = 0.0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _uvicorn(args: list[str], env: dict[str, str], ready_path: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, *args],
         env={**os.environ, **env, "MEMBANK_SERVER__PORT": str(port)},
@@ -200,7 +193,7 @@ def run_cached(redis_url: str, seconds: int, connections: int, users: int) -> li
 
 
 def _ceiling(payload: Path, body: bytes, seconds: int, connections: int) -> CachedRun:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

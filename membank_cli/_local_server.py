@@ -1,0 +1,98 @@
+"""A ``membank serve`` process of our own on a free loopback port, for benches and load tests.
+
+Fresh data folder, an admin key of the caller's choosing, warnings-only logs;
+stopped (SIGTERM, then waited for) when the ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from membank_cli.output import fail
+
+__all__ = ["LocalServer", "free_port", "local_server", "rss_mib"]
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    url: str
+    pid: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def local_server(
+    data_dir: Path, env: Mapping[str, str], *, quiet: bool = False, timeout: float = 60
+) -> Iterator[LocalServer]:
+    """Serve ``data_dir`` with ``env`` over the inherited environment until the block ends."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "MEMBANK_STORAGE__EDGE__PATH": str(data_dir / "edge"),
+        "MEMBANK_SERVER__PORT": str(port),
+        "MEMBANK_SERVER__LOG_LEVEL": "warning",
+        **env,
+    }
+    sink = subprocess.DEVNULL if quiet else None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "membank_cli", "serve"], env=full_env, stdout=sink, stderr=sink
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                fail(f"the server exited with code {proc.returncode} before it was ready")
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            fail(f"the server was not ready within {timeout:.0f} s")
+        yield LocalServer(url, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        found.extend(int(c) for c in children)
+    return found
+
+
+def rss_mib(pid: int | None) -> float | None:
+    """Resident memory of a process and its children (uvicorn workers), or None if gone."""
+    if pid is None:
+        return None
+    total = 0
+    todo = [pid]
+    try:
+        while todo:
+            current = todo.pop()
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            todo.extend(_children(current))
+    except (FileNotFoundError, ProcessLookupError):
+        return None if total == 0 else total / 1024
+    return total / 1024
