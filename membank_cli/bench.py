@@ -11,13 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +23,7 @@ import numpy as np
 import typer
 from rich.progress import Progress
 
+from membank_cli._local import local_server, rss_bytes
 from membank_cli.bench_cache import bench_auth, bench_security, run_cached
 from membank_cli.output import console, fail, print_json, table, warning
 
@@ -81,51 +78,9 @@ class Phase:
     p99_ms: float | None = None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _server(data_dir: Path, extra: dict[str, str]) -> Iterator[tuple[str, int]]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MEMBANK_STORAGE__EDGE__PATH": str(data_dir / "edge"),
-        "MEMBANK_SERVER__PORT": str(port),
-        "MEMBANK_SERVER__LOG_LEVEL": "warning",
-        **bench_security(),
-        **extra,
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "membank_cli", "serve"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                fail(f"the server exited with code {proc.returncode} before it was ready")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            fail("the server was not ready within 60 s")
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
 def _rss_mib(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return None
+    rss = rss_bytes(pid) if pid is not None else None
+    return rss / 1024 / 1024 if rss is not None else None
 
 
 def _vectors(rng: np.random.Generator, n: int, dim: int) -> list[list[float]]:
@@ -395,7 +350,7 @@ def bench(
         for name in backend:
             with tempfile.TemporaryDirectory(prefix="membank-bench-") as tmp:
                 env = _backend_env(name, Path(tmp), pg_dsn, qdrant_url)
-                with _server(Path(tmp), env) as (target, pid):
+                with local_server(Path(tmp), {**bench_security(), **env}) as (target, pid):
                     phases = measure(target)
                     runs.append((name, _rss_mib(pid), phases))
     if as_json:
