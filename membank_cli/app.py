@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from membank_cli import audit, bench, cache, collection, config, keys, storage
+from membank_cli.capacity import command as capacity
 from membank_cli.serve import serve
 
 __all__ = ["app", "main"]
@@ -23,6 +24,7 @@ app.add_typer(cache.app, name="cache")
 app.add_typer(storage.app, name="storage")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
+app.add_typer(capacity.app, name="capacity")
 
 
 def main() -> None:
