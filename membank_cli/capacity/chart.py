@@ -236,6 +236,7 @@ def _html(plan: Plan, path: Path) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    # Plain lists, not arrays: plotly would write arrays as base64, unreadable in the page.
     ps = panels(plan)
     fig = make_subplots(rows=2, cols=2, subplot_titles=[p.title for p in ps])
     for i, p in enumerate(ps):
@@ -244,7 +245,7 @@ def _html(plan: Plan, path: Path) -> None:
         fig.add_trace(
             go.Scatter(
                 x=p.at + p.at[::-1],
-                y=np.concatenate([p.upper, p.lower[::-1]]),
+                y=np.concatenate([p.upper, p.lower[::-1]]).tolist(),
                 fill="toself",
                 fillcolor="rgba(46,134,193,0.18)",
                 line={"width": 0},
@@ -258,7 +259,7 @@ def _html(plan: Plan, path: Path) -> None:
         fig.add_trace(
             go.Scatter(
                 x=p.history_at,
-                y=p.history,
+                y=p.history.tolist(),
                 name="history",
                 line={"color": _HISTORY},
                 showlegend=i == 0,
@@ -270,7 +271,7 @@ def _html(plan: Plan, path: Path) -> None:
         fig.add_trace(
             go.Scatter(
                 x=p.at,
-                y=p.mean,
+                y=p.mean.tolist(),
                 name="forecast",
                 line={"color": _FORECAST, "dash": "dash"},
                 showlegend=i == 0,

@@ -12,10 +12,7 @@ import typer
 
 from membank_cli._server import KeyOption, UrlOption
 from membank_cli.capacity.calibrate import as_rows, calibrate_run
-from membank_cli.capacity.chart import write_chart
-from membank_cli.capacity.forecast import forecast_samples
 from membank_cli.capacity.model import BACKENDS
-from membank_cli.capacity.plan import make_plan
 from membank_cli.capacity.prices import load_prices
 from membank_cli.capacity.prometheus import PrometheusHistory
 from membank_cli.capacity.remote import ServerHistory
@@ -113,6 +110,12 @@ def plan(
         fail(f"--target-backend must be one of {', '.join(BACKENDS)}")
     if chart and chart.suffix.lower() not in (".png", ".html", ".htm"):
         fail("--chart takes a .png or .html file")
+    # statsmodels, pandas and matplotlib cost 125 MiB and a second: only when planning,
+    # never in every `membank` process (`membank serve` imports this module too).
+    from membank_cli.capacity.chart import write_chart
+    from membank_cli.capacity.forecast import forecast_samples
+    from membank_cli.capacity.plan import make_plan
+
     days = _days(horizon, "--horizon")
     lookback = timedelta(days=_days(since, "--since"))
     source = _source(

@@ -92,14 +92,20 @@ class Forecast:
 
 def _grid(at: Sequence[datetime], values: Sequence[float]) -> tuple[pd.Series, bool]:
     """The series on a daily grid (two weeks or more) or an hourly one; True for daily."""
-    # Naive UTC: pandas anchors daily buckets (origin="end") only on a naive index.
     index = pd.DatetimeIndex([a.astimezone(UTC).replace(tzinfo=None) for a in at])
     s = pd.Series(np.asarray(values, dtype=float), index=index)
     s = s[~s.index.duplicated(keep="last")].sort_index()
     daily = s.index[-1] - s.index[0] >= pd.Timedelta(days=MIN_SEASONS * SEASON_DAYS)
-    # Buckets end at the last sample, so the newest bucket is a whole day (or hour).
-    rule = "1D" if daily else "1h"
-    grid = s.resample(rule, origin="end", closed="right", label="right").max()
+    # Calendar days (UTC), each labelled with its own date, so the weekly season
+    # lines up with the weekday; a first or last day seen for less than 3/4 of it
+    # is dropped, or its peak would read low.
+    grid = s.resample("1D" if daily else "1h").max()
+    if daily:
+        day = pd.Timedelta(days=1)
+        if s.index[-1] - grid.index[-1] < 0.75 * day:
+            grid = grid.iloc[:-1]
+        if grid.index[0] + day - s.index[0] < 0.75 * day:
+            grid = grid.iloc[1:]
     return grid.interpolate(limit_direction="both"), bool(daily)
 
 

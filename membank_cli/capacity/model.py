@@ -187,9 +187,13 @@ class MemoryModel:
             + (self.hnsw_bytes)
         )
 
+    @property
+    def process_bytes(self) -> float:
+        """RSS of a started server that has not written yet."""
+        return float(PG_PROCESS_BASE if self.backend == "pgvector" else PROCESS_BASE)
+
     def fixed_ram(self) -> float:
-        base = PG_PROCESS_BASE if self.backend == "pgvector" else PROCESS_BASE
-        return float(base + WRITE_WORKING_SET)
+        return self.process_bytes + WRITE_WORKING_SET
 
     def fixed_disk(self) -> float:
         return float(PG_FIXED_DISK if self.backend == "pgvector" else QDRANT_DISK_FIXED)

@@ -11,14 +11,16 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from membank_cli.capacity.advice import human_bytes
-from membank_cli.capacity.plan import Plan
 from membank_cli.capacity.prices import GiB
+
+if TYPE_CHECKING:
+    from membank_cli.capacity.plan import Plan
 
 __all__ = ["FORMATS", "plan_dict", "render"]
 
