@@ -52,6 +52,17 @@ def advise(p: Plan) -> list[str]:
     if not dated:
         out.append(f"nothing runs out on {p.current.name} within the forecast")
     none, scalar = p.sizings[0], p.sizings[1]
+    if p.chosen.instance is None:
+        big = p.prices.largest()
+        out.append(
+            f"no size in the price table holds {p.memories_needed:,.0f} memories"
+            + (
+                f" on one machine (the largest, {big.name}, has {big.ram_gib:g} GiB): "
+                "plan a Qdrant cluster (--target-backend qdrant)"
+                if p.backend == "edge"
+                else ""
+            )
+        )
     if p.backend == "edge":
         if p.cores_needed > EDGE_MAX_CORES:
             out.append(

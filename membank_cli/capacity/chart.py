@@ -163,7 +163,8 @@ def _title(plan: Plan) -> str:
         f"membank capacity plan: {simulated}{plan.horizon_days}-day horizon, "
         f"{plan.confidence:.0%} band, {m.method} (fit error {m.error_pct:.1f} %)\n"
         f"recommended: {size}, {plan.disk_gb_recommended} GB disk, quantization "
-        f"{plan.chosen.quantization}: {plan.prices.currency} {plan.monthly_cost:,.0f} a month"
+        f"{plan.chosen.quantization}: "
+        + (f"{plan.prices.currency} {plan.monthly_cost:,.0f} a month" if plan.monthly_cost else "-")
     )
 
 

@@ -105,7 +105,8 @@ class Plan:
     app: tuple[Instance, int] | None
     cluster: Cluster | None
     disk_gb_recommended: int
-    monthly_cost: float
+    #: None when nothing in the price table holds the need.
+    monthly_cost: float | None
     advice: list[str] = field(default_factory=list)
 
 
@@ -226,7 +227,7 @@ def make_plan(
     app: tuple[Instance, int] | None = None
     cluster: Cluster | None = None
     volumes = 1
-    cost = chosen.monthly_cost or 0.0
+    cost = chosen.monthly_cost
     if backend != "edge":
         # Stateless membank servers in front of the store, at least two for availability.
         app_node = (
@@ -241,8 +242,10 @@ def make_plan(
             prices,
         )
         volumes = cluster.nodes if cluster else STORE_COPIES
-        cost += app_node.per_month * replicas
-    cost += disk_gb * prices.storage_per_gb_month * volumes
+        if cost is not None:
+            cost += app_node.per_month * replicas
+    if cost is not None:
+        cost += disk_gb * prices.storage_per_gb_month * volumes
     plan = Plan(
         source=source,
         backend=backend,
