@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from membank_cli.capacity.model import MemoryModel
+from membank_cli.capacity.model import BACKENDS, MemoryModel
 from membank_cli.capacity.plan import CPU_USABLE, DISK_USABLE, RAM_USABLE, Plan
 from membank_cli.capacity.prices import GiB
 
@@ -44,11 +44,15 @@ def panels(plan: Plan) -> list[Panel]:
     """The series to draw, in display units (GiB, cores), cut at the plan's horizon."""
     h = plan.horizon_days
     mem = plan.forecasts["memories"]
-    model = MemoryModel(backend=plan.backend, dimension=plan.dimension)
-    k = plan.rss_factor
     chosen, nxt = plan.chosen, plan.chosen.instance
+    model = MemoryModel(
+        backend=plan.backend, dimension=plan.dimension, quantization=chosen.quantization
+    )
+    k = plan.rss_factor
     cur = plan.current.name + (" (assumed)" if plan.current_assumed else "")
     ahead = (mem.at[:h], mem.mean[:h], mem.lower[:h], mem.upper[:h])
+    # The measured RSS and disk are this backend's; for another, the model's view of them.
+    same = plan.history_backend == plan.backend and chosen.quantization == "none"
 
     def ram(x: np.ndarray) -> np.ndarray:
         return (model.fixed_ram() + x * model.ram_per_memory()) * k / GiB
@@ -58,14 +62,17 @@ def panels(plan: Plan) -> list[Panel]:
 
     def observed(name: str, scale: float, derived: np.ndarray) -> tuple[list[datetime], np.ndarray]:
         f = plan.forecasts.get(name)
-        return (f.history_at, f.history / scale) if f else (mem.history_at, derived)
+        return (f.history_at, f.history / scale) if f and same else (mem.history_at, derived)
 
     disk_now = plan.disk_gib * GiB * DISK_USABLE
     memories = Panel("Memories", "memories", mem.history_at, mem.history, *ahead)
-    fits = model.memories_fitting(plan.current.ram_bytes * RAM_USABLE / k, disk_now)
-    memories.lines.append((f"{cur} holds {fits:,.0f}", fits, _NOW))
+    running = plan.history_backend if plan.history_backend in BACKENDS else plan.backend
+    now = MemoryModel(backend=running, dimension=plan.dimension)
+    fits = now.memories_fitting(plan.current.ram_bytes * RAM_USABLE / k, disk_now)
+    memories.lines.append((f"{cur} holds {fits:,.0f} on {running}", fits, _NOW))
+    what = plan.backend + ("" if chosen.quantization == "none" else f", {chosen.quantization}")
     ram_p = Panel(
-        f"RAM ({plan.backend}; model x {k:.2f})",
+        f"RAM ({what}; model x {k:.2f})",
         "GiB",
         *observed("rss_bytes", GiB, ram(mem.history)),
         ahead[0],
@@ -73,16 +80,25 @@ def panels(plan: Plan) -> list[Panel]:
         ram(ahead[2]),
         ram(ahead[3]),
     )
-    ram_p.lines.append(
-        (
-            f"{cur}: {RAM_USABLE:.0%} of {plan.current.ram_gib:g} GiB",
-            plan.current.ram_bytes * RAM_USABLE / GiB,
-            _NOW,
+    if running == plan.backend:
+        ram_p.lines.append(
+            (
+                f"{cur}: {RAM_USABLE:.0%} of {plan.current.ram_gib:g} GiB",
+                plan.current.ram_bytes * RAM_USABLE / GiB,
+                _NOW,
+            )
         )
-    )
-    if plan.backend == "edge" and nxt:
-        q = MemoryModel(backend="edge", dimension=plan.dimension, quantization=chosen.quantization)
-        fits = q.memories_fitting(nxt.ram_bytes * RAM_USABLE / k, plan.disk_gb_recommended * 1e9)
+    if plan.cluster:
+        c = plan.cluster
+        # One copy of the data fits in the nodes' usable RAM over the copies kept.
+        usable = c.nodes * (c.node.ram_bytes * RAM_USABLE - GiB) / c.replication_factor
+        ram_p.lines.append(
+            (f"{c.nodes} x {c.node.name}, {c.replication_factor} copies", usable / GiB, _NEXT)
+        )
+    elif nxt:
+        fits = model.memories_fitting(
+            nxt.ram_bytes * RAM_USABLE / k, plan.disk_gb_recommended * 1e9
+        )
         memories.lines.append((f"{nxt.name} holds {fits:,.0f}", fits, _NEXT))
         ram_p.lines.append(
             (
@@ -103,8 +119,9 @@ def panels(plan: Plan) -> list[Panel]:
     disk_p.lines += [
         (f"{DISK_USABLE:.0%} of the {plan.disk_gib:g} GiB volume", disk_now / GiB, _NOW),
         (
-            f"{DISK_USABLE:.0%} of the recommended {plan.disk_gb_recommended} GB",
-            plan.disk_gb_recommended * 1e9 * DISK_USABLE / GiB,
+            f"{DISK_USABLE:.0%} of {plan.volumes} x {plan.disk_gb_recommended} GB"
+            + (f", {plan.copies} copies" if plan.copies > 1 else ""),
+            plan.volumes * plan.disk_gb_recommended * 1e9 * DISK_USABLE / plan.copies / GiB,
             _NEXT,
         ),
     ]
@@ -140,10 +157,18 @@ def panels(plan: Plan) -> list[Panel]:
             )
         out.append(cpu_p)
     end = mem.at[min(h, len(mem.at)) - 1]
-    where = {"memory": (0, 1), "disk": (2,), "CPU": (3,)}
+    # Run-out dates are today's backend's: on the RAM and disk panels only when they show it.
+    where = (
+        {"memory": (0, 1), "disk": (2,), "CPU": (3,)}
+        if running == plan.backend
+        else {
+            "memory": (0,),
+            "CPU": (3,),
+        }
+    )
     for r in plan.runouts:
         if r.expected and r.expected <= end:
-            for i in where[r.resource]:
+            for i in where.get(r.resource, ()):
                 if i < len(out):
                     out[i].marks.append(
                         (r.expected, f"{r.resource} runs out {r.expected:%Y-%m-%d}")

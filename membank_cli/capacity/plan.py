@@ -18,7 +18,7 @@ from datetime import datetime
 
 from membank_cli.capacity.advice import advise
 from membank_cli.capacity.forecast import Forecast
-from membank_cli.capacity.model import Backend, MemoryModel, Quantization
+from membank_cli.capacity.model import BACKENDS, QUANTIZATIONS, Backend, MemoryModel, Quantization
 from membank_cli.capacity.prices import GiB, Instance, PriceTable
 
 __all__ = [
@@ -105,6 +105,10 @@ class Plan:
     app: tuple[Instance, int] | None
     cluster: Cluster | None
     disk_gb_recommended: int
+    #: Volumes of ``disk_gb_recommended`` (one a store node), and how many copies they hold.
+    volumes: int
+    copies: int
+    history_backend: str
     #: None when nothing in the price table holds the need.
     monthly_cost: float | None
     advice: list[str] = field(default_factory=list)
@@ -195,12 +199,14 @@ def make_plan(
     if "rss_bytes" in forecasts and history_backend == backend == "edge":
         factor = max(1.0, float(forecasts["rss_bytes"].history[-1]) / base.ram_bytes(memories_now))
     cores_now = _cores(forecasts, 0, 0.0, rps_per_core)
+    # Run-out dates are for what runs today; sizing is for the target backend.
+    running = history_backend if history_backend in BACKENDS else backend
+    now_model = MemoryModel(backend=running, dimension=dimension)
     assumed = current is None
     if current is None:
-        current = prices.cheapest(_fits(base.ram_bytes(memories_now) * factor, cores_now)) or (
-            prices.largest()
-        )
-    runouts = _runouts(forecasts, base, factor, current, disk_gib, growth_buffer, horizon_days)
+        need_now = now_model.ram_bytes(memories_now) * factor
+        current = prices.cheapest(_fits(need_now, cores_now)) or prices.largest()
+    runouts = _runouts(forecasts, now_model, factor, current, disk_gib, growth_buffer, horizon_days)
     sizings = [
         _sizing(
             MemoryModel(backend=backend, dimension=dimension, quantization=q),
@@ -209,7 +215,7 @@ def make_plan(
             factor,
             prices,
         )
-        for q in ("none", "scalar", "binary")
+        for q in QUANTIZATIONS
     ]
     usable = [s for s in sizings if s.available and s.monthly_cost is not None]
     chosen = (
@@ -223,10 +229,9 @@ def make_plan(
     disk_needed = chosen_model.disk_bytes(memories_needed)
     if "disk_bytes" in forecasts and history_backend == backend:
         disk_needed = max(disk_needed, _need(forecasts["disk_bytes"], horizon_days, growth_buffer))
-    disk_gb = max(10, math.ceil(disk_needed / DISK_USABLE / 1e9 / 10) * 10)
     app: tuple[Instance, int] | None = None
     cluster: Cluster | None = None
-    volumes = 1
+    volumes, per_volume = 1, disk_needed
     cost = chosen.monthly_cost
     if backend != "edge":
         # Stateless membank servers in front of the store, at least two for availability.
@@ -236,14 +241,14 @@ def make_plan(
         )
         replicas = max(2, math.ceil(cores_needed / (app_node.vcpu * CPU_USABLE)))
         app = (app_node, replicas)
-        cluster = _store_cluster(
-            "qdrant" if backend == "qdrant" else "postgres",
-            chosen.ram_bytes - base.fixed_ram(),
-            prices,
-        )
+        kind = "qdrant" if backend == "qdrant" else "postgres"
+        cluster = _store_cluster(kind, chosen.ram_bytes - base.fixed_ram(), prices)
         volumes = cluster.nodes if cluster else STORE_COPIES
+        # Qdrant spreads the copies over its nodes; a PostgreSQL standby holds it all.
+        per_volume = disk_needed * STORE_COPIES / volumes if kind == "qdrant" else disk_needed
         if cost is not None:
             cost += app_node.per_month * replicas
+    disk_gb = max(10, math.ceil(per_volume / DISK_USABLE / 1e9 / 10) * 10)
     if cost is not None:
         cost += disk_gb * prices.storage_per_gb_month * volumes
     plan = Plan(
@@ -268,6 +273,9 @@ def make_plan(
         app=app,
         cluster=cluster,
         disk_gb_recommended=disk_gb,
+        volumes=volumes,
+        copies=STORE_COPIES if backend != "edge" else 1,
+        history_backend=history_backend,
         monthly_cost=cost,
     )
     plan.advice.extend(advise(plan))
