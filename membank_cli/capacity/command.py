@@ -100,7 +100,9 @@ def plan(
     ),
     disk_gib: float = typer.Option(100.0, help="Today's volume size in GiB."),
     rps_per_core: float = typer.Option(
-        110.0, help="Requests a second one core serves (membank bench)."
+        110.0,
+        help="Requests a second one core serves, used when CPU was not sampled "
+        "(membank bench: ~105 text searches a core on 2 vCPU).",
     ),
 ) -> None:
     """Forecast memories, RAM, disk, requests and CPU: when each runs out, what to run, its cost."""
