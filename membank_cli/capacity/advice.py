@@ -92,6 +92,9 @@ def advise(p: Plan) -> list[str]:
             f"Qdrant cluster: {c.nodes} x {c.node.name}, shard_number={c.shard_number}, "
             f"replication_factor={c.replication_factor}"
         )
+    for note in dict.fromkeys(n for f in p.forecasts.values() for n in f.notes):
+        if not note.startswith("fitted on a log scale"):  # the method column says it
+            out.append(note)
     if p.rss_factor > 1.05:
         out.append(
             f"your server's RSS is {p.rss_factor:.2f}x what the model expects for its memory "

@@ -149,7 +149,7 @@ def plan(
         fail(exc)
     except ValueError as exc:
         fail(str(exc))
-    for note in getattr(source, "notes", []):
+    for note in source.notes:
         warning(note)
     render(result, fmt, console)
     if chart:

@@ -2,16 +2,17 @@
 
 The history is first put on a regular grid: one value a day (the day's maximum,
 so peaks are planned for, not averages) when it spans two weeks or more, else one
-an hour. With two full weeks or more, Holt-Winters (statsmodels
-``ExponentialSmoothing``, additive trend, additive weekly season of 7 days) is
-fitted and its band comes from simulating the fitted model; with less, an
-ordinary least-squares line, its band the OLS prediction interval. Either way
-the fit error is measured on the held-out last fifth (at least a week) of the
-history, fitted without it, before the model is fitted again on all of it.
-Holt-Winters is tried on the values and on their logarithm (exponential growth,
-a season in proportion); the one with the smaller held-out error is used. The
-band's width is then scaled so that on the held-out tail it covered the chosen
-share of what happened (a factor between 0.2 and 5).
+an hour (the maximum of the 24 hours up to it). With two full weeks or more,
+Holt-Winters (statsmodels ``ExponentialSmoothing``, additive trend, additive
+weekly season of 7 days) is fitted and its band comes from simulating the
+fitted model; with less, an ordinary least-squares line, its band the OLS
+prediction interval. Either way the fit error is measured on the held-out last
+fifth (at least a week) of the history, fitted without it, before the model is
+fitted again on all of it. Holt-Winters is tried on the values and on their
+logarithm (exponential growth, a season in proportion); the one with the
+smaller held-out error is used. The band's width is then scaled so that on the
+held-out tail it covered the chosen share of what happened (a factor between
+0.2 and 5).
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class Forecast:
     error_on: str
     growth_per_day: float
     level: float
+    #: ``log`` when Holt-Winters was fitted to the logarithm (exponential growth).
+    scale: Literal["linear", "log"] = "linear"
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -106,6 +109,10 @@ def _grid(at: Sequence[datetime], values: Sequence[float]) -> tuple[pd.Series, b
             grid = grid.iloc[:-1]
         if grid.index[0] + day - s.index[0] < 0.75 * day:
             grid = grid.iloc[1:]
+    else:
+        # The peak of the 24 hours up to each hour: what a daily grid's day peak is, so
+        # a line fitted to it plans for peaks, not for the night's lull.
+        grid = grid.interpolate(limit_direction="both").rolling(24, min_periods=1).max()
     return grid.interpolate(limit_direction="both"), bool(daily)
 
 
@@ -255,8 +262,6 @@ def fit_forecast(
         stretch = _stretch(y[-hold:], helds[log], confidence)
     if use_hw:
         fit = _fit_hw(y, horizon_days, confidence, seed, notes, log)
-        if log:
-            notes.append("fitted on a log scale: the growth is exponential")
     else:
         fit = _fit_line(t, y, ahead_t, confidence)
         if not daily:
@@ -284,6 +289,7 @@ def fit_forecast(
         error_on=error_on,
         growth_per_day=fit.slope_per_day,
         level=fit.level,
+        scale="log" if log else "linear",
         notes=notes,
     )
 

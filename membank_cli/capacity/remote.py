@@ -45,6 +45,7 @@ class ServerHistory:
     ) -> None:
         self.url = url.rstrip("/")
         self.label = f"server {self.url}"
+        self.notes: list[str] = []
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._transport = transport
 

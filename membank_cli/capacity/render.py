@@ -40,25 +40,34 @@ def _money(plan: Plan, x: float | None) -> str:
     return f"{plan.prices.currency} {x:,.0f}" if x is not None else "-"
 
 
+#: How each forecast metric is shown.
+_UNITS = {"rss_bytes": "bytes", "disk_bytes": "bytes", "cpu_percent": "percent", "rps": "rps"}
+
+
 def _amount(unit: str, x: float) -> str:
     if unit == "bytes":
         return human_bytes(x)
+    if unit == "rps":
+        return f"{x:,.1f}/s"
     return f"{x / 100:,.2f} cores" if unit == "percent" else _num(x)
 
 
 def _tables(p: Plan) -> _Tables:
     h = p.horizon_days
-    forecasts: list[Sequence[str]] = [
-        (
-            name,
-            f.method,
-            f"{f.error_pct:.1f} % ({f.error_on})" if math.isfinite(f.error_pct) else "-",
-            f"{_num(f.growth_per_day)} ({f.growth_pct_per_day:+.2f} %)",
-            _num(float(f.history[-1])),
-            f"{_num(f.at_day(h))} [{_num(f.at_day(h, 'lower'))} - {_num(f.at_day(h, 'upper'))}]",
+    forecasts: list[Sequence[str]] = []
+    for name, f in p.forecasts.items():
+        unit = _UNITS.get(name, "")
+        forecasts.append(
+            (
+                name,
+                f.method + (" (log)" if f.scale == "log" else ""),
+                f"{f.error_pct:.1f} % ({f.error_on})" if math.isfinite(f.error_pct) else "-",
+                f"{_amount(unit, f.growth_per_day)} ({f.growth_pct_per_day:+.2f} %)",
+                _amount(unit, float(f.history[-1])),
+                f"{_amount(unit, f.at_day(h))} [{_amount(unit, f.at_day(h, 'lower'))} - "
+                f"{_amount(unit, f.at_day(h, 'upper'))}]",
+            )
         )
-        for name, f in p.forecasts.items()
-    ]
     runouts: list[Sequence[str]] = [
         (
             r.resource,
@@ -146,6 +155,7 @@ def plan_dict(p: Plan) -> dict[str, Any]:
         "forecasts": {
             name: {
                 "method": f.method,
+                "scale": f.scale,
                 "fit_error_pct": f.error_pct,
                 "fit_error_on": f.error_on,
                 "growth_per_day": f.growth_per_day,

@@ -76,6 +76,7 @@ class SimulatedHistory:
 
     def __init__(self, spec: Simulation | None = None) -> None:
         self.spec = spec or Simulation()
+        self.notes: list[str] = []
 
     def generate(self) -> list[Sample]:
         s = self.spec

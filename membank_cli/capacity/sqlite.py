@@ -30,6 +30,7 @@ class SqliteHistory:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.label = f"history file {path}"
+        self.notes: list[str] = []
 
     def _read(self, since: datetime | None) -> list[Sample]:
         if not self.path.is_file():

@@ -81,6 +81,9 @@ class HistorySource(Protocol):
 
     #: Shown beside every figure made from this source ("simulated", a path, a URL).
     label: str
+    #: What the operator should know about what was read (series missing, ...),
+    #: filled by :meth:`samples`.
+    notes: list[str]
 
     async def samples(self, since: datetime | None) -> list[Sample]:
         """Samples taken at or after ``since`` (all of them when None), oldest first."""
