@@ -55,10 +55,11 @@ def advise(p: Plan) -> list[str]:
     if p.chosen.instance is None:
         big = p.prices.largest()
         out.append(
-            f"no size in the price table holds {p.memories_needed:,.0f} memories"
+            f"no size in the price table holds {p.memories_needed:,.0f} memories "
+            f"({human_bytes(p.chosen.ram_bytes)} RAM) with {p.cores_needed:.1f} busy cores"
             + (
-                f" on one machine (the largest, {big.name}, has {big.ram_gib:g} GiB): "
-                "plan a Qdrant cluster (--target-backend qdrant)"
+                f" on one machine (the largest, {big.name}, has {big.ram_gib:g} GiB and "
+                f"{big.vcpu} vCPU): plan a cluster (--target-backend qdrant)"
                 if p.backend == "edge"
                 else ""
             )
