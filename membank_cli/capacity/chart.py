@@ -282,30 +282,22 @@ def _html(plan: Plan, path: Path) -> None:
             row=row,
             col=col,
         )
-        fig.add_trace(
-            go.Scatter(
-                x=p.history_at,
-                y=p.history.tolist(),
-                name="history",
-                line={"color": _HISTORY},
-                showlegend=i == 0,
-                legendgroup="history",
-            ),
-            row=row,
-            col=col,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=p.at,
-                y=p.mean.tolist(),
-                name="forecast",
-                line={"color": _FORECAST, "dash": "dash"},
-                showlegend=i == 0,
-                legendgroup="forecast",
-            ),
-            row=row,
-            col=col,
-        )
+        for name, xs_, ys, line in (
+            ("history", p.history_at, p.history, {"color": _HISTORY}),
+            ("forecast", p.at, p.mean, {"color": _FORECAST, "dash": "dash"}),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=xs_,
+                    y=ys.tolist(),
+                    name=name,
+                    line=line,
+                    showlegend=i == 0,
+                    legendgroup=name,
+                ),
+                row=row,
+                col=col,
+            )
         xs = [p.history_at[0], p.at[-1]] if p.history_at and p.at else []
         for label, value, colour in p.lines:
             fig.add_trace(
