@@ -1,4 +1,8 @@
-"""A ``membank serve`` process of our own on a free loopback port, for benches and load tests.
+"""A ``membank serve`` process of our own on a free loopback port, and its RSS.
+
+Shared by the commands that measure a server they own (``membank bench``,
+``membank loadtest``, ``membank capacity calibrate``): same start, same
+readiness wait, same stop.
 
 Fresh data folder, an admin key of the caller's choosing, warnings-only logs;
 stopped (SIGTERM, then waited for) when the ``with`` block ends.
@@ -20,7 +24,7 @@ import httpx
 
 from membank_cli.output import fail
 
-__all__ = ["LocalServer", "free_port", "local_server", "rss_mib"]
+__all__ = ["LocalServer", "free_port", "local_server", "rss_bytes", "rss_mib"]
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,8 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def rss_mib(pid: int | None) -> float | None:
+def rss_bytes(pid: int) -> int | None:
     """Resident memory of a process and its children (uvicorn workers), or None if gone."""
-    if pid is None:
-        return None
     total = 0
     todo = [pid]
     try:
@@ -91,8 +93,14 @@ def rss_mib(pid: int | None) -> float | None:
             current = todo.pop()
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+                    total += int(line.split()[1]) * 1024
             todo.extend(_children(current))
     except (FileNotFoundError, ProcessLookupError):
-        return None if total == 0 else total / 1024
-    return total / 1024
+        return None if total == 0 else total
+    return total
+
+
+def rss_mib(pid: int | None) -> float | None:
+    """:func:`rss_bytes` in MiB; None for no process."""
+    rss = rss_bytes(pid) if pid is not None else None
+    return rss / 2**20 if rss is not None else None

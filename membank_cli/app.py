@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from membank_cli import audit, bench, bench_compare, cache, collection, config, keys, storage
+from membank_cli.capacity import command as capacity
 from membank_cli.loadtest.command import loadtest
 from membank_cli.serve import serve
 
@@ -27,6 +28,7 @@ app.add_typer(cache.app, name="cache")
 app.add_typer(storage.app, name="storage")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
+app.add_typer(capacity.app, name="capacity")
 
 
 def main() -> None:
