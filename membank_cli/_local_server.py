@@ -10,7 +10,9 @@ stopped (SIGTERM, then waited for) when the ``with`` block ends.
 
 from __future__ import annotations
 
+import functools
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -22,9 +24,39 @@ from pathlib import Path
 
 import httpx
 
-from membank_cli.output import fail
+from membank_server.domain.errors import MembankError
 
-__all__ = ["LocalServer", "free_port", "local_server", "rss_bytes", "rss_mib"]
+__all__ = [
+    "LocalServer",
+    "bench_auth",
+    "bench_security",
+    "free_port",
+    "local_server",
+    "rss_bytes",
+    "rss_mib",
+]
+
+
+#: Servers started to be measured run with security on, as in production: requests
+#: carry an admin key and pass the lockout check and the per-key rate limiter (set far
+#: above what a bench sends, so its cost is measured but it never refuses).
+@functools.cache
+def _bench_key() -> str:
+    return "membank-bench-" + secrets.token_urlsafe(24)
+
+
+def bench_security() -> dict[str, str]:
+    """Settings of a measured server: this process's admin key, limits out of the way."""
+    return {
+        "MEMBANK_SECURITY__ADMIN_KEY": _bench_key(),
+        "MEMBANK_SECURITY__RATE_LIMIT__REQUESTS_PER_SECOND": "10000000",
+        "MEMBANK_SECURITY__RATE_LIMIT__BURST": "10000000",
+    }
+
+
+def bench_auth() -> dict[str, str]:
+    """The header that authenticates with :func:`bench_security`'s admin key."""
+    return {"Authorization": f"Bearer {_bench_key()}"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +93,9 @@ def local_server(
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                fail(f"the server exited with code {proc.returncode} before it was ready")
+                raise MembankError(
+                    f"the server exited with code {proc.returncode} before it was ready"
+                )
             try:
                 if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
                     break
@@ -69,7 +103,7 @@ def local_server(
                 pass
             time.sleep(0.2)
         else:
-            fail(f"the server was not ready within {timeout:.0f} s")
+            raise MembankError(f"the server was not ready within {timeout:.0f} s")
         yield LocalServer(url, proc.pid)
     finally:
         proc.terminate()

@@ -16,7 +16,6 @@ import asyncio
 import os
 import random
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,9 +25,8 @@ import httpx
 import msgspec
 import numpy as np
 
-from membank_cli._local_server import local_server, rss_bytes
-from membank_cli.bench_cache import bench_auth, bench_security
-from membank_cli.output import fail
+from membank_cli._local_server import bench_auth, bench_security, local_server, rss_bytes
+from membank_server.domain.errors import MembankError
 
 __all__ = ["Point", "as_rows", "calibrate_run", "data_dir_bytes", "load", "memory_body"]
 
@@ -169,7 +167,7 @@ async def _pg_drop(dsn: str, schema: str) -> None:
         await conn.close()
 
 
-def calibrate_run(
+async def calibrate_run(
     backend: str,
     checkpoints: Sequence[int],
     *,
@@ -180,9 +178,11 @@ def calibrate_run(
 ) -> list[Point]:
     """Start a fresh server on ``backend`` and measure it at 0 and at each checkpoint."""
     if backend not in ("edge", "pgvector"):
-        fail("calibrate measures edge or pgvector (no Qdrant server runs on this machine)")
+        raise MembankError(
+            "calibrate measures edge or pgvector (no Qdrant server runs on this machine)"
+        )
     if backend == "pgvector" and not pg_dsn:
-        fail("--backend pgvector needs --pg-dsn (or MEMBANK_STORAGE__POSTGRES__DSN)")
+        raise MembankError("--backend pgvector needs --pg-dsn (or MEMBANK_STORAGE__POSTGRES__DSN)")
     schema = f"calibrate_{os.getpid()}"
     env = {**bench_security(), "MEMBANK_STORAGE__BACKEND": backend}
     if backend == "pgvector" and pg_dsn:
@@ -198,20 +198,18 @@ def calibrate_run(
         done = 0
         for target in [0, *sorted(checkpoints)]:
             if target > done:
-                asyncio.run(
-                    load(server.url, bench_auth(), done, target - done, users=users, dim=dim)
-                )
+                await load(server.url, bench_auth(), done, target - done, users=users, dim=dim)
                 done = target
             # Let the writer's last group flush and the allocator settle before reading.
-            time.sleep(settle_seconds)
+            await asyncio.sleep(settle_seconds)
             rss, rss_file = rss_bytes(server.pid) or 0, _rss_file(server.pid)
             if backend == "pgvector" and pg_dsn:
-                disk, index = asyncio.run(_pg_sizes(pg_dsn, schema))
+                disk, index = await _pg_sizes(pg_dsn, schema)
                 points.append(Point(target, rss, disk, rss_file, index))
             else:
                 points.append(Point(target, rss, data_dir_bytes(Path(tmp)), rss_file))
     if backend == "pgvector" and pg_dsn:
-        asyncio.run(_pg_drop(pg_dsn, schema))
+        await _pg_drop(pg_dsn, schema)
     return points
 
 

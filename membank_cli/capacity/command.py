@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from datetime import UTC, datetime, timedelta
@@ -11,6 +10,7 @@ from pathlib import Path
 import typer
 
 from membank_cli._server import KeyOption, UrlOption
+from membank_cli.application import Application
 from membank_cli.capacity.calibrate import as_rows, calibrate_run
 from membank_cli.capacity.model import BACKENDS
 from membank_cli.capacity.prices import load_prices
@@ -19,13 +19,12 @@ from membank_cli.capacity.remote import ServerHistory
 from membank_cli.capacity.render import FORMATS, render
 from membank_cli.capacity.simulate import SimulatedHistory, Simulation
 from membank_cli.capacity.sqlite import SqliteHistory
-from membank_cli.output import console, fail, print_json, success, table, warning
 from membank_server.domain.capacity import HistorySource
 from membank_server.domain.errors import MembankError
 
-__all__ = ["app"]
+__all__ = ["cli"]
 
-app = typer.Typer(
+cli = typer.Typer(
     help="Plan capacity: forecast growth, size machines, price them.", no_args_is_help=True
 )
 
@@ -37,7 +36,7 @@ _UNITS = {"d": 1, "w": 7, "m": 30, "y": 365}
 def _days(text: str, option: str) -> int:
     m = re.fullmatch(r"\s*(\d+)\s*([dwmy]?)\s*", text)
     if not m or int(m.group(1)) == 0:
-        fail(f"{option} takes a duration like 90d, 12w, 6m or 1y, not {text!r}")
+        raise MembankError(f"{option} takes a duration like 90d, 12w, 6m or 1y, not {text!r}")
     return int(m.group(1)) * _UNITS[m.group(2) or "d"]
 
 
@@ -60,7 +59,7 @@ def _source(
         if on
     ]
     if len(chosen) > 1:
-        fail(f"choose one history: {' and '.join(chosen)} were both given")
+        raise MembankError(f"choose one history: {' and '.join(chosen)} were both given")
     if simulate:
         return SimulatedHistory(Simulation(rate=growth))
     if history:
@@ -70,8 +69,9 @@ def _source(
     return ServerHistory(url, api_key)
 
 
-@app.command()
+@cli.command()
 def plan(
+    ctx: typer.Context,
     horizon: str = typer.Option("90d", help="How far ahead to size for: 90d, 12w, 6m, 1y."),
     growth_buffer: float = typer.Option(
         0.2, min=0.0, max=5.0, help="Head-room on top of the forecast."
@@ -102,16 +102,17 @@ def plan(
     rps_per_core: float = typer.Option(
         110.0,
         help="Requests a second one core serves, used when CPU was not sampled "
-        "(membank bench: ~105 text searches a core on 2 vCPU).",
+        "(membank bench search: ~105 text searches a core on 2 vCPU).",
     ),
 ) -> None:
     """Forecast memories, RAM, disk, requests and CPU: when each runs out, what to run, its cost."""
+    app = Application.of(ctx)
     if fmt not in FORMATS:
-        fail(f"--format must be one of {', '.join(FORMATS)}")
+        app.abort(f"--format must be one of {', '.join(FORMATS)}")
     if target_backend and target_backend not in BACKENDS:
-        fail(f"--target-backend must be one of {', '.join(BACKENDS)}")
+        app.abort(f"--target-backend must be one of {', '.join(BACKENDS)}")
     if chart and chart.suffix.lower() not in (".png", ".html", ".htm"):
-        fail("--chart takes a .png or .html file")
+        app.abort("--chart takes a .png or .html file")
     # statsmodels, pandas and matplotlib cost 125 MiB and a second: only when planning,
     # never in every `membank` process (`membank serve` imports this module too).
     from membank_cli.capacity.chart import write_chart
@@ -125,9 +126,9 @@ def plan(
     )
     try:
         table_ = load_prices(prices)
-        samples = asyncio.run(source.samples(datetime.now(UTC) - lookback))
+        samples = app.run(lambda: source.samples(datetime.now(UTC) - lookback))
         if not samples:
-            fail(f"no samples in the history ({source.label}) for the last {since}")
+            app.abort(f"no samples in the history ({source.label}) for the last {since}")
         forecasts = forecast_samples(samples, max(days, _SEARCH_DAYS), confidence=confidence)
         last = samples[-1]
         backend = target_backend or (last.backend if last.backend in BACKENDS else "qdrant")
@@ -145,20 +146,19 @@ def plan(
             disk_gib=disk_gib,
             rps_per_core=rps_per_core,
         )
-    except MembankError as exc:
-        fail(exc)
     except ValueError as exc:
-        fail(str(exc))
+        app.abort(str(exc))
     for note in source.notes:
-        warning(note)
-    render(result, fmt, console)
+        app.warning(note)
+    render(result, fmt, app.console)
     if chart:
         write_chart(result, chart)
-        success(f"chart written to {chart}")
+        app.success(f"chart written to {chart}")
 
 
-@app.command()
+@cli.command()
 def calibrate(
+    ctx: typer.Context,
     backend: str = typer.Option("edge", help="edge or pgvector."),
     at: str = typer.Option(
         "10000,50000,100000", help="Checkpoints: memory counts, comma-separated."
@@ -171,10 +171,14 @@ def calibrate(
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Measure a fresh local server's RSS and disk per memory at a few memory counts."""
+    app = Application.of(ctx)
     checkpoints = [int(x) for x in at.split(",") if x.strip()]
-    rows = as_rows(calibrate_run(backend, checkpoints, users=users, dim=dim, pg_dsn=pg_dsn))
+    points = app.run(
+        lambda: calibrate_run(backend, checkpoints, users=users, dim=dim, pg_dsn=pg_dsn)
+    )
+    rows = as_rows(points)
     if as_json:
-        print_json(
+        app.json(
             {
                 "backend": backend,
                 "dimension": dim,
@@ -184,7 +188,7 @@ def calibrate(
             }
         )
         return
-    table(
+    app.table(
         f"membank capacity calibrate: {backend}, {dim}-d, {users} users",
         [
             "memories",

@@ -18,8 +18,7 @@ from litestar import Litestar, post
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody
 
-from membank_server.bootstrap import build_embedder
-from membank_server.config import load_settings
+from membank_cli.application import Application
 from membank_server.domain.ports import Embedder
 
 __all__ = ["EmbeddingRequest", "create_app"]
@@ -35,7 +34,7 @@ class EmbeddingRequest(msgspec.Struct, kw_only=True):
 
 def create_app() -> Litestar:
     # Defaults only: the offline ONNX embedder, whatever MEMBANK_* the caller has set.
-    embedder: Embedder = build_embedder(load_settings(environ={}))
+    embedder: Embedder = Application(environ={}).embedder()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ __all__ = ["ComparePlan", "Query", "Workload", "make_workload"]
 
 @dataclass(frozen=True)
 class ComparePlan:
-    """What ``membank bench-compare`` runs; figures are for one run on this machine."""
+    """What ``membank bench compare`` runs; figures are for one run on this machine."""
 
     memories: int = 2000
     per_user: int = 20

@@ -10,11 +10,11 @@ from pathlib import Path
 import typer
 
 from loadtests.scenarios import DEFAULT_FILE, Scenario, ScenarioError, load_scenario
+from membank_cli.application import Application
 from membank_cli.loadtest.hosts import checked_host
-from membank_cli.loadtest.report import ReportError
 from membank_cli.loadtest.session import LoadTest, Outcome, run
 from membank_cli.loadtest.slo import load_slo
-from membank_cli.output import console, fail, table
+from membank_cli.output import Output
 from membank_server.domain.errors import ConfigError
 
 __all__ = ["loadtest"]
@@ -24,7 +24,7 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def _render(outcome: Outcome, out: Path) -> None:
+def _render(output: Output, outcome: Outcome, folder: Path) -> None:
     s, slo = outcome.summary, outcome.test.slo
     rows = []
     for e in (*s.endpoints, s.total):
@@ -51,12 +51,12 @@ def _render(outcome: Outcome, out: Path) -> None:
             )
         )
     scenario = outcome.test.scenario
-    table(
+    output.table(
         f"{scenario.name}: {scenario.users} users, {scenario.duration}, {outcome.host}",
         ["endpoint", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "SLO"],
         rows,
     )
-    table(
+    output.table(
         "verdict",
         ["SLI", "objective", "measured", ""],
         [
@@ -68,15 +68,18 @@ def _render(outcome: Outcome, out: Path) -> None:
     if rss.get("start") is not None and rss.get("end") is not None:
         seen = [m for _, m in outcome.rss_samples if m is not None]
         during = f" (every 10 s: {min(seen):,.0f} to {max(seen):,.0f} MiB)" if seen else ""
-        console.print(
+        output.console.print(
             f"server RSS: {rss['start']:,.0f} MiB at start, {rss['end']:,.0f} MiB at end{during}"
         )
     for endpoint, error, count in outcome.summary.failures[:5]:
-        console.print(f"[red]{count:,} x {endpoint}: {error}[/]", highlight=False)
-    console.print(f"reports: {out}/ (report.html, locust_*.csv, summary.json)", highlight=False)
+        output.console.print(f"[red]{count:,} x {endpoint}: {error}[/]", highlight=False)
+    output.console.print(
+        f"reports: {folder}/ (report.html, locust_*.csv, summary.json)", highlight=False
+    )
 
 
 def loadtest(
+    ctx: typer.Context,
     scenario: str = typer.Option(..., "--scenario", "-s", help="Scenario name (see --scenarios)."),
     users: int = typer.Option(None, help="Concurrent users [default: the scenario's]."),
     spawn_rate: float = typer.Option(None, help="Users started per second."),
@@ -119,6 +122,7 @@ def loadtest(
 
     Exits 1 when an SLO is broken, 2 for a bad option or a refused host.
     """
+    app = Application.of(ctx)
     try:
         target = None if host is None else checked_host(host, allow_remote=allow_remote)
         if start_server and target is not None:
@@ -137,11 +141,9 @@ def loadtest(
         )
         objectives = load_slo(slo, chosen.slo)
     except ScenarioError as exc:
-        fail(ConfigError(str(exc)))
-    except ConfigError as exc:
-        fail(exc)
+        app.abort(ConfigError(str(exc)))
     if importlib.util.find_spec("locust") is None:
-        fail("membank loadtest needs Locust: pip install 'membank[loadtest]'")
+        app.abort("membank loadtest needs Locust: pip install 'membank[loadtest]'")
     folder = out or Path("loadtest-results") / f"{scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
     test = LoadTest(
         scenario=chosen,
@@ -154,11 +156,8 @@ def loadtest(
         processes=processes,
         keep_data=keep_data,
     )
-    try:
-        outcome = run(test)
-    except ReportError as exc:
-        fail(exc)
+    outcome = run(test, app)
     (folder / "summary.json").write_text(json.dumps(outcome.to_dict(), indent=2))
-    _render(outcome, folder)
+    _render(app, outcome, folder)
     if not outcome.verdict.passed:
         raise typer.Exit(1)

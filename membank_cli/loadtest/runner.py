@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-
-from membank_cli.output import console
 
 __all__ = ["LocustPlan", "locust_command", "run_locust"]
 
@@ -142,7 +141,10 @@ def _view(plan: LocustPlan, progress: tuple[float, dict[str, Any]] | None) -> Ta
 
 
 def run_locust(
-    plan: LocustPlan, tick: Callable[[], None] | None = None, every: float = 10.0
+    plan: LocustPlan,
+    console: Console,
+    tick: Callable[[], None] | None = None,
+    every: float = 10.0,
 ) -> int:
     """Run Locust to the end with a live view; its exit code (0 when it worked).
 

@@ -27,7 +27,8 @@ from membank_cli._local_server import local_server, rss_mib
 from membank_cli.loadtest.report import Summary, read_summary, summary_dict
 from membank_cli.loadtest.runner import LocustPlan, run_locust
 from membank_cli.loadtest.slo import Slo, Verdict, verdict
-from membank_cli.output import console, fail, warning
+from membank_cli.output import Output
+from membank_server.domain.errors import MembankError
 
 __all__ = ["LoadTest", "Outcome", "run"]
 
@@ -108,10 +109,10 @@ def _remote_rss(url: str) -> float | None:
     return None
 
 
-def _seed(test: LoadTest, url: str, admin_key: str | None) -> tuple[Seed, float]:
+def _seed(out: Output, test: LoadTest, url: str, admin_key: str | None) -> tuple[Seed, float]:
     s = test.scenario
     started = time.monotonic()
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=out.console, transient=True) as progress:
         tasks: dict[str, TaskID] = {}
 
         def report(stage: str, done: int, total: int) -> None:
@@ -122,29 +123,29 @@ def _seed(test: LoadTest, url: str, admin_key: str | None) -> tuple[Seed, float]
         try:
             result = seed(url, s, admin_key=admin_key, api_key=test.api_key, progress=report)
         except SeedError as exc:
-            fail(f"seeding failed: {exc}")
+            raise MembankError(f"seeding failed: {exc}") from exc
     return result, time.monotonic() - started
 
 
-def _cleanup(seeded: Seed, admin_key: str | None) -> None:
+def _cleanup(out: Output, seeded: Seed, admin_key: str | None) -> None:
     try:
         kept = cleanup(seeded, admin_key)
     except SeedError as exc:
-        warning(f"cleaning up the seeded tenants failed: {exc}")
+        out.warning(f"cleaning up the seeded tenants failed: {exc}")
         return
     if kept:
-        warning(f"left tenant {kept[0]} as it was: the key's own user is not this run's")
+        out.warning(f"left tenant {kept[0]} as it was: the key's own user is not this run's")
 
 
-def run(test: LoadTest) -> Outcome:
+def run(test: LoadTest, out: Output) -> Outcome:
     """Seed, run Locust, read its files and judge them; the reports land in ``test.out``."""
     s = test.scenario
     with tempfile.TemporaryDirectory(prefix="membank-loadtest-") as tmp:
         work = Path(tmp)
         with _target(test, work) as (url, pid, admin_key):
             if admin_key is None and test.api_key is None:
-                fail("--host needs --admin-key (a key per tenant) or --api-key")
-            seeded, seed_seconds = _seed(test, url, admin_key)
+                raise MembankError("--host needs --admin-key (a key per tenant) or --api-key")
+            seeded, seed_seconds = _seed(out, test, url, admin_key)
             seed_file = work / "seed.json"
             seeded.save(seed_file)
             started = time.monotonic()
@@ -167,16 +168,18 @@ def run(test: LoadTest) -> Outcome:
             )
             try:
                 code = run_locust(
-                    plan, tick=lambda: samples.append((round(time.monotonic() - started), rss()))
+                    plan,
+                    out.console,
+                    tick=lambda: samples.append((round(time.monotonic() - started), rss())),
                 )
                 rss_end = rss()
             finally:
                 # Interrupted or not, a server that is not ours gets its tenants back.
                 if test.host is not None and not test.keep_data:
-                    _cleanup(seeded, admin_key)
+                    _cleanup(out, seeded, admin_key)
     if code != 0:
         tail = plan.log.read_text(errors="replace")[-2000:]
-        fail(f"locust exited with code {code} (see {plan.log}):\n{tail}")
+        raise MembankError(f"locust exited with code {code} (see {plan.log}):\n{tail}")
     summary = read_summary(plan.csv_prefix)
     return Outcome(
         test,

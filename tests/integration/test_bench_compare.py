@@ -1,4 +1,4 @@
-"""``membank bench-compare`` end to end on a tiny workload, when mem0 is installed.
+"""``membank bench compare`` end to end on a tiny workload, when mem0 is installed.
 
 mem0 is the optional ``compare`` extra (``dev`` includes it, so CI runs this).
 Its presence is checked without importing it: importing mem0 here would run its
@@ -26,7 +26,7 @@ def test_compare_runs_both_sides_on_the_same_workload() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMBANK_", "MEM0_"))}
     result = subprocess.run(
         [
-            *(sys.executable, "-m", "membank_cli", "bench-compare", "--json"),
+            *(sys.executable, "-m", "membank_cli", "bench", "compare", "--json"),
             *("--memories", "200", "--per-user", "20", "--queries", "40"),
             *("--concurrent-adds", "40", "--threads", "4"),
         ],

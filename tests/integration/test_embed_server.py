@@ -1,4 +1,4 @@
-"""The OpenAI-compatible embeddings endpoint mem0 uses in bench-compare, over the real model."""
+"""The OpenAI-compatible embeddings endpoint mem0 uses in bench compare, over the real model."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import threading
 
-from membank_cli.bench_compare import CompareReport
 from membank_cli.compare.measure import SideReport, measure
+from membank_cli.compare.run import CompareReport
 from membank_cli.compare.workload import ComparePlan, Workload, make_workload
 
 

@@ -1,4 +1,4 @@
-"""``membank bench-compare``: the same workload on membank and on mem0, in one run.
+"""``membank bench compare``, run: the same workload on membank and on mem0.
 
 membank runs as a fresh ``membank serve`` on a free loopback port and is driven
 over HTTP; then, with that server stopped so each side has the machine to itself,
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 import secrets
 import subprocess
@@ -26,15 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import typer
+from rich.console import Console
 
 from membank_cli._local_server import free_port, local_server
 from membank_cli.compare.measure import SideReport, measure
 from membank_cli.compare.membank_side import MembankSide
 from membank_cli.compare.workload import ComparePlan, Workload, make_workload
-from membank_cli.output import console, fail, print_json, table
+from membank_server.domain.errors import MembankError
 
-__all__ = ["ComparePlan", "CompareReport", "compare", "run_compare"]
+__all__ = ["CompareReport", "run_compare"]
 
 
 @dataclass(frozen=True)
@@ -71,13 +70,13 @@ def _wait(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            fail(f"the {what} exited with code {proc.returncode} before it was ready")
+            raise MembankError(f"the {what} exited with code {proc.returncode} before it was ready")
         try:
             httpx.post(url, json={"input": "ready?"}, timeout=2).raise_for_status()
             return
         except httpx.HTTPError:
             time.sleep(0.2)
-    fail(f"the {what} was not ready within 60 s")
+    raise MembankError(f"the {what} was not ready within 60 s")
 
 
 @contextmanager
@@ -145,14 +144,15 @@ def _mem0(plan: ComparePlan, workload: Workload, work: Path) -> SideReport:
             env={**os.environ, "MEM0_TELEMETRY": "False"},
         ).returncode
     if code != 0:
-        fail(f"the mem0 run failed (exit {code}):\n{log.read_text(errors='replace')[-2000:]}")
+        tail = log.read_text(errors="replace")[-2000:]
+        raise MembankError(f"the mem0 run failed (exit {code}):\n{tail}")
     return SideReport(**json.loads(out.read_text()))
 
 
-def run_compare(plan: ComparePlan) -> CompareReport:
+def run_compare(plan: ComparePlan, console: Console) -> CompareReport:
     """Both sides on one workload, one after the other, each with the machine to itself."""
     if importlib.util.find_spec("mem0") is None:
-        fail("bench-compare needs mem0: pip install 'membank[compare]'")
+        raise MembankError("bench compare needs mem0: pip install 'membank[compare]'")
     workload = make_workload(plan)
     with tempfile.TemporaryDirectory(prefix="membank-compare-") as tmp:
         work = Path(tmp)
@@ -161,74 +161,3 @@ def run_compare(plan: ComparePlan) -> CompareReport:
         with console.status("mem0: the same"):
             mem0 = _mem0(plan, workload, work)
     return CompareReport(plan, membank, mem0)
-
-
-def _render(report: CompareReport) -> None:
-    m, o, r, p = report.membank, report.mem0, report.ratios, report.plan
-
-    def times(value: float | None, target: float | None = None) -> str:
-        if value is None:
-            return "n/a"
-        mark = "" if target is None else (" [green]✓[/]" if value >= target else " [red]✗[/]")
-        return f"{value:,.2f}x{mark}"
-
-    rows = [
-        ("ingest (adds/s, one at a time)", m.ingest_per_s, o.ingest_per_s, times(r["ingest_rate"])),
-        ("search p50 ms", m.search_p50_ms, o.search_p50_ms, times(r["search_p50_lower_by"])),
-        ("search p99 ms", m.search_p99_ms, o.search_p99_ms, times(r["search_p99_lower_by"], 10)),
-        (
-            f"concurrent search q/s ({p.threads} threads)",
-            m.concurrent_search_qps,
-            o.concurrent_search_qps,
-            times(r["concurrent_search_qps"], 10),
-        ),
-        (
-            f"concurrent ingest errors (of {p.concurrent_adds})",
-            m.concurrent_ingest_errors,
-            o.concurrent_ingest_errors,
-            "",
-        ),
-        ("lost acknowledged writes", m.lost_writes, o.lost_writes, ""),
-        ("search errors", m.search_errors, o.search_errors, ""),
-        ("hit@1", m.hit_at_1, o.hit_at_1, ""),
-    ]
-    cache = "on" if p.membank_cache else "off"
-    table(
-        f"membank vs mem0: {p.memories:,} memories, {math.ceil(p.memories / p.per_user):,} "
-        f"users, {p.queries:,} questions; membank cache {cache}",
-        ["", "membank", "mem0", "membank vs mem0"],
-        [(name, f"{a:,}", f"{b:,}", ratio) for name, a, b, ratio in rows],
-    )
-    for side in (m, o):
-        for note, value in side.notes.items():
-            if value:
-                console.print(f"{side.name} {note}: {value}", highlight=False)
-
-
-def compare(
-    memories: int = typer.Option(2000, min=10, help="Memories ingested on each side."),
-    per_user: int = typer.Option(20, min=1, max=30, help="Memories per user."),
-    queries: int = typer.Option(500, min=1, help="Questions asked (each has one right memory)."),
-    threads: int = typer.Option(8, min=1, help="Threads of the concurrent phases."),
-    concurrent_adds: int = typer.Option(400, min=1, help="Memories written concurrently."),
-    membank_cache: bool = typer.Option(
-        False, "--membank-cache/--no-membank-cache", help="membank's result cache (mem0 has none)."
-    ),
-    seed: int = typer.Option(7, help="Random seed of the workload."),
-    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
-) -> None:
-    """Run one workload against membank (HTTP) and mem0 (library) and print the ratios."""
-    plan = ComparePlan(
-        memories=memories,
-        per_user=per_user,
-        queries=queries,
-        threads=threads,
-        concurrent_adds=concurrent_adds,
-        seed=seed,
-        membank_cache=membank_cache,
-    )
-    report = run_compare(plan)
-    if as_json:
-        print_json(report.to_dict())
-    else:
-        _render(report)
