@@ -25,7 +25,7 @@ import math
 import os
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,18 @@ from loadtests.texts import diary_entry, free_query
 __all__ = ["MembankUser"]
 
 
+#: The server answers a key's third batch in flight with 429
+#: (``security.max_concurrent_batches_per_key``, 2 by default): an agent backend keeps
+#: under it, and so do the users of one Locust process.
+BATCHES_PER_KEY = 2
+
+
 class _Run:
-    """What every user of this process shares: the seed and the scenario."""
+    """What every user of this process shares: the seed, the scenario, batches in flight."""
 
     seed: Seed
     scenario: Scenario
+    batches: Counter[str] = Counter()
 
 
 def _weighted(weights: dict[str, int]) -> list[Any]:
@@ -188,11 +195,19 @@ class MembankUser(FastHttpUser):
     @task
     def batch(self) -> None:
         tenant = self._tenant()
-        memories = [
-            {"user_id": tenant.user_id, "content": diary_entry(self.rng)}
-            for _ in range(_Run.scenario.batch_size)
-        ]
-        self._call("batch", "POST", "/v1/memories/batch", tenant, {"memories": memories})
+        while _Run.batches[tenant.user_id] >= BATCHES_PER_KEY:
+            gevent.sleep(0.005)
+            tenant = self._tenant()
+        # No switch between the check and this line: gevent runs one user at a time.
+        _Run.batches[tenant.user_id] += 1
+        try:
+            memories = [
+                {"user_id": tenant.user_id, "content": diary_entry(self.rng)}
+                for _ in range(_Run.scenario.batch_size)
+            ]
+            self._call("batch", "POST", "/v1/memories/batch", tenant, {"memories": memories})
+        finally:
+            _Run.batches[tenant.user_id] -= 1
 
     @task
     def get(self) -> None:

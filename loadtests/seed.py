@@ -199,7 +199,7 @@ def cleanup(seed: Seed, admin_key: str | None = None, threads: int = 8) -> list[
     def erase(tenant: Tenant) -> None:
         http("DELETE", f"/v1/memories?user_id={tenant.user_id}", admin_key or tenant.key)
         if tenant.key_id is not None and admin_key is not None:
-            http("DELETE", f"/v1/admin/keys/{tenant.key_id}", admin_key)
+            http("POST", f"/v1/admin/keys/{tenant.key_id}/revoke", admin_key)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(erase, ours))
