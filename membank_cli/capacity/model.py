@@ -12,15 +12,20 @@ Measured (2026-11-25, 2 vCPU, 384-d client vectors, 500 users, the bodies of
 :func:`membank_cli.capacity.calibrate.memory_body`: 118-character content,
 three metadata keys, a 794-byte stored payload)::
 
-    membank capacity calibrate --backend edge --at 1000,5000,10000,25000,50000,75000,100000
+    membank capacity calibrate --backend edge --at 10000,25000,50000,75000,100000
     memories   RSS MiB (file-backed)  disk MiB   RSS B/memory  disk B/memory (vs 0)
-    0            307.3  ( 80.5)          0.2
-    10,000       433.7  (131.3)         49.4        13,253        5,154
-    25,000       457.3  (142.6)         91.9         6,291        3,846
-    50,000       539.6  (202.6)        152.6         4,872        3,195
-    100,000      701.1  (322.8)        274.1         4,129        2,871
-    marginal 25k-100k: 3,408 B RSS and 2,548 B disk per memory. Three runs at 100k:
-    RSS 701 / 727 / 719 MiB (model 702), disk 274.1 MiB each time (model 274.0).
+    0            304.6  ( 74.2)          0.3
+    10,000       465.0  (124.4)         55.1        16,820        5,745
+    25,000       516.6  (164.3)        135.2         8,895        5,658
+    50,000       596.3  (220.6)        201.1         6,118        4,211
+    75,000       705.1  (277.1)        267.9         5,600        3,742
+    100,000      782.8  (333.3)        334.4         5,015        3,503
+    marginal 25k-100k: 3,721 B RSS and 2,785 B disk per memory.
+
+That is this build, where history lives in its own SQLite file beside the shard
+and every point carries check values. Before both (same command, same bodies) the
+marginals were 3,408 B RSS and 2,548 B disk, 274.1 MiB of disk at 100k, and the
+first writes' step 70 MiB; the pgvector figures below are from that build.
 
     membank capacity calibrate --backend pgvector --pg-dsn $MBTEST_PG_DSN --at 10000,50000,100000
     memories   server RSS MiB   schema on disk MiB   of it HNSW index MiB   disk B/memory
@@ -33,12 +38,13 @@ three metadata keys, a 794-byte stored payload)::
 
 ``tests/integration/test_capacity_model.py`` repeats the 50k point on every run
 (RAM a memory within 25 %, disk within 15 %, the empty server within 25 %); at
-writing it measured 5,389 B RAM and 3,195 B disk a memory against the model's
-4,876 and 3,198.
+writing it measured 6,143 B RAM and 4,204 B disk a memory against the model's
+6,300 and 4,232.
 
-The first writes add a step of about 70 MiB to the RSS that does not grow
-after (allocator arenas holding 4 MB batch bodies, the writer's groups, the
-first segment's buffers): :data:`WRITE_WORKING_SET`. Qdrant server figures are
+The first writes add a step of about 123 MiB to the embedded server's RSS that
+does not grow after (allocator arenas holding 4 MB batch bodies, the writer's
+groups, the first segment's buffers, the history database's pages):
+:data:`WRITE_WORKING_SET`; 70 MiB for a server on pgvector. Qdrant server figures are
 the edge figures (the same segment engine) plus the HNSW graph a server builds
 once a segment passes its indexing threshold; they were not measured here.
 """
@@ -66,22 +72,27 @@ QUANTIZATIONS: tuple[Quantization, ...] = ("none", "scalar", "binary")
 MiB = 1024 * 1024
 
 #: RSS of a started server with no memory: Python, Litestar, the int8 ONNX MiniLM
-#: embedder and its tokenizer (80 MiB of it file-backed), the store client. Measured.
-PROCESS_BASE = 307 * MiB
+#: embedder and its tokenizer (74 MiB of it file-backed), the store client. Measured.
+PROCESS_BASE = 305 * MiB
 #: The step the first writes add to the RSS, flat from 25k memories on. Measured.
-WRITE_WORKING_SET = 70 * MiB
-#: Stored payload bytes that do not depend on the content: ids, timestamps, hash,
-#: state, the ADD entry's envelope. Measured: 794 B payload for 118 + 52 B content
-#: and metadata, each stored twice (the record and its history entry).
+WRITE_WORKING_SET = 123 * MiB
+#: The same step for a server on pgvector (its store's memory is PostgreSQL's). Measured.
+PG_WRITE_WORKING_SET = 70 * MiB
+#: Stored bytes that do not depend on the content: ids, timestamps, hash, state, the
+#: ADD entry's envelope. Measured when history still lived in the payload: 794 B for
+#: 118 + 52 B content and metadata, each stored twice (the record and its history
+#: entry); history now has its own file, and the residuals below were measured after.
 PAYLOAD_FIXED = 454
-#: Per point, resident besides vector and payload: id tracker, versions, the user_id
-#: and agent_id keyword indexes. Edge: 3,408 marginal - 1,536 vector - 794 payload.
-QDRANT_POINT_RAM = 1078
-#: Per point on disk besides vector and payload (id tracker, versions, index files).
-#: Edge: 2,548 marginal - 1,536 - 794.
-QDRANT_POINT_DISK = 218
-#: WAL and preallocated segment files: disk at 25k-100k minus the marginal. Measured.
-QDRANT_DISK_FIXED = 31 * MiB
+#: Per point, resident besides vector and payload: id tracker, versions, check values,
+#: the user_id and agent_id keyword indexes. Edge: 3,721 marginal - 1,536 vector - 794
+#: payload.
+QDRANT_POINT_RAM = 1391
+#: Per point on disk besides vector and payload (id tracker, versions, check values,
+#: index files, the history row's keys). Edge: 2,785 marginal - 1,536 - 794.
+QDRANT_POINT_DISK = 455
+#: WAL, preallocated segment files and the history database: disk at 25k-100k minus
+#: the marginal. Measured.
+QDRANT_DISK_FIXED = 69 * MiB
 #: HNSW graph: 2m links of 4 bytes on layer 0, ~10 % more for the upper layers
 #: (Qdrant's own sizing guidance).
 HNSW_UPPER_LAYERS = 1.1
@@ -199,7 +210,8 @@ class MemoryModel:
         return float(PG_PROCESS_BASE if self.backend == "pgvector" else PROCESS_BASE)
 
     def fixed_ram(self) -> float:
-        return self.process_bytes + WRITE_WORKING_SET
+        step = PG_WRITE_WORKING_SET if self.backend == "pgvector" else WRITE_WORKING_SET
+        return self.process_bytes + step
 
     def fixed_disk(self) -> float:
         return float(PG_FIXED_DISK if self.backend == "pgvector" else QDRANT_DISK_FIXED)
