@@ -4,7 +4,9 @@ The root callback puts one :class:`Application` in Typer's context; every comman
 takes it from there (``Application.of(ctx)``) and keeps only its verb. This is the
 one CLI module that imports :mod:`membank_server.bootstrap` (an import-linter
 contract says so): what a command opens from the settings (a store, the key store,
-the audit log) is built, started and closed here.
+the audit log) is built, started and closed here. Whatever escapes a command
+reaches :meth:`Output.abort` through the root group (``membank_cli.app``), so helpers
+raise :class:`MembankError` rather than print and exit.
 
     app = Application.of(ctx)
 
@@ -52,7 +54,8 @@ def _use_config(ctx: typer.Context, value: Path | None) -> None:
 
 
 #: ``--config`` on the root (``membank -c FILE collection info``) or on a command
-#: (``membank collection info -c FILE``); either way it feeds the Application.
+#: (``membank collection info -c FILE``); either way it feeds the Application, and
+#: the parameter a command declares for it stays None (``app.config_file`` has it).
 ConfigOption: Any = typer.Option(
     None,
     "--config",
