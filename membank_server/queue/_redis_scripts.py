@@ -55,7 +55,7 @@ while i <= #ARGV do
   local jobkey = p .. 'job:' .. job
   local kind = redis.call('HGET', jobkey, 'kind')
   local user = redis.call('HGET', p .. 'who:' .. job, idx)
-  local acked = 1
+  local acked = 0
   if kind and user and entry ~= '' then
     acked = redis.call('XACK', p .. 'stream:' .. kind, 'workers', entry)
     redis.call('XDEL', p .. 'stream:' .. kind, entry)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 from redis.asyncio import Redis
@@ -87,7 +87,7 @@ class RedisJobQueue:
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL for the job queue: {exc}") from exc
         self.p = prefix
-        self._consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self._consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:8]}"
         self._entries: dict[tuple[UUID, int], bytes] = {}
         self._submit = self._redis.register_script(SUBMIT)
         self._finish = self._redis.register_script(FINISH)
@@ -115,6 +115,11 @@ class RedisJobQueue:
                 except ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
                         raise
+                # Consumers of processes gone, with nothing pending: forgotten.
+                stream = f"{self.p}stream:{kind.value}"
+                for consumer in await self._redis.xinfo_consumers(stream, _GROUP):
+                    if consumer["pending"] == 0 and consumer["idle"] > 3_600_000:
+                        await self._redis.xgroup_delconsumer(stream, _GROUP, consumer["name"])
 
         await self._run("start", op)
 
@@ -137,6 +142,8 @@ class RedisJobQueue:
         await self._run("queue a job", lambda: self._submit(keys=[], args=args))
 
     async def claim(self, kind: JobKind, limit: int, lease_seconds: float) -> list[Claimed]:
+        """Entries another consumer has held longer than ``lease_seconds`` are taken over
+        (a stream keeps no lease per entry: every instance leases for the same time)."""
         stream = f"{self.p}stream:{kind.value}"
 
         async def op() -> list[tuple[bytes, dict[bytes, bytes]]]:
