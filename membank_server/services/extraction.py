@@ -80,7 +80,8 @@ class Extraction:
 
 
 class TokenBudget:
-    """Tokens each user may spend on the model per window (in this process)."""
+    """Tokens each user may spend on the model per window (in this process). Checked
+    when an extraction starts; its two calls then run, and what they used is spent."""
 
     def __init__(
         self, tokens: int, window: float, clock: Callable[[], float] = time.monotonic
@@ -207,7 +208,6 @@ class ExtractionService:
             return Extraction((), (), answer.tokens)
         async with self._locks.hold(user):
             shown = await self._similar_memories(user, facts)
-            self.budget.check(user)
             prompt = json.dumps(
                 {
                     "memories": [{"id": str(i), "text": m.content} for i, m in enumerate(shown)],

@@ -52,6 +52,9 @@ class JobLimits:
     user_max_items: int = 50_000
     keep_seconds: float = 7 * 86_400.0
 
+    def queue_limits(self) -> QueueLimits:
+        return QueueLimits(self.queue_max_items, self.user_max_items)
+
 
 class JobService:
     """Jobs of one tenant's requests, queued durably (module docs).
@@ -131,11 +134,8 @@ class JobService:
         now = self._clock()
         users = tuple(sorted({item.user_id for item in items}))
         job = Job(self._ids(), kind, users, now, now, len(items))
-        lim = self.limits
         try:
-            await self.queue.submit(
-                job, items, QueueLimits(lim.queue_max_items, lim.user_max_items)
-            )
+            await self.queue.submit(job, items, self.limits.queue_limits())
         except QueueFull as exc:
             excess = exc.details.get("waiting", 0) + len(items) - exc.details.get("limit", 0)
             rate = self._drain_rate()

@@ -161,7 +161,8 @@ async def test_retry_later_dead_letters_and_operator_retry(make_queue: QueueFact
     ended = await queue.job(job.id)
     assert ended is not None and ended.status is JobStatus.PARTIAL and ended.dead == 1
     (dead,) = await queue.dead("alice", 10)
-    assert (dead.job_id, dead.index, dead.error_code, dead.error) == (job.id, 1, "conflict", "taken")
+    assert (dead.job_id, dead.index) == (job.id, 1)
+    assert (dead.error_code, dead.error) == ("conflict", "taken")
     assert await queue.dead("bob", 10) == []
     assert [d.index for d in await queue.dead(None, 10)] == [1]
     assert await queue.retry(job.id) == 1
