@@ -1,10 +1,12 @@
 """What the workers of each job kind do with the items they claim.
 
-* ``embed_store``: the claimed items (of any jobs and users) are written as one batch
-  through :meth:`MemoryService.remember_many`: one embedding call (through the
-  batcher), one store write. An item carries the memory id it will have, so writing
-  it again (after a crash between the store's write and the queue's record of it)
-  finds it stored and writes nothing. When the batch fails for one item (a client id
+* ``embed_store``: the claimed items (of any jobs and users) are embedded in one call
+  (through the batcher, outside any lock) and written as one batch through
+  :meth:`MemoryService.remember_many`: one store write; batches of several workers
+  ready at once are written together (:class:`MergedWrites`), so they wait for one
+  another's users' locks once, not in turn. An item carries the memory id it will
+  have, so writing it again (after a crash between the store's write and the queue's
+  record of it) finds it stored and writes nothing. When the batch fails for one item (a client id
   another user owns, a quota), the items are written one by one, so only that one
   fails.
 * ``extract``: a conversation through :class:`ExtractionService`; the item answers
@@ -20,6 +22,7 @@ dead-letter list at once; anything else is retried up to ``max_attempts``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import replace
 from typing import Any
@@ -39,6 +42,7 @@ from membank_server.domain.errors import (
     Unavailable,
 )
 from membank_server.domain.jobs import Claimed, ItemOutcome, ItemState
+from membank_server.domain.model import Memory
 from membank_server.services._job_payloads import Conversation, UserWork, decode_memory
 from membank_server.services.extraction import ExtractionService
 from membank_server.services.inputs import NewMemory
@@ -49,6 +53,7 @@ __all__ = [
     "EmbedStoreHandler",
     "EraseUserHandler",
     "ExtractHandler",
+    "MergedWrites",
     "ReindexHandler",
     "done",
     "failed",
@@ -88,11 +93,53 @@ def failed(item: Claimed, error: Exception) -> ItemOutcome:
     return later(item, error)
 
 
+class MergedWrites:
+    """Batches that are ready while a write is under way go as one write after it.
+
+    A worker's batch holds many users, so two workers' batches almost always share a
+    user's lock and would be written in turn, each paying the store's flush; merged,
+    they pay one. A merged write that fails fails every batch in it (each caller then
+    finds its own bad item); at most ``limit`` items go at once.
+    """
+
+    def __init__(self, memories: MemoryService, limit: int) -> None:
+        self.memories, self.limit = memories, limit
+        self._waiting: list[tuple[list[NewMemory], asyncio.Future[list[tuple[Memory, bool]]]]] = []
+        self._lock = asyncio.Lock()
+
+    async def write(self, items: list[NewMemory]) -> list[tuple[Memory, bool]]:
+        future: asyncio.Future[list[tuple[Memory, bool]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.append((items, future))
+        async with self._lock:
+            if not future.done():
+                await self._write_group()
+        return await future
+
+    async def _write_group(self) -> None:
+        group, size = [], 0
+        while self._waiting and (not group or size + len(self._waiting[0][0]) <= self.limit):
+            group.append(self._waiting.pop(0))
+            size += len(group[-1][0])
+        try:
+            results = await self.memories.remember_many([m for items, _ in group for m in items])
+        except Exception as exc:  # noqa: BLE001 - every batch of the group gets it
+            for _, future in group:
+                future.set_exception(exc)
+            return
+        start = 0
+        for items, future in group:
+            future.set_result(results[start : start + len(items)])
+            start += len(items)
+
+
 class EmbedStoreHandler:
     """``embed_store`` items: asynchronous writes (module docs)."""
 
     def __init__(self, memories: MemoryService) -> None:
         self.memories = memories
+        self.writes = MergedWrites(memories, memories.limits.batch_max_items)
 
     async def handle(self, items: list[Claimed]) -> list[ItemOutcome]:
         outcomes: list[ItemOutcome] = []
@@ -105,13 +152,28 @@ class EmbedStoreHandler:
         if not batch:
             return outcomes
         try:
-            results = await self.memories.remember_many([m for _, m in batch])
+            batch = await self._embedded(batch)
+            results = await self.writes.write([m for _, m in batch])
         except Unavailable as exc:
             return outcomes + [later(item, exc, counts=False) for item, _ in batch]
         except Exception:  # noqa: BLE001 - one item's fault, or a bug: found one by one
             return outcomes + [await self._one(item, m) for item, m in batch]
         return outcomes + [
             done(item, memory.id) for (item, _), (memory, _) in zip(batch, results, strict=True)
+        ]
+
+    async def _embedded(
+        self, batch: list[tuple[Claimed, NewMemory]]
+    ) -> list[tuple[Claimed, NewMemory]]:
+        """The items with their vectors, embedded before any user's lock is taken: the
+        next batch embeds while this one is written (an item found to be a duplicate
+        was embedded for nothing, which is rare)."""
+        texts = [m.content for _, m in batch if m.vector is None]
+        if not texts:
+            return batch
+        vectors = iter(await self.memories.embedder.embed(texts))
+        return [
+            (c, m if m.vector is not None else replace(m, vector=next(vectors))) for c, m in batch
         ]
 
     async def _one(self, item: Claimed, memory: NewMemory) -> ItemOutcome:
