@@ -93,6 +93,9 @@ def failed(item: Claimed, error: Exception) -> ItemOutcome:
     return later(item, error)
 
 
+_Waiting = tuple[list[NewMemory], "asyncio.Future[list[tuple[Memory, bool]]]"]
+
+
 class MergedWrites:
     """Batches that are ready while a write is under way go as one write after it.
 
@@ -104,7 +107,7 @@ class MergedWrites:
 
     def __init__(self, memories: MemoryService, limit: int) -> None:
         self.memories, self.limit = memories, limit
-        self._waiting: list[tuple[list[NewMemory], asyncio.Future[list[tuple[Memory, bool]]]]] = []
+        self._waiting: list[_Waiting] = []
         self._lock = asyncio.Lock()
 
     async def write(self, items: list[NewMemory]) -> list[tuple[Memory, bool]]:
@@ -118,7 +121,8 @@ class MergedWrites:
         return await future
 
     async def _write_group(self) -> None:
-        group, size = [], 0
+        group: list[_Waiting] = []
+        size = 0
         while self._waiting and (not group or size + len(self._waiting[0][0]) <= self.limit):
             group.append(self._waiting.pop(0))
             size += len(group[-1][0])

@@ -24,7 +24,9 @@ def chat() -> Iterator[ChatDouble]:
 
 
 @pytest.fixture(scope="module")
-def llm_server(tmp_path_factory: pytest.TempPathFactory, chat: ChatDouble) -> Iterator[ServerProcess]:
+def llm_server(
+    tmp_path_factory: pytest.TempPathFactory, chat: ChatDouble
+) -> Iterator[ServerProcess]:
     root: Path = tmp_path_factory.mktemp("extract")
     env = {
         "MEMBANK_LLM__BASE_URL": chat.url,
@@ -46,7 +48,9 @@ def api(llm_server: ServerProcess) -> Iterator[httpx.Client]:
 
 def _extract(api: httpx.Client, user: str, *texts: str, **params: str) -> httpx.Response:
     messages = [{"role": "user", "content": t} for t in texts]
-    return api.post("/v1/memories/extract", params=params, json={"user_id": user, "messages": messages})
+    return api.post(
+        "/v1/memories/extract", params=params, json={"user_id": user, "messages": messages}
+    )
 
 
 def _contents(api: httpx.Client, user: str) -> list[str]:

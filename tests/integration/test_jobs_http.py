@@ -197,7 +197,9 @@ def test_jobs_are_tenant_scoped(api: httpx.Client, pipeline: ServerProcess) -> N
             json={"memories": [{"user_id": bob, "content": "sneaky"}]},
         )
         assert refused.status_code == 403
-        assert [j["id"] for j in as_bob.get("/v1/jobs", params={"user_id": bob}).json()["items"]] == [job_id]
+        assert [
+            j["id"] for j in as_bob.get("/v1/jobs", params={"user_id": bob}).json()["items"]
+        ] == [job_id]
 
 
 def test_a_full_queue_answers_429_and_a_restart_loses_nothing(tmp_path: Path) -> None:
