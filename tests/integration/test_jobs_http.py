@@ -3,6 +3,7 @@ back-pressure and tenancy, against a real server on the embedded store."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -13,8 +14,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from tests.support.server import ServerProcess
+from membank_cli.app import app
+from tests.support.server import ADMIN_KEY, ServerProcess
 
 DIM = 384
 POOL = {
@@ -246,3 +249,44 @@ def test_a_full_queue_answers_429_and_a_restart_loses_nothing(tmp_path: Path) ->
             busy.stop()
     finally:
         idle.stop()
+
+
+def test_the_jobs_cli_lists_shows_retries_and_purges(
+    api: httpx.Client, pipeline: ServerProcess
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    owner, user = f"cli-owner-{tag}", f"cli-{tag}"
+    taken = api.post("/v1/memories", json={"user_id": owner, "content": "mine"}).json()["id"]
+    memories = [
+        {"user_id": user, "content": "fine"},
+        {"user_id": user, "content": "x", "id": taken},
+    ]
+    job_id = api.post(
+        "/v1/memories/batch", params={"mode": "async"}, json={"memories": memories}
+    ).json()["id"]
+    wait_job(api, job_id)
+    run = CliRunner()
+    env = {"MEMBANK_API_KEY": ADMIN_KEY}
+    where = ["--url", pipeline.url]
+
+    def cli(*args: str) -> str:
+        result = run.invoke(app, ["jobs", *args, *where], env=env)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    listed = json.loads(cli("list", "--user", user, "--json"))
+    assert [(j["id"], j["status"]) for j in listed] == [(job_id, "partial")]
+    (dead,) = json.loads(cli("list", "--dead", "--user", user, "--json"))
+    assert (dead["job_id"], dead["index"], dead["error"]["code"]) == (job_id, 1, "conflict")
+    shown = cli("show", job_id, "--failed")
+    assert "conflict" in shown and "this id belongs to another memory" in shown
+    assert "fine" not in shown  # items show ids and errors, never content
+    retried = run.invoke(app, ["jobs", "retry", job_id, *where], env=env)
+    assert retried.exit_code == 0 and "1 item(s)" in retried.stderr
+    wait_job(api, job_id)
+    purged = run.invoke(app, ["jobs", "purge", job_id, *where], env=env)
+    assert purged.exit_code == 0, purged.output
+    gone = run.invoke(app, ["jobs", "show", job_id, *where], env=env)
+    assert gone.exit_code == 1 and "404" in gone.stderr
+    nobody = run.invoke(app, ["jobs", "list", "--user", user, *where], env={})
+    assert nobody.exit_code == 1 and "401" in nobody.stderr
