@@ -41,7 +41,7 @@ from membank_server.services.cache_admin import CacheAdmin
 from membank_server.services.collection import CollectionService
 from membank_server.services.container import Resources, Services
 from membank_server.services.idempotency import IdempotencyIds
-from membank_server.services.inputs import Limits
+from membank_server.services.inputs import NOTE_KEY, Limits
 from membank_server.services.memories import MemoryService
 from membank_server.services.quotas import Quotas
 from membank_server.services.readiness import Readiness
@@ -100,9 +100,9 @@ def build_services(
     if ring is not None:
         from membank_server.security.encrypted_store import EncryptedStore
 
-        store = sealed = EncryptedStore(
-            store, ring, metadata_keys=settings.security.encryption.metadata_keys
-        )
+        # An extraction's reason quotes the conversation: sealed like content.
+        keys = [*settings.security.encryption.metadata_keys, NOTE_KEY]
+        store = sealed = EncryptedStore(store, ring, metadata_keys=keys)
     embedder = batched(settings, embedder or build_embedder(settings), telemetry)
     recall_cache, lock = build_recall_cache(settings, telemetry, ring)
     sec, lim, c = settings.security, settings.limits, settings.cache
@@ -138,6 +138,10 @@ def build_services(
     )
     warmup = WarmupService(warmer, plan, tasks)
     audit_log = build_audit_log(settings)
+    if ring is not None and job_queue is None:
+        from membank_server.security.encrypted_queue import EncryptedJobQueue
+
+        job_queue = EncryptedJobQueue(build_job_queue(settings), ring)
     pipeline = build_pipeline(settings, memories, telemetry, job_queue, language_model)
     return Services(
         memories=memories,

@@ -151,7 +151,7 @@ class WorkerPool:
             while not me.retiring:
                 try:
                     claimed = await self.queue.claim(self.kind, self.config.batch, self._lease)
-                except Unavailable as exc:
+                except MembankError as exc:
                     _log.warning("job queue: cannot claim %s items: %s", self.kind, exc.message)
                     await asyncio.sleep(_IDLE_POLL)
                     continue
