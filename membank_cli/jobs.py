@@ -106,7 +106,8 @@ def retry(
 ) -> None:
     """Put a job's dead items (or one) back in the queue."""
     app = Application.of(ctx)
-    count = _call(url, key, "POST", f"/v1/jobs/{job_id}/retry", index=index)["retried"]
+    path = f"/v1/jobs/{job_id}" + (f"/items/{index}" if index is not None else "") + "/retry"
+    count = _call(url, key, "POST", path)["retried"]
     app.success(f"{count} item(s) of job {job_id} queued again")
 
 

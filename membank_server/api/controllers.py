@@ -33,7 +33,6 @@ from membank_server.api.schemas import (
     SearchResult,
 )
 from membank_server.api.tenancy import Tenancy
-from membank_server.domain.errors import InvalidInput
 from membank_server.domain.model import USER_ID_PATTERN, Memory
 from membank_server.domain.routing import answered_by, note_backend
 from membank_server.services.memories import MemoryService
@@ -99,7 +98,7 @@ class MemoryController(Controller):
             "answers 200 with the existing one. With `Idempotency-Key`, a replay of the same "
             "request answers as the first did and stores nothing; the key with another body "
             "is a 409. With `id`, the call is an idempotent upsert of that memory. With "
-            "mode=async: 202 and a job (give an `id` rather than an Idempotency-Key)."
+            "mode=async: 202 and a job (with `Idempotency-Key`, a replay answers the same job)."
         ),
         responses=responses(
             409,
@@ -130,12 +129,7 @@ class MemoryController(Controller):
     ) -> Response[MemoryRead | JobRead]:
         await tenancy.create({data.user_id})
         if mode == "async":
-            if idempotency_key is not None:
-                raise InvalidInput(
-                    "Idempotency-Key is not taken with mode=async: give the memory an id",
-                    {"field": "Idempotency-Key"},
-                )
-            job = await queue_of(jobs).remember_later([data.to_domain()])
+            job = await queue_of(jobs).remember_later([data.to_domain()], idempotency_key)
             return accepted(job)  # type: ignore[return-value]
         memory, created = await service.remember(data.to_domain(), idempotency_key)
         headers = _etag(memory.version)

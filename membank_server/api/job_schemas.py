@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
+from litestar.openapi.spec import OpenAPI, Schema
 from msgspec import Meta, Struct
 
 from membank_server.api.schemas import VISIBLE_TEXT, ErrorInfo, IdStr
@@ -25,6 +26,7 @@ __all__ = [
     "JobRead",
     "MessageBody",
     "Retried",
+    "state_extraction_rules",
 ]
 
 _decode = msgspec.json.Decoder()
@@ -147,3 +149,20 @@ class ExtractRead(Struct):
     @classmethod
     def of(cls, e: Extraction) -> ExtractRead:
         return cls(list(e.facts), [DecisionRead.of(d) for d in e.decisions], e.tokens)
+
+
+def state_extraction_rules(document: OpenAPI, max_messages: int, message_max_chars: int) -> None:
+    """What the server enforces of an extraction request, in the OpenAPI document: no
+    unknown fields, at most ``max_messages`` messages of ``message_max_chars``."""
+    schemas = document.components.schemas if document.components is not None else None
+    if schemas is None:
+        return
+    for name in ("ExtractBody", "MessageBody"):
+        if name in schemas:
+            schemas[name].additional_properties = False
+    messages = (schemas["ExtractBody"].properties or {}).get("messages")
+    if isinstance(messages, Schema):
+        messages.max_items = max_messages
+    content = (schemas["MessageBody"].properties or {}).get("content")
+    if isinstance(content, Schema):
+        content.max_length = message_max_chars

@@ -13,7 +13,7 @@ from uuid import UUID
 from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from membank_server.api.errors import responses
@@ -94,7 +94,7 @@ class JobController(Controller):
         job_id: FromPath[UUID],
         jobs: Jobs,
         tenancy: Tenant,
-        item_offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        item_offset: Annotated[int, QueryParameter(ge=0, le=2**31 - 1)] = 0,
         item_limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 1000,
     ) -> JobRead:
         job = await _visible(jobs, tenancy, job_id)
@@ -144,17 +144,29 @@ class JobController(Controller):
     @post(
         "/{job_id:uuid}/retry",
         status_code=HTTP_200_OK,
-        summary="Put a job's dead items (or one, by index) back in the queue",
+        summary="Put a job's dead items back in the queue",
         operation_id="retry_job",
         responses=responses(404, 422, 503),
         opt={"audit": "job.retry"},
     )
-    async def retry(
+    async def retry(self, job_id: FromPath[UUID], jobs: Jobs, tenancy: Tenant) -> Retried:
+        await _visible(jobs, tenancy, job_id)
+        return Retried(await queue_of(jobs).retry(job_id))
+
+    @post(
+        "/{job_id:uuid}/items/{index:int}/retry",
+        status_code=HTTP_200_OK,
+        summary="Put one dead item of a job back in the queue",
+        operation_id="retry_job_item",
+        responses=responses(404, 422, 503),
+        opt={"audit": "job.retry"},
+    )
+    async def retry_item(
         self,
         job_id: FromPath[UUID],
+        index: Annotated[int, PathParameter(ge=0, le=2**31 - 1)],
         jobs: Jobs,
         tenancy: Tenant,
-        index: Annotated[int | None, QueryParameter(ge=0)] = None,
     ) -> Retried:
         await _visible(jobs, tenancy, job_id)
         return Retried(await queue_of(jobs).retry(job_id, index))

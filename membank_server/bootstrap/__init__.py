@@ -142,7 +142,7 @@ def build_services(
         from membank_server.security.encrypted_queue import EncryptedJobQueue
 
         job_queue = EncryptedJobQueue(build_job_queue(settings), ring)
-    pipeline = build_pipeline(settings, memories, telemetry, job_queue, language_model)
+    pipeline = build_pipeline(settings, memories, telemetry, job_queue, language_model, idempotency)
     return Services(
         memories=memories,
         collection=CollectionService(memories),

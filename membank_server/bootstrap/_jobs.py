@@ -19,6 +19,7 @@ from membank_server.services.handlers import (
     ExtractHandler,
     ReindexHandler,
 )
+from membank_server.services.idempotency import IdempotencyIds
 from membank_server.services.jobs import JobLimits, JobService
 from membank_server.services.memories import MemoryService
 from membank_server.services.workers import JobHandler, PoolConfig, Wakeup, WorkerPool, Workers
@@ -107,6 +108,7 @@ def build_pipeline(
     telemetry: Telemetry,
     queue: JobQueue | None = None,
     model: LanguageModel | None = None,
+    idempotency: IdempotencyIds | None = None,
 ) -> Pipeline:
     """The queue, the services over it and one pool per job kind (``jobs.<kind>``)."""
     j, llm = settings.jobs, settings.llm
@@ -118,7 +120,7 @@ def build_pipeline(
         TokenBudget(llm.user_token_budget, llm.budget_window_seconds),
         similar=llm.similar,
         max_messages=llm.max_messages,
-        max_chars=llm.max_chars,
+        message_max_chars=llm.message_max_chars,
     )
     handlers: dict[JobKind, JobHandler] = {
         JobKind.EMBED: EmbedStoreHandler(memories),
@@ -144,6 +146,7 @@ def build_pipeline(
         memories,
         JobLimits(j.job_max_items, j.queue_max_items, j.user_max_items, j.keep_seconds),
         wakeup=wakeup,
+        idempotency=idempotency,
         drain_rate=lambda: workers.drain_rate,
     )
     return Pipeline(queue, jobs, workers, extraction, model)

@@ -92,9 +92,9 @@ class LlmSettings(Section):
     budget_window_seconds: float = 86_400.0
     #: Similar memories of the user shown to the model per extracted fact.
     similar: int = 5
-    #: Messages per extraction request, and characters in all of them.
+    #: Messages per extraction request, and characters per message.
     max_messages: int = 200
-    max_chars: int = 32_000
+    message_max_chars: int = 8_000
 
 
 def check_jobs(jobs: JobsSettings, llm: LlmSettings) -> None:
@@ -117,7 +117,7 @@ def check_jobs(jobs: JobsSettings, llm: LlmSettings) -> None:
             "llm.budget_window_seconds": llm.budget_window_seconds,
             "llm.similar": llm.similar,
             "llm.max_messages": llm.max_messages,
-            "llm.max_chars": llm.max_chars,
+            "llm.message_max_chars": llm.message_max_chars,
         }
     )
     if not 0 < jobs.scale_down < jobs.scale_up <= 1:

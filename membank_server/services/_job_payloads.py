@@ -16,12 +16,13 @@ __all__ = ["Conversation", "Message", "UserWork", "decode_memory", "encode_memor
 class _Memory(msgspec.Struct, array_like=True, omit_defaults=True):
     user_id: str
     content: str
-    id: UUID
+    id: UUID | None
     metadata: dict[str, Any] = {}
     agent_id: str | None = None
     session_id: str | None = None
     expires_at: datetime | None = None
     vector: list[float] | None = None
+    idempotency_key: str | None = None
 
 
 class Message(msgspec.Struct, array_like=True):
@@ -47,19 +48,22 @@ class UserWork(msgspec.Struct, array_like=True):
 _memory = msgspec.msgpack.Decoder(_Memory)
 
 
-def encode_memory(item: NewMemory) -> bytes:
-    """``item`` with its id (an asynchronous write always knows the id it will have)."""
-    assert item.id is not None
+def encode_memory(item: NewMemory, idempotency_key: str | None = None) -> bytes:
+    """``item`` as queued: with its id, or (an ``Idempotency-Key`` write) with the key
+    its id derives from; either way the id it will have is known now."""
+    assert item.id is not None or idempotency_key is not None
     return msgspec.msgpack.encode(
         _Memory(
             item.user_id, item.content, item.id, dict(item.metadata), item.agent_id,
-            item.session_id, item.expires_at, item.vector,
+            item.session_id, item.expires_at, item.vector, idempotency_key,
         )
     )  # fmt: skip
 
 
-def decode_memory(payload: bytes) -> NewMemory:
+def decode_memory(payload: bytes) -> tuple[NewMemory, str | None]:
+    """The item, and its ``Idempotency-Key`` (None for most)."""
     m = _memory.decode(payload)
-    return NewMemory(
+    item = NewMemory(
         m.user_id, m.content, m.metadata, m.agent_id, m.session_id, m.expires_at, m.id, m.vector
     )
+    return item, m.idempotency_key

@@ -139,7 +139,7 @@ class ExtractionService:
         budget: Model tokens per user and window.
         similar: Similar memories shown per fact.
         max_messages: Messages one request may hold.
-        max_chars: Characters all its messages may hold.
+        message_max_chars: Characters one message may hold.
     """
 
     def __init__(
@@ -150,13 +150,13 @@ class ExtractionService:
         *,
         similar: int = 5,
         max_messages: int = 200,
-        max_chars: int = 32_000,
+        message_max_chars: int = 8_000,
     ) -> None:
         self.model = model
         self.memories = memories
         self.budget = budget
         self._similar = similar
-        self._max_messages, self._max_chars = max_messages, max_chars
+        self.max_messages, self.message_max_chars = max_messages, message_max_chars
         self._locks = _UserLocks()
 
     def check(self, conversation: Conversation) -> None:
@@ -172,17 +172,18 @@ class ExtractionService:
                 "llm.api_key) in the server's settings"
             )
         messages = conversation.messages
-        if len(messages) > self._max_messages:
+        if len(messages) > self.max_messages:
             raise InvalidInput(
-                f"at most {self._max_messages} messages per extraction, got {len(messages)}",
-                {"field": "messages", "limit": self._max_messages},
+                f"at most {self.max_messages} messages per extraction, got {len(messages)}",
+                {"field": "messages", "limit": self.max_messages},
             )
-        chars = sum(len(m.content) for m in messages)
-        if chars > self._max_chars:
-            raise InvalidInput(
-                f"the messages hold {chars} characters; at most {self._max_chars} allowed",
-                {"field": "messages", "limit": self._max_chars},
-            )
+        for i, m in enumerate(messages):
+            if len(m.content) > self.message_max_chars:
+                raise InvalidInput(
+                    f"message {i} holds {len(m.content)} characters; at most "
+                    f"{self.message_max_chars} allowed",
+                    {"field": "messages", "index": i, "limit": self.message_max_chars},
+                )
 
     async def extract(self, conversation: Conversation) -> Extraction:
         """Extract facts and apply the model's decisions (module docs).

@@ -150,9 +150,14 @@ class EmbedStoreHandler:
         batch: list[tuple[Claimed, NewMemory]] = []
         for item in items:
             try:
-                batch.append((item, decode_memory(item.payload)))
+                memory, key = decode_memory(item.payload)
             except msgspec.DecodeError as exc:
                 outcomes.append(failed(item, exc))
+                continue
+            if key is None:
+                batch.append((item, memory))
+            else:  # written as the synchronous request would be: replay or 409
+                outcomes.append(await self._one(item, memory, key))
         if not batch:
             return outcomes
         try:
@@ -180,9 +185,9 @@ class EmbedStoreHandler:
             (c, m if m.vector is not None else replace(m, vector=next(vectors))) for c, m in batch
         ]
 
-    async def _one(self, item: Claimed, memory: NewMemory) -> ItemOutcome:
+    async def _one(self, item: Claimed, memory: NewMemory, key: str | None = None) -> ItemOutcome:
         try:
-            stored, _ = await self.memories.remember(memory)
+            stored, _ = await self.memories.remember(memory, key)
         except Exception as exc:  # noqa: BLE001 - becomes the item's outcome
             return failed(item, exc)
         return done(item, stored.id)

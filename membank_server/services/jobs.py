@@ -32,7 +32,8 @@ from membank_server.domain.jobs import (
 )
 from membank_server.services._job_payloads import Conversation, UserWork, encode_memory
 from membank_server.services._writes import MemoryIds
-from membank_server.services.inputs import NewMemory
+from membank_server.services.idempotency import IdempotencyIds
+from membank_server.services.inputs import NewMemory, request_digest
 from membank_server.services.memories import MemoryService
 from membank_server.services.workers import Wakeup
 
@@ -64,6 +65,7 @@ class JobService:
         memories: Checks items as a synchronous write would.
         limits: Job size and back-pressure limits.
         wakeup: Rung when a job is queued, so idle workers of this process start now.
+        idempotency: Derives the ids an ``Idempotency-Key`` stands for.
         drain_rate: Items per second the workers finish lately (for Retry-After).
         clock: The current time.
     """
@@ -75,6 +77,7 @@ class JobService:
         limits: JobLimits | None = None,
         *,
         wakeup: Wakeup | None = None,
+        idempotency: IdempotencyIds | None = None,
         drain_rate: Callable[[], float] = lambda: 0.0,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
@@ -82,14 +85,22 @@ class JobService:
         self.memories = memories
         self.limits = limits or JobLimits()
         self._wakeup = wakeup or Wakeup()
+        self._idempotency = idempotency or IdempotencyIds()
         self._drain_rate = drain_rate
         self._clock = clock
         self._ids = MemoryIds()
 
     # -- accepting work ----------------------------------------------------------
 
-    async def remember_later(self, items: Sequence[NewMemory]) -> Job:
+    async def remember_later(
+        self, items: Sequence[NewMemory], idempotency_key: str | None = None
+    ) -> Job:
         """Queue memories to embed and store; all checked now, as a batch would be.
+
+        With ``idempotency_key`` (one item): the job's id derives from the key and the
+        request, so a replay answers the job the first request made; the item is
+        written as the synchronous request would be (a reuse with another body dies
+        with a 409 ``conflict``).
 
         Raises:
             InvalidInput: no item, or an item a write would refuse (``details`` names it).
@@ -100,6 +111,14 @@ class JobService:
             raise InvalidInput("a job needs at least one memory", {"field": "memories"})
         self._check_size(len(items))
         self.memories.validate(items)
+        if idempotency_key is not None and len(items) == 1:
+            (item,) = items
+            name = f"job\n{idempotency_key}\n{request_digest(item)}"
+            job_id = self._idempotency.id_for(item.user_id, name)
+            if (job := await self.queue.job(job_id)) is not None:
+                return job
+            payload = encode_memory(item, idempotency_key)
+            return await self._submit(JobKind.EMBED, [JobItem(item.user_id, payload)], job_id)
         named = [item if item.id is not None else replace(item, id=self._ids()) for item in items]
         return await self._submit(
             JobKind.EMBED, [JobItem(i.user_id, encode_memory(i)) for i in named]
@@ -130,10 +149,10 @@ class JobService:
                 {"field": "memories", "limit": self.limits.job_max_items},
             )
 
-    async def _submit(self, kind: JobKind, items: list[JobItem]) -> Job:
+    async def _submit(self, kind: JobKind, items: list[JobItem], job_id: UUID | None = None) -> Job:
         now = self._clock()
         users = tuple(sorted({item.user_id for item in items}))
-        job = Job(self._ids(), kind, users, now, now, len(items))
+        job = Job(job_id or self._ids(), kind, users, now, now, len(items))
         try:
             await self.queue.submit(job, items, self.limits.queue_limits())
         except QueueFull as exc:

@@ -192,7 +192,25 @@ async def test_a_job_is_checked_whole_and_gets_its_memory_ids(memories: MemorySe
     job = await jobs.remember_later([NewMemory("u", "a"), NewMemory("v", "b")])
     assert job.user_ids == ("u", "v") and job.total == 2
     payloads = [decode_memory(v[2]) for v in queue.items.values()]
-    assert all(p.id is not None for p in payloads)
+    assert all(p.id is not None and key is None for p, key in payloads)
+
+
+async def test_an_async_write_with_an_idempotency_key_is_a_replayable_job(
+    memories: MemoryService,
+) -> None:
+    queue = InMemoryJobQueue()
+    jobs = JobService(queue, memories)
+    first = await jobs.remember_later([NewMemory("u", "tea")], "key-1")
+    assert (await jobs.remember_later([NewMemory("u", "tea")], "key-1")).id == first.id
+    other = await jobs.remember_later([NewMemory("u", "coffee")], "key-1")
+    assert other.id != first.id
+    handler = EmbedStoreHandler(memories)
+    claimed = await queue.claim(JobKind.EMBED, 10, 60)
+    stored, reused = await handler.handle(claimed)
+    assert stored.state is ItemState.DONE
+    assert (reused.state, reused.error_code) == (ItemState.DEAD, "conflict")
+    memory, created = await memories.remember(NewMemory("u", "tea"), "key-1")
+    assert memory.id == stored.memory_id and created  # a replay answers as the first did
 
 
 async def test_a_full_queue_says_when_to_come_back(memories: MemoryService) -> None:
