@@ -172,6 +172,15 @@ class WorkerPool:
         self._telemetry.job_batch(self.kind.value, len(claimed), waited)
         try:
             outcomes = await self.handler.handle(claimed)
+        except asyncio.CancelledError:
+            # Shutting down: what this worker held goes back now (without costing an
+            # attempt), not when its lease runs out; a crash leaves that to the lease.
+            held = [
+                ItemOutcome(c.job_id, c.index, ItemState.PENDING, counts=False) for c in claimed
+            ]
+            with contextlib.suppress(MembankError):
+                await asyncio.shield(self.queue.finish(held))
+            raise
         except Exception as exc:  # noqa: BLE001 - logged, and the batch tried again later
             # A bug of ours, not the items'.
             _log.error("job handler %s failed unexpectedly", self.kind, exc_info=exc)

@@ -146,6 +146,22 @@ async def test_a_pool_grows_to_max_under_a_backlog_and_shrinks_back_when_idle() 
     await workers.aclose()
 
 
+async def test_a_pool_stopped_mid_batch_gives_its_items_back() -> None:
+    queue = InMemoryJobQueue()
+    pool = WorkerPool(
+        JobKind.EMBED, Blocking(), queue, PoolConfig(min=1, max=1, batch=3),
+        wakeup=Wakeup(), lease_seconds=60, max_attempts=3,
+    )  # fmt: skip
+    workers = Workers(queue, {JobKind.EMBED: pool}, queue_max_items=100)
+    await _backlog(queue, 5)
+    await workers.start()
+    await _settle()
+    assert pool.busy == 1
+    await workers.aclose()
+    states = [(v[3], v[4]) for v in queue.items.values()]
+    assert states == [(ItemState.PENDING, 0)] * 5
+
+
 async def test_a_nearly_full_queue_grows_a_pool_whatever_its_load() -> None:
     queue, tele = InMemoryJobQueue(), Recorded()
     pool = WorkerPool(
