@@ -52,7 +52,7 @@ def build_job_queue(settings: Settings) -> JobQueue:
 
         url = settings.jobs.redis_url or settings.cache.l3_url
         assert url is not None  # checked by job_backend
-        return RedisJobQueue(url)
+        return RedisJobQueue(url, prefix=settings.jobs.redis_prefix)
     if backend == "postgres":
         from membank_server.pg import PoolSettings
         from membank_server.queue.pg import PgJobQueue

@@ -52,6 +52,8 @@ class JobsSettings(Section):
     backend: Literal["auto", "local", "postgres", "redis"] = "auto"
     #: The Redis (Streams) of the queue; use one that persists (AOF), never an LRU cache.
     redis_url: str | None = None
+    #: Namespace of the queue's keys in that Redis (instances sharing a queue share it).
+    redis_prefix: str = "membank:jobs:"
     #: Items waiting in all (pending or running); more is refused with 429.
     queue_max_items: int = 200_000
     #: Items of one user waiting; more is refused with 429.
