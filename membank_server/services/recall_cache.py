@@ -254,6 +254,7 @@ class RecallCache:
     async def aclose(self) -> None:
         if self.popular is not None:
             await self.popular.aclose()
+        await self.generations.aclose()
         await self.cache.aclose()
 
     async def _search_key(self, user_id: str, digest: str) -> str:

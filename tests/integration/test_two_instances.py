@@ -59,3 +59,49 @@ def test_a_read_on_b_right_after_a_write_on_a_is_never_stale(
         # A delete on B is seen by A at once as well.
         assert on_b.delete(f"/v1/memories/{mid}", params={"user_id": user}).status_code == 204
         assert on_a.post("/v1/search", json=query).json()["results"] == []
+
+
+def _subscribers(redis_url: str) -> int:
+    import redis
+
+    with redis.Redis.from_url(redis_url) as r:
+        return int(dict(r.pubsub_numsub("membank:generations"))[b"membank:generations"])
+
+
+def _wait_subscribed(redis_url: str, count: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while _subscribers(redis_url) < count:
+        assert time.monotonic() < deadline, "the servers did not subscribe again"
+        time.sleep(0.05)
+
+
+def test_b_answers_generations_from_memory_only_while_subscribed(
+    pair: tuple[ServerProcess, ServerProcess], redis_url: str
+) -> None:
+    """A bump B cannot hear (an INCR with no announcement) stays unseen while B is
+    subscribed; once its subscription drops and comes back, B has forgotten every
+    generation it remembered and reads the counter again."""
+    import redis
+
+    a, b = pair
+    user = f"sub-{uuid.uuid4().hex[:8]}"
+    query = {"user_id": user, "query": "what do I drink?", "limit": 3}
+    with a.client() as on_a, b.client() as on_b, redis.Redis.from_url(redis_url) as r:
+        assert on_a.post("/v1/memories", json={"user_id": user, "content": "tea"}).is_success
+        on_a.post("/v1/search", json=query)  # the first read subscribes (and caches, in L2)
+        on_b.post("/v1/search", json=query)
+        _wait_subscribed(redis_url, 2)
+        assert on_b.post("/v1/search", json=query).json()["cache"] == "hit"
+        r.incr(f"membank:l2:gen:{user}")  # a bump nobody announces
+        assert on_b.post("/v1/search", json=query).json()["cache"] == "hit"  # from memory
+        assert r.client_kill_filter(_type="pubsub") >= 2
+        _wait_subscribed(redis_url, 2)
+        after = on_b.post("/v1/search", json=query).json()
+        assert after["cache"] == "miss"  # read the counter again: a new key
+        assert after["results"][0]["memory"]["content"] == "tea"
+        assert on_b.post("/v1/search", json=query).json()["cache"] == "hit"
+        # An announced bump (a write on A) is heard by the resubscribed B.
+        assert on_a.post("/v1/memories", json={"user_id": user, "content": "coffee"}).is_success
+        assert on_b.post("/v1/search", json=query).json()["cache"] == "miss"
