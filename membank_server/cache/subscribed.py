@@ -32,48 +32,41 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from membank_server.domain.errors import CacheUnavailable
+from membank_server.cache.redis import RedisCache
 
 __all__ = ["SubscribedGenerations"]
 
 _log = logging.getLogger("membank.cache")
-_BUMP = """
-local value = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return value
-"""
 
 
 class SubscribedGenerations:
     """Generation counters in Redis, answered from memory while subscribed (module doc).
 
     Args:
-        url: The Redis of the counters (the L2 cache's).
-        prefix: The counters' key prefix (the L2 cache's prefix + ``gen:``).
+        redis: The L2 cache: its counters (``gen:{user}``) and its circuit breaker.
+        url: The same Redis, for the subscription's own connection.
         channel: Where bumps are announced.
-        timeout: Seconds to wait for a reply of a read or bump.
+        connect_timeout: Seconds to open the subscription's connection.
         check_seconds: Idle seconds before the subscription is pinged.
         max_known: Generations remembered at most (then all are forgotten at once).
     """
 
     def __init__(
         self,
+        redis: RedisCache,
         url: str,
-        prefix: str,
         *,
         channel: str = "membank:generations",
-        timeout: float = 0.25,
+        connect_timeout: float = 0.25,
         check_seconds: float = 1.0,
         max_known: int = 100_000,
     ) -> None:
-        no_retry = Retry(NoBackoff(), 0)
-        self._redis: Any = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=no_retry
-        )
+        self._redis = redis
         # No read timeout on the subscription: it is idle most of the time.
-        self._listener: Any = Redis.from_url(url, socket_connect_timeout=timeout, retry=no_retry)
-        self._bump = self._redis.register_script(_BUMP)
-        self._prefix, self._channel = prefix, channel
+        self._listener: Any = Redis.from_url(
+            url, socket_connect_timeout=connect_timeout, retry=Retry(NoBackoff(), 0)
+        )
+        self._channel = channel
         self._check, self._max = check_seconds, max_known
         self._known: dict[str, int] = {}
         #: Bumped on every announcement and on every (un)subscription.
@@ -90,11 +83,7 @@ class SubscribedGenerations:
             if None not in known:
                 return [v for v in known if v is not None]
         seq = self._seq
-        try:
-            raw = await self._redis.mget([self._prefix + k for k in keys])
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailable(f"l2: Redis MGET failed: {exc or type(exc).__name__}") from exc
-        values = [0 if v is None else int(v) for v in raw]
+        values = await self._redis.get_int([f"gen:{k}" for k in keys])
         if self.subscribed and seq == self._seq:
             if len(self._known) + len(keys) > self._max:
                 self._known.clear()
@@ -103,11 +92,7 @@ class SubscribedGenerations:
 
     async def bump(self, key: str) -> int:
         self._forget(key)
-        try:
-            value = await self._bump(keys=[self._prefix + key], args=[self._channel, key])
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailable(f"l2: Redis bump failed: {exc or type(exc).__name__}") from exc
-        return int(value)
+        return await self._redis.incr(f"gen:{key}", announce=self._channel)
 
     def _forget(self, key: str | None) -> None:
         self._seq += 1
@@ -150,8 +135,9 @@ class SubscribedGenerations:
                 self._forget(None)  # anything announced before now was missed
                 self.subscribed = True
             elif kind == "message":
-                data = message["data"]
-                self._forget(data.decode() if isinstance(data, bytes) else str(data))
+                data = message["data"]  # the counter's key: gen:{user}
+                key = data.decode() if isinstance(data, bytes) else str(data)
+                self._forget(key.removeprefix("gen:"))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -159,5 +145,4 @@ class SubscribedGenerations:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._listener.aclose()
-        await self._redis.aclose()
+        await self._listener.aclose()  # the RedisCache is closed as a cache level
