@@ -4,10 +4,10 @@
 lockouts and counts (a Lua script makes a failure and the lockout it may start
 one step); ``LocalThrottle`` keeps it in the process. Rate limits are the
 sliding window counter of the ``limits`` package (in process), or the same
-arithmetic in one Lua script that also returns the window's figures (in Redis: one
-round trip per request): a key with ``per_second`` and ``burst`` may make
-``burst`` requests in any window of ``burst / per_second`` seconds (rounded to
-whole seconds), which is a token bucket's promise.
+arithmetic in Redis (``redis_rates``, with leases of tokens spent locally): a key
+with ``per_second`` and ``burst`` may make ``burst`` requests in any window of
+``burst / per_second`` seconds (rounded to whole seconds), a token bucket's promise
+(with leases, within the bound ``redis_rates`` states).
 
 When Redis does not answer, ``RedisThrottle`` falls back to its local state and
 logs it: protection degrades to per instance, requests are not refused for it.
@@ -28,6 +28,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.exceptions import RedisError
 
 from membank_server.domain.security import RateDecision
+from membank_server.security.redis_rates import RedisRates
 
 __all__ = ["LocalThrottle", "LockoutPolicy", "RedisThrottle"]
 
@@ -44,47 +45,6 @@ local ms = math.min(tonumber(ARGV[4]) * 2 ^ (s - 1), tonumber(ARGV[5]))
 redis.call('SET', KEYS[3], s, 'PX', math.floor(ms))
 return math.floor(ms)
 """
-
-# The sliding window counter of ``limits`` (same arithmetic, so the same promise),
-# with the window's figures returned by the step itself: one round trip per request
-# where ``limits`` needs a second call to read them for the RateLimit headers.
-# KEYS: previous window, current window; ARGV: limit, window (ms).
-_HIT = """
-local limit = tonumber(ARGV[1])
-local expiry = tonumber(ARGV[2])
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl > 0 and ttl < expiry then
-    redis.call('RENAME', KEYS[2], KEYS[1])
-    redis.call('SET', KEYS[2], 0, 'PX', ttl + expiry)
-end
-local pc = tonumber(redis.call('GET', KEYS[1])) or 0
-local pt = math.max(redis.call('PTTL', KEYS[1]), 0)
-local cc = tonumber(redis.call('GET', KEYS[2])) or 0
-local ct = math.max(redis.call('PTTL', KEYS[2]), 0)
-local allowed = 0
-if math.floor(pc * pt / expiry) + cc + 1 <= limit then
-    allowed = 1
-    if redis.call('EXISTS', KEYS[2]) == 1 then
-        cc = redis.call('INCRBY', KEYS[2], 1)
-    else
-        redis.call('SET', KEYS[2], 1, 'PX', expiry * 2)
-        cc, ct = 1, expiry * 2
-    end
-end
-return {allowed, pc, pt, cc, ct}
-"""
-
-
-def _window_decision(allowed: bool, burst: int, window_ms: int, counts: list[int]) -> RateDecision:
-    """What ``limits``' ``get_window_stats`` says of these counts, as a decision."""
-    previous, previous_ttl, current, current_ttl = counts
-    remaining = max(0, burst - math.floor(previous * previous_ttl / window_ms + current))
-    resets = []
-    if previous:
-        resets.append(previous_ttl % (window_ms / previous))
-    if current:
-        resets.append(current_ttl % window_ms)
-    return RateDecision(allowed, burst, remaining, min(resets, default=0.0) / 1000)
 
 
 @dataclass(frozen=True)
@@ -216,6 +176,8 @@ class RedisThrottle:
         timeout: float = 0.25,
         check_seconds: float = 1.0,
         prefix: str = "membank:sec:",
+        lease_fraction: float = 0.0,
+        lease_seconds: float = 1.0,
     ) -> None:
         self.policy = policy
         self._redis: Any = aioredis.Redis.from_url(
@@ -226,7 +188,8 @@ class RedisThrottle:
         self._check = check_seconds
         self._seen: dict[str, tuple[float | None, float]] = {}
         self._local = LocalThrottle(policy)
-        self._hit = self._redis.register_script(_HIT)
+        lease = {"lease_fraction": lease_fraction, "lease_seconds": lease_seconds}
+        self._rates = RedisRates(self._redis, f"{prefix}rate:", **lease)
 
     def _degraded(self, what: str, exc: Exception) -> None:
         _log.warning("security state in Redis unavailable (%s), using local state: %s", what, exc)
@@ -274,17 +237,11 @@ class RedisThrottle:
         return ms / 1000
 
     async def hit(self, key_id: str, per_second: float, burst: int) -> RateDecision:
-        """One step of the key's sliding window in Redis, and its figures: one round trip."""
-        window_ms = max(1, round(burst / per_second)) * 1000
-        name = f"{self._prefix}rate:{key_id}:{burst}:{window_ms}"
         try:
-            allowed, *counts = await self._hit(
-                keys=[f"{name}:prev", f"{name}:cur"], args=[burst, window_ms]
-            )
+            return await self._rates.hit(key_id, per_second, burst)
         except (RedisError, OSError) as exc:
             self._degraded("rate limit", exc)
             return await self._local.hit(key_id, per_second, burst)
-        return _window_decision(bool(allowed), burst, window_ms, [int(c) for c in counts])
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -165,6 +165,26 @@ def test_rate_limit_per_key_across_instances(pair: tuple[ServerProcess, ServerPr
         assert fresh.get("/v1/whoami").status_code == 200, "limits are per key"
 
 
+def test_leased_rate_limit_stays_within_its_bound_across_instances(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """Burst 200 in a one-hour window; each instance leases 10 tokens at a time (the
+    default lease_fraction 0.05): admitted within 2 * (10 - 1) of 200, and never more
+    than 200 in the key's first window (every token spent was granted in it)."""
+    a, b = pair
+    with a.client() as admin:
+        _, key = _new_key(admin, scope="own", user_id="lease", rate_per_second=200 / 3600,
+                          burst=200)  # fmt: skip
+    with a.client(key=key) as on_a, b.client(key=key) as on_b:
+        # Uneven: three on A for each on B, then B alone while A holds what it leased.
+        plan = [on_a, on_a, on_a, on_b] * 60 + [on_b] * 60
+        codes = [http.get("/v1/whoami").status_code for http in plan]
+    assert set(codes) <= {200, 429}
+    admitted = codes.count(200)
+    assert 200 - 2 * 9 <= admitted <= 200, admitted
+    assert codes[-1] == 429
+
+
 def test_rate_limited_requests_do_nothing(pair: tuple[ServerProcess, ServerProcess]) -> None:
     a, _ = pair
     user = f"rl-{uuid.uuid4().hex[:6]}"
