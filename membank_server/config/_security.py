@@ -32,8 +32,9 @@ class RateLimitSettings(Section):
     burst: int = 400
     #: With a shared Redis, an instance takes up to this share of a key's burst at once
     #: and spends it without a round trip; 0 asks Redis on every request (exact). The
-    #: error bound (``security.redis_rates``): at most N * (lease - 1) requests more, or
-    #: fewer, than the limit per window, for N instances, lease = burst * this.
+    #: error bound (``security.redis_rates``), for N instances and lease = burst * this:
+    #: at most N * (lease - 1) more than the limit per window, and at most that many
+    #: fewer per ``lease_seconds``.
     lease_fraction: float = 0.05
     #: A lease's leftover is dropped at this age.
     lease_seconds: float = 1.0

@@ -8,17 +8,20 @@ as many as the window still allows and counts them all at once. The instance the
 admits that key's requests from its lease without a round trip, until the lease is
 spent or ``lease_seconds`` old (then its leftover is dropped, never handed back).
 
-The error bound, for N instances sharing one Redis: every admitted request spends a
-token Redis granted, so within one window a key is admitted at most what the shared
-limiter allows plus the tokens leased before the window began and spent in it: at
-most ``N * (lease - 1)`` more than the limit; and tokens leased but not spent are
-lost to the window: at most ``N * (lease - 1)`` fewer. ``lease_fraction = 0`` (or a
-burst under ``1 / lease_fraction``) makes ``lease = 1``: one round trip per
+The error bound, for N instances sharing one Redis. Each instance holds at most
+one lease per key (one lease request in flight per key; its other requests wait for
+it), and every admitted request spends a token Redis granted. More: in any window a
+key is admitted at most what the shared limiter allows plus the leftovers of leases
+granted before the window began and spent in it, at most ``N * (lease - 1)``. Fewer:
+leftovers dropped at ``lease_seconds``, and tokens one instance holds while another
+is refused, at most ``N * (lease - 1)`` per ``lease_seconds``. ``lease_fraction = 0``
+(or a burst under ``2 / lease_fraction``) makes ``lease = 1``: one round trip per
 request, exactly the shared sliding window. A refusal is always Redis's answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -94,29 +97,58 @@ class RedisRates:
         self._prefix = prefix
         self._fraction, self._seconds = lease_fraction, lease_seconds
         self._leases: dict[tuple[str, int, int], _Lease] = {}
+        #: The lease request in flight per key, which the key's other requests await.
+        self._asking: dict[tuple[str, int, int], asyncio.Future[bool]] = {}
 
     async def hit(self, key_id: str, per_second: float, burst: int) -> RateDecision:
         window_ms = max(1, round(burst / per_second)) * 1000
-        now = time.monotonic()
-        lease = self._leases.get((key_id, burst, window_ms))
-        if lease is not None and lease.tokens > 0 and now < lease.until:
-            lease.tokens -= 1
-            return RateDecision(True, burst, lease.remaining + lease.tokens, lease.reset_at - now)
-        wanted = max(1, math.floor(burst * self._fraction))
+        slot = (key_id, burst, window_ms)
+        if math.floor(burst * self._fraction) <= 1:
+            return await self._ask(slot, time.monotonic())  # exact: one token per request
+        while True:
+            now = time.monotonic()
+            lease = self._leases.get(slot)
+            if lease is not None and lease.tokens > 0 and now < lease.until:
+                lease.tokens -= 1
+                remaining = lease.remaining + lease.tokens
+                return RateDecision(True, burst, remaining, lease.reset_at - now)
+            asked = self._asking.get(slot)
+            if asked is None:
+                break
+            # One lease request per key at a time: two would both be counted in Redis
+            # and one dropped here, refusing what the limit allows.
+            if not await asyncio.shield(asked):
+                return await self._ask(slot, now, single=True)  # none came: its own token
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._asking[slot] = future
+        leased = False
+        try:
+            decision = await self._ask(slot, now)
+            leased = slot in self._leases
+        finally:
+            del self._asking[slot]
+            future.set_result(leased)
+        return decision
+
+    async def _ask(
+        self, slot: tuple[str, int, int], now: float, *, single: bool = False
+    ) -> RateDecision:
+        key_id, burst, window_ms = slot
+        wanted = 1 if single else max(1, math.floor(burst * self._fraction))
         name = f"{self._prefix}{key_id}:{burst}:{window_ms}"
         granted, *counts = await self._take(
             keys=[f"{name}:prev", f"{name}:cur"], args=[burst, window_ms, wanted]
         )
-        decision = _decision(int(granted), burst, window_ms, [int(c) for c in counts])
-        if int(granted) > 1:
-            if len(self._leases) > 100_000:
-                self._leases.clear()
-            self._leases[(key_id, burst, window_ms)] = _Lease(
-                int(granted) - 1, now + self._seconds, decision.remaining,
-                now + decision.reset_seconds,
-            )  # fmt: skip
-            return RateDecision(
-                True, burst, decision.remaining + int(granted) - 1, decision.reset_seconds
-            )
-        self._leases.pop((key_id, burst, window_ms), None)
-        return decision
+        granted = int(granted)
+        decision = _decision(granted, burst, window_ms, [int(c) for c in counts])
+        if granted <= 1:
+            if not single:
+                self._leases.pop(slot, None)
+            return decision
+        if len(self._leases) > 100_000:
+            self._leases.clear()
+        self._leases[slot] = _Lease(
+            granted - 1, now + self._seconds, decision.remaining, now + decision.reset_seconds
+        )
+        remaining = decision.remaining + granted - 1
+        return RateDecision(True, burst, remaining, decision.reset_seconds)

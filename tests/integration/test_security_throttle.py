@@ -185,6 +185,23 @@ def test_leased_rate_limit_stays_within_its_bound_across_instances(
     assert codes[-1] == 429
 
 
+def test_concurrent_requests_of_a_key_share_one_lease(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """Sixteen at once on one instance: one lease request at a time, so no lease is
+    taken from Redis and dropped here (which would refuse far below the limit)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, _ = pair
+    with a.client() as admin:
+        _, key = _new_key(admin, scope="own", user_id="lease2", rate_per_second=200 / 3600,
+                          burst=200)  # fmt: skip
+    with a.client(key=key) as http, ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda _: http.get("/v1/whoami").status_code, range(260)))
+    assert set(codes) <= {200, 429}
+    assert 200 - 9 <= codes.count(200) <= 200, codes.count(200)
+
+
 def test_rate_limited_requests_do_nothing(pair: tuple[ServerProcess, ServerProcess]) -> None:
     a, _ = pair
     user = f"rl-{uuid.uuid4().hex[:6]}"
