@@ -78,7 +78,9 @@ def build_recall_cache(
 
             shared = [EncryptedCache(level, ring) for level in shared]
         levels.extend(shared)
-        generations = SubscribedGenerations(l2, c.redis_url, connect_timeout=c.redis_timeout)
+        generations = SubscribedGenerations(
+            l2, c.redis_url, connect_timeout=c.redis_timeout, remember=c.generations_from_memory
+        )
         popular = RedisPopularQueries(l2, window_seconds=c.popular_window_seconds)
         lock: LockFactory = l2.lock
     else:

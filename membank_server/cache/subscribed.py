@@ -49,6 +49,8 @@ class SubscribedGenerations:
         connect_timeout: Seconds to open the subscription's connection.
         check_seconds: Idle seconds before the subscription is pinged.
         max_known: Generations remembered at most (then all are forgotten at once).
+        remember: False to read every generation from Redis (no subscription; bumps are
+            still announced, for instances that remember).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class SubscribedGenerations:
         connect_timeout: float = 0.25,
         check_seconds: float = 1.0,
         max_known: int = 100_000,
+        remember: bool = True,
     ) -> None:
         self._redis = redis
         # No read timeout on the subscription: it is idle most of the time.
@@ -73,7 +76,7 @@ class SubscribedGenerations:
         self._seq = 0
         self.subscribed = False
         self._task: asyncio.Task[None] | None = None
-        self._closed = False
+        self._closed = not remember  # never subscribes, so never remembers
 
     async def current(self, keys: Sequence[str]) -> list[int]:
         if self._task is None and not self._closed:

@@ -11,19 +11,33 @@ import pytest
 from tests.support.server import ServerProcess
 
 
-@pytest.fixture
-def pair(tmp_path: Path, pg_dsn: str, redis_url: str) -> Iterator[tuple[ServerProcess, ...]]:
+def _pair(
+    tmp_path: Path, pg_dsn: str, redis_url: str, remember: bool
+) -> Iterator[tuple[ServerProcess, ...]]:
     env = {
         "MEMBANK_STORAGE__BACKEND": "pgvector",
         "MEMBANK_STORAGE__POSTGRES__DSN": pg_dsn,
         "MEMBANK_STORAGE__POSTGRES__SCHEMA": f"two_{uuid.uuid4().hex[:10]}",
         "MEMBANK_CACHE__REDIS_URL": redis_url,
+        "MEMBANK_CACHE__GENERATIONS_FROM_MEMORY": str(remember).lower(),
     }
     a = ServerProcess(tmp_path / "a", env).start()
     b = ServerProcess(tmp_path / "b", env).start()
     yield a, b
     a.stop()
     b.stop()
+
+
+@pytest.fixture
+def pair(tmp_path: Path, pg_dsn: str, redis_url: str) -> Iterator[tuple[ServerProcess, ...]]:
+    """The default: generations read from Redis on every search."""
+    yield from _pair(tmp_path, pg_dsn, redis_url, remember=False)
+
+
+@pytest.fixture
+def remembering(tmp_path: Path, pg_dsn: str, redis_url: str) -> Iterator[tuple[ServerProcess, ...]]:
+    """``cache.generations_from_memory = true``."""
+    yield from _pair(tmp_path, pg_dsn, redis_url, remember=True)
 
 
 def test_a_read_on_b_right_after_a_write_on_a_is_never_stale(
@@ -78,14 +92,14 @@ def _wait_subscribed(redis_url: str, count: int) -> None:
 
 
 def test_b_answers_generations_from_memory_only_while_subscribed(
-    pair: tuple[ServerProcess, ServerProcess], redis_url: str
+    remembering: tuple[ServerProcess, ServerProcess], redis_url: str
 ) -> None:
     """A bump B cannot hear (an INCR with no announcement) stays unseen while B is
     subscribed; once its subscription drops and comes back, B has forgotten every
     generation it remembered and reads the counter again."""
     import redis
 
-    a, b = pair
+    a, b = remembering
     user = f"sub-{uuid.uuid4().hex[:8]}"
     query = {"user_id": user, "query": "what do I drink?", "limit": 3}
     with a.client() as on_a, b.client() as on_b, redis.Redis.from_url(redis_url) as r:
