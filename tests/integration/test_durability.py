@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -45,6 +47,15 @@ async def _ingest(
                     stopped.set()
 
         await asyncio.gather(*(worker() for _ in range(workers)))
+
+
+@contextlib.contextmanager
+def _killed_after(server: ServerProcess) -> Iterator[None]:
+    """kill -9 the server when the block ends, whether it passed or failed."""
+    try:
+        yield
+    finally:
+        server.kill()
 
 
 @pytest.mark.slow
@@ -99,7 +110,7 @@ def test_single_writes_acknowledged_before_any_flush_survive_kill_9(tmp_path: Pa
     user = "burst"
     vectors = _vectors(81, 5)
     acked: dict[str, str] = {}
-    with server.client() as http:
+    with server.client() as http, _killed_after(server):
         for i in range(80):
             body = {"user_id": user, "content": f"burst fact {i}", "vector": vectors[i]}
             r = http.post("/v1/memories", json=body)
@@ -114,7 +125,6 @@ def test_single_writes_acknowledged_before_any_flush_survive_kill_9(tmp_path: Pa
         acked["burst fact changed"] = changed.json()["id"]
         gone = http.delete(f"/v1/memories/{acked.pop('burst fact 1')}", params={"user_id": user})
         assert gone.status_code in (200, 204), gone.text
-    server.kill()
 
     server.start()
     try:
