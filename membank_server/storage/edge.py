@@ -205,7 +205,7 @@ class EdgeStore:
         if not records:
             return
         points = [
-            qe.Point(id=str(r.memory.id), vector=list(r.vector), payload=record_to_payload(r))
+            qe.Point(id=str(r.memory.id), vector=r.vector, payload=record_to_payload(r))
             for r in records
         ]
         events = [(r.memory, h) for r in records for h in r.history]
