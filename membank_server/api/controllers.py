@@ -260,9 +260,13 @@ class SearchController(Controller):
 
     @post(
         status_code=HTTP_200_OK,
-        summary="Semantic search of one user's memories",
+        summary="Search one user's memories: dense, lexical or hybrid",
         operation_id="search_memories",
-        description="Give `query` (text, embedded by the server) or `vector`, not both.",
+        description=(
+            "Give `query` (text, embedded by the server) or `vector`, not both. `mode`"
+            " picks the retrievers (`hybrid`: embeddings and BM25-style terms, fused);"
+            " `explain` returns each result's rank per retriever."
+        ),
         responses=responses(400, 413, 415, 422, 503),
     )
     async def search(
@@ -273,7 +277,10 @@ class SearchController(Controller):
         hits, cache = await service.recall(data.to_domain())
         return Response(
             SearchResponse(
-                results=[SearchResult(MemoryRead.of(h.memory), h.score) for h in hits],
+                results=[
+                    SearchResult(MemoryRead.of(h.memory), h.score, dict(h.ranks) or None)
+                    for h in hits
+                ],
                 took_ms=round((time.perf_counter() - started) * 1000, 3),
                 cache=cache,
             ),

@@ -9,6 +9,12 @@ audit log to read).
 from __future__ import annotations
 
 from membank_server.bootstrap._caches import build_recall_cache
+from membank_server.bootstrap._search import (
+    build_lexical,
+    build_reranker,
+    build_search,
+    default_retrieval,
+)
 from membank_server.bootstrap._security import (
     add_data_key,
     build_audit_log,
@@ -51,11 +57,14 @@ __all__ = [
     "build_folder_lock",
     "build_key_ring",
     "build_key_store",
+    "build_lexical",
     "build_recall_cache",
+    "build_search",
     "build_services",
     "build_single_store",
     "build_store",
     "build_throttle",
+    "default_retrieval",
     "embedding_dimension",
     "limits_of",
     "retire_data_keys",
@@ -91,7 +100,10 @@ def build_services(
         from membank_server.security.encrypted_store import EncryptedStore
 
         store = sealed = EncryptedStore(
-            store, ring, metadata_keys=settings.security.encryption.metadata_keys
+            store,
+            ring,
+            metadata_keys=settings.security.encryption.metadata_keys,
+            analyzer=build_lexical(settings).analyzer,
         )
     embedder = embedder or build_embedder(settings)
     recall_cache, lock = build_recall_cache(settings, telemetry, ring)
@@ -102,6 +114,7 @@ def build_services(
         else None
     )
     idempotency = IdempotencyIds(access.keys if access is not None else None)
+    reranker = build_reranker(settings)
     memories = MemoryService(
         store,
         embedder,
@@ -112,6 +125,7 @@ def build_services(
             lim.user_max_memories or None, lim.user_max_bytes or None, lim.usage_refresh_seconds
         ),
         idempotency=idempotency,
+        search=build_search(settings, store, reranker),
     )
     rotation = None
     if sealed is not None:
@@ -148,6 +162,7 @@ def build_services(
             audit_log=audit_log,
             recall_cache=recall_cache,
             throttle=build_throttle(settings) if sec.auth else None,
+            reranker=reranker,
             configured_admin_key=sec.admin_key,
         ),
         idempotency=idempotency,

@@ -27,6 +27,7 @@ from membank_server.config._process import (
     ServerSettings,
     check_process,
 )
+from membank_server.config._search import SearchSettings, check_search
 from membank_server.config._security import (
     AuditSettings,
     EncryptionSettings,
@@ -58,6 +59,7 @@ __all__ = [
     "PostgresSettings",
     "QdrantSettings",
     "RateLimitSettings",
+    "SearchSettings",
     "SecuritySettings",
     "ServerSettings",
     "Settings",
@@ -99,6 +101,7 @@ class Settings(Section):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
+    search: SearchSettings = msgspec.field(default_factory=SearchSettings)
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
@@ -203,6 +206,7 @@ def load_settings(
     check_process(settings.server, settings.limits, settings.cache, settings.embedder)
     check_storage(settings.storage, settings.server.workers)
     check_security(settings)
+    check_search(settings.search)
     return settings
 
 

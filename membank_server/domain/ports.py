@@ -23,6 +23,7 @@ from membank_server.domain.model import (
 from membank_server.domain.security import ApiKey, AuditEntry, RateDecision
 
 __all__ = [
+    "Analyzer",
     "AuditLog",
     "BackupTarget",
     "Cache",
@@ -32,6 +33,7 @@ __all__ = [
     "KeyStore",
     "MemoryStore",
     "PopularQueries",
+    "Reranker",
     "Resealable",
     "SpaceAware",
     "Throttle",
@@ -58,6 +60,28 @@ class Embedder(Protocol):
 
         Raises:
             EmbedderUnavailable: the model or provider cannot answer.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Analyzer(Protocol):
+    """Turns text into lexical index terms: the same terms for a memory and a query."""
+
+    def terms(self, text: str) -> tuple[str, ...]:
+        """The text's terms in order, repeats kept (they count as term frequency)."""
+        ...
+
+
+class Reranker(Protocol):
+    """Scores candidate texts against a query (a cross-encoder behind an HTTP API)."""
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
+        """One relevance score per document, in order; higher is better.
+
+        Raises:
+            EmbedderUnavailable: the provider cannot answer (or its breaker is open).
         """
         ...
 
@@ -143,6 +167,15 @@ class MemoryStore(Protocol):
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
         """Nearest live memories of one user, best first."""
+        ...
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        """Live memories of one user holding any of ``query.terms``, best first (a
+        BM25-style score; ``query.vector`` and ``min_score`` are not used).
+
+        Every write keeps the lexical index in step: a record's terms are its
+        ``terms`` when given, else the store's analysis of its content.
+        """
         ...
 
     async def delete_user(self, user_id: str) -> int:

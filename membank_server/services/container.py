@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from membank_server.domain.ports import AuditLog, Embedder, FolderLock, Throttle
+from membank_server.domain.ports import AuditLog, Embedder, FolderLock, Reranker, Throttle
 from membank_server.services.access import AccessService
 from membank_server.services.audit import AuditTrail
 from membank_server.services.cache_admin import CacheAdmin
@@ -48,6 +48,7 @@ class Resources:
     audit_log: AuditLog | None = None
     recall_cache: RecallCache | None = None
     throttle: Throttle | None = None
+    reranker: Reranker | None = None
     #: ``security.admin_key``: restored if revoked, other admin keys untouched.
     configured_admin_key: str | None = field(default=None, repr=False)
 
@@ -107,6 +108,8 @@ class Services:
             if r.recall_cache is not None:
                 stack.push_async_callback(r.recall_cache.aclose)
             stack.push_async_callback(r.embedder.aclose)
+            if r.reranker is not None:
+                stack.push_async_callback(r.reranker.aclose)
             stack.push_async_callback(self.tasks.aclose)
             stack.push_async_callback(self.warmup.aclose)
             self.readiness.load_embedder()

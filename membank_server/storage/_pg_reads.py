@@ -36,6 +36,7 @@ from membank_server.domain.model import (
 from membank_server.pg import Database
 from membank_server.storage._checked import sound
 from membank_server.storage._pg_filters import Args, filters_sql
+from membank_server.storage._pg_lexical import RANK, tsquery_text
 from membank_server.storage._pg_memories import DISTANCES, PgNames
 from membank_server.storage._pg_rows import (
     LIVE,
@@ -254,6 +255,20 @@ class PgMemoryReads:
         if query.min_score is not None:
             hits = [h for h in hits if h.score >= query.min_score]
         return hits
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        if not query.terms:
+            return []
+        args = Args(query.user_id, query.now, tsquery_text(query.terms))
+        where = [f"m.user_id = $1 AND {LIVE} AND m.lexemes @@ $3::tsquery"]
+        where.extend(filters_sql(query.filters, args))
+        sql = (
+            f"SELECT {MEMORY_SELECT}, ts_rank_cd(m.lexemes, $3::tsquery, {RANK}) AS rank"
+            f" FROM {self._t} m WHERE {' AND '.join(where)}"
+            f" ORDER BY rank DESC, m.id LIMIT {args.add(query.limit)}"
+        )
+        rows = await self._read("search", lambda c: c.fetch(sql, *args.values))
+        return sound(rows, lambda r: SearchHit(memory_from_row(r), float(r["rank"])))
 
     async def count(self, user_id: str | None = None) -> int:
         # $1 IS NULL keeps one statement for both cases, with $2 the clock as LIVE needs.

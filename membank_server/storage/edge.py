@@ -44,6 +44,7 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
+from membank_server.lexical import LexicalIndex
 from membank_server.storage._checked import (
     checked_memory,
     checked_record,
@@ -51,6 +52,7 @@ from membank_server.storage._checked import (
     owned_live,
     sound,
 )
+from membank_server.storage._edge_lexical import migrate_to_lexical
 from membank_server.storage._edge_ops import (
     edge_filter,
     move_legacy_history,
@@ -75,6 +77,7 @@ from membank_server.storage._edge_shard import (
     open_shard,
     shard_config,
 )
+from membank_server.storage._lexical import LEXICAL, point_vectors
 from membank_server.storage._payload import (
     Cond,
     live_conditions,
@@ -111,6 +114,7 @@ class EdgeStore:
             them is refused with ``InsufficientStorage`` (see ``storage.folder``).
         check_on_start: Load the shard in a throwaway process first (``_edge_probe``),
             so damaged files cannot crash the server or exhaust its memory.
+        lexical: How records are indexed for lexical search (``_lexical``).
     """
 
     backend = "edge"
@@ -130,6 +134,7 @@ class EdgeStore:
         history_limit: int | None = 100,
         disk_reserve: int = 128 * 1024 * 1024,
         check_on_start: bool = True,
+        lexical: LexicalIndex | None = None,
     ) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"storage distance must be one of {sorted(DISTANCES)}")
@@ -142,6 +147,7 @@ class EdgeStore:
         self._params = qe.SearchParams(hnsw_ef=hnsw_ef_search)
         self.optimize_on_start = optimize_on_start
         self.check_on_start = check_on_start
+        self.lexical = lexical or LexicalIndex()
         self._history = SqliteHistory(path / "history.db", history_limit)
         self._threads = ShardThreads(self._history, search_threads)
         self.guard = DiskGuard(path, disk_reserve)
@@ -162,6 +168,11 @@ class EdgeStore:
         if self.check_on_start and (self.path / "edge_config.json").exists():
             await asyncio.to_thread(probe_shard, self.path)
         config = self._config
+        copied = await asyncio.to_thread(migrate_to_lexical, self.path, config, self.lexical)
+        if copied:
+            _log.info(
+                "indexed %d points for lexical search (a shard of an earlier version)", copied
+            )
         await self._threads.open(
             lambda: open_shard(self.path, config, dimension=self.dimension, distance=self.distance)
         )
@@ -174,7 +185,8 @@ class EdgeStore:
                 "a backup, or move that file aside to keep the memories without their history"
             ) from exc
         shard, history = self._threads.require(), self._history
-        moved = await self._threads.on_writer(lambda: move_legacy_history(shard, history))
+        index = self.lexical
+        moved = await self._threads.on_writer(lambda: move_legacy_history(shard, history, index))
         if moved:
             _log.info("moved the history of %d memories out of their payloads", moved)
         if self.optimize_on_start:
@@ -200,7 +212,11 @@ class EdgeStore:
         if not records:
             return
         points = [
-            qe.Point(id=str(r.memory.id), vector=list(r.vector), payload=record_to_payload(r))
+            qe.Point(
+                id=str(r.memory.id),
+                vector=point_vectors(r, self.lexical, qe.SparseVector),
+                payload=record_to_payload(r),
+            )
             for r in records
         ]
         events = [(r.memory, h) for r in records for h in r.history]
@@ -367,6 +383,29 @@ class EdgeStore:
         }
         points = await self._threads.read(lambda shard: resilient_query(shard, **request))
         return sound(points, lambda p: self._hit(p, query))
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        terms = self.lexical.query(query.terms)
+        if not terms:
+            return []
+        user = edge_filter(live_conditions(query.user_id, query.now))
+        request = {
+            "limit": query.limit,
+            "query": qe.Query.Nearest(
+                qe.SparseVector(list(terms.indices), list(terms.values)), using=LEXICAL
+            ),
+            "filter": edge_filter(search_conditions(query.user_id, query.now, query.filters)),
+            "with_payload": NO_HISTORY,
+            "params": qe.SearchParams(idf=qe.IdfParams(corpus=user)),
+        }
+        points = await self._threads.read(lambda shard: resilient_query(shard, **request))
+        return sound(
+            points,
+            lambda p: SearchHit(
+                owned_live(checked_memory(p.id, p.payload), query.user_id, query.now),
+                float(p.score),
+            ),
+        )
 
     def _record(self, p: Any) -> MemoryRecord:
         return checked_record(p.id, p.payload, p.vector, **self._shape)

@@ -29,12 +29,9 @@ Writes (``write=``):
 ids (``MemoryStore.upsert``) are decided by the primary alone; the secondary and the
 outbox follow what the primary accepted.
 
-Reads (``read=``) are ``primary_first``, ``fastest`` or ``both`` (merged by id);
-see ``_hybrid_reads``.
-
-``on_event(kind, fields)`` hears ``fallback``, ``secondary_failed``, ``outbox_enqueued``,
-``outbox_applied``, ``outbox_retry`` and ``outbox_unavailable`` (metrics and logs).
-"""
+Reads (``read=``) are ``primary_first``, ``fastest`` or ``both`` (merged by id; see
+``_hybrid_reads``). ``on_event(kind, fields)`` hears ``fallback``, ``secondary_failed``,
+``outbox_enqueued``, ``outbox_applied``, ``outbox_retry``, ``outbox_unavailable``."""
 
 from __future__ import annotations
 
@@ -369,6 +366,10 @@ class HybridStore:
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
         return await self._read("search", lambda s: s.search(query), merge_hits(query.limit))
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        merge = merge_hits(query.limit)
+        return await self._read("search", lambda s: s.search_lexical(query), merge)
 
     async def count(self, user_id: str | None = None) -> int:
         return await self._read("count", lambda s: s.count(user_id))

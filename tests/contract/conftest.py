@@ -39,6 +39,7 @@ from membank_server.domain.storage import (
     StoreKind,
     WriteMode,
 )
+from membank_server.lexical import SnowballAnalyzer
 from membank_server.pg import PoolSettings
 from membank_server.security.crypto import KeyRing, generate_key
 from membank_server.security.encrypted_store import EncryptedStore
@@ -198,7 +199,7 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
             return EdgeStore(tmp_path / "edge", dimension=dimension)
         if backend == "encrypted-edge":
             edge = EdgeStore(tmp_path / "edge", dimension=dimension)
-            return EncryptedStore(edge, ring, metadata_keys=("a", "v"))
+            return EncryptedStore(edge, ring, metadata_keys=("a", "v"), analyzer=SnowballAnalyzer())
         if backend == "pgvector":
             return pgvector(dimension)
         if backend in _HYBRIDS:

@@ -28,6 +28,7 @@ from membank_server.domain.model import (
     content_hash,
 )
 from membank_server.domain.ports import MemoryStore
+from membank_server.lexical import SnowballAnalyzer
 from membank_server.security.crypto import KeyRing, add_key_to_file, retire_keys_in_file
 from membank_server.security.encrypted_cache import EncryptedCache
 from membank_server.security.encrypted_store import EncryptedStore
@@ -63,7 +64,12 @@ def inner(store: MemoryStore) -> MemoryStore:
 
 @pytest.fixture
 def enc(inner: MemoryStore, keys_file: Path) -> EncryptedStore:
-    return EncryptedStore(inner, KeyRing.from_file(keys_file), metadata_keys=["diagnosis"])
+    return EncryptedStore(
+        inner,
+        KeyRing.from_file(keys_file),
+        metadata_keys=["diagnosis"],
+        analyzer=SnowballAnalyzer(),
+    )
 
 
 def _contents(records: list[MemoryRecord]) -> dict[UUID, tuple[object, ...]]:

@@ -1,0 +1,71 @@
+"""QdrantStore's searches: nearest dense vectors, and the lexical sparse vector with IDF
+from the asking user's own memories (``_lexical``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qdrant_client import models
+
+from membank_server.domain.model import SearchHit, VectorQuery
+from membank_server.lexical import LexicalIndex
+from membank_server.storage._checked import checked_memory, damaged, owned_live, sound
+from membank_server.storage._lexical import LEXICAL
+from membank_server.storage._payload import live_conditions, search_conditions
+from membank_server.storage._qdrant_collection import Call, qdrant_filter
+from membank_server.storage._qdrant_scans import WITHOUT_HISTORY
+
+__all__ = ["dense_search", "lexical_search"]
+
+
+async def dense_search(
+    call: Call, collection: str, query: VectorQuery, params: Any, unit: bool
+) -> list[SearchHit]:
+    flt = qdrant_filter(search_conditions(query.user_id, query.now, query.filters))
+    response = await call(
+        "search",
+        lambda c: c.query_points(
+            collection,
+            query=list(query.vector),
+            query_filter=flt,
+            limit=query.limit,
+            with_payload=WITHOUT_HISTORY,
+            score_threshold=query.min_score,
+            search_params=params,
+        ),
+    )
+
+    def hit(p: Any) -> SearchHit:
+        score = float(p.score)
+        if unit and not -1.001 <= score <= 1.001:
+            raise damaged(p.id, f"a cosine score of {score:.3f}: its vector is damaged")
+        return SearchHit(_owned(p, query), score)
+
+    return sound(response.points, hit)
+
+
+async def lexical_search(
+    call: Call, collection: str, query: VectorQuery, index: LexicalIndex
+) -> list[SearchHit]:
+    terms = index.query(query.terms)
+    if not terms:
+        return []
+    flt = qdrant_filter(search_conditions(query.user_id, query.now, query.filters))
+    corpus = qdrant_filter(live_conditions(query.user_id, query.now))
+    response = await call(
+        "search",
+        lambda c: c.query_points(
+            collection,
+            query=models.SparseVector(indices=list(terms.indices), values=list(terms.values)),
+            using=LEXICAL,
+            query_filter=flt,
+            limit=query.limit,
+            with_payload=WITHOUT_HISTORY,
+            search_params=models.SearchParams(idf=models.IdfCorpusParams(corpus=corpus)),
+        ),
+    )
+    return sound(response.points, lambda p: SearchHit(_owned(p, query), float(p.score)))
+
+
+def _owned(p: Any, query: VectorQuery) -> Any:
+    return owned_live(checked_memory(str(p.id), p.payload), query.user_id, query.now)
