@@ -1,4 +1,4 @@
-"""The framework ceiling for ``membank bench --cached``: bare Litestar, one dict.
+"""The framework ceiling for ``membank bench cache``: bare Litestar, one dict.
 
 A POST endpoint that decodes the same request body the search route takes and
 answers a payload kept in memory, served by the same uvicorn settings: what

@@ -11,27 +11,24 @@ import asyncio
 import csv
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO
 
 import msgspec
 import typer
 from rich.markup import escape
 
-from membank_cli.output import fail, success, table
-from membank_server.bootstrap import build_audit_log
-from membank_server.config import Settings, load_settings
-from membank_server.domain.errors import ConfigError, MembankError
+from membank_cli.application import Application, ConfigOption
+from membank_cli.output import Output
+from membank_server.domain.errors import ConfigError
 from membank_server.domain.ports import AuditLog
 from membank_server.domain.security import AuditEntry
 
-__all__ = ["app"]
+__all__ = ["cli"]
 
-app = typer.Typer(help="Read the append-only audit log.", no_args_is_help=True)
-_T = TypeVar("_T")
-ConfigOption = typer.Option(None, "--config", "-c", help="TOML settings file.")
+cli = typer.Typer(help="Read the append-only audit log.", no_args_is_help=True)
 _COLUMNS = ("at", "request_id", "actor", "client", "action", "target", "result", "status")
 #: Seconds between two looks at the log under --follow.
 _POLL = 0.5
@@ -43,35 +40,16 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 _encoder = msgspec.json.Encoder()
 
 
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except MembankError as exc:
-        fail(exc)
-
-
-def _run(settings: Settings, work: Callable[[AuditLog], Awaitable[_T]]) -> _T:
-    async def run() -> _T:
-        log = build_audit_log(settings)
-        try:
-            return await work(log)
-        finally:
-            await log.aclose()
-
-    try:
-        return asyncio.run(run())
-    except MembankError as exc:
-        fail(exc)
-
-
 def _time(value: str | None, option: str) -> datetime | None:
     """An ISO-8601 time from an option; without an offset it is UTC."""
     if value is None:
         return None
     try:
         at = datetime.fromisoformat(value)
-    except ValueError:
-        fail(ConfigError(f"{option} {value!r} is not an ISO-8601 time, e.g. 2025-01-31T09:30:00Z"))
+    except ValueError as exc:
+        raise ConfigError(
+            f"{option} {value!r} is not an ISO-8601 time, e.g. 2025-01-31T09:30:00Z"
+        ) from exc
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at
 
 
@@ -84,7 +62,9 @@ def _json_line(entry: AuditEntry) -> str:
     return _encoder.encode(line).decode()
 
 
-def _show(entries: Iterable[AuditEntry], as_json: bool, title: str = "audit log") -> None:
+def _show(
+    out: Output, entries: Iterable[AuditEntry], as_json: bool, title: str = "audit log"
+) -> None:
     if as_json:
         for entry in entries:
             print(_json_line(entry), flush=True)
@@ -95,7 +75,7 @@ def _show(entries: Iterable[AuditEntry], as_json: bool, title: str = "audit log"
         + [str(e.status), escape(e.request_id)]
         for e in entries
     ]
-    table(
+    out.table(
         title,
         ["time (UTC)", "actor", "client", "action", "target", "result", "status", "request id"],
         rows,
@@ -106,7 +86,7 @@ def _when(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def _follow(log: AuditLog, shown: list[AuditEntry], as_json: bool) -> None:
+async def _follow(out: Output, log: AuditLog, shown: list[AuditEntry], as_json: bool) -> None:
     """Print entries as they arrive until interrupted."""
     newest = max((e.at for e in shown), default=datetime.now(UTC))
     # What tail left out (older than the last --lines) is not news either.
@@ -117,15 +97,16 @@ async def _follow(log: AuditLog, shown: list[AuditEntry], as_json: bool) -> None
         fresh = [e for e in await log.read(since=newest - _LATE) if _json_line(e) not in seen]
         if not fresh:
             continue
-        _show(fresh, as_json, title="")
+        _show(out, fresh, as_json, title="")
         seen.update((_json_line(e), e.at) for e in fresh)
         newest = max(newest, *(e.at for e in fresh))
         # Forget what the next read no longer returns, so the set stays small.
         seen = {k: at for k, at in seen.items() if at >= newest - _LATE}
 
 
-@app.command()
+@cli.command()
 def tail(
+    ctx: typer.Context,
     lines: int = typer.Option(20, "--lines", "-n", min=1, help="How many entries to show."),
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Keep printing new entries until Ctrl-C."
@@ -134,22 +115,24 @@ def tail(
     config: Path | None = ConfigOption,
 ) -> None:
     """Show the last entries of the audit log (time in UTC)."""
-    settings = _settings(config)
+    app = Application.of(ctx)
 
-    async def work(log: AuditLog) -> None:
+    async def work() -> None:
+        log = await app.audit_log()
         last = await log.read(limit=lines)
-        _show(last, as_json)
+        _show(app, last, as_json)
         if follow:
-            await _follow(log, last, as_json)
+            await _follow(app, log, last, as_json)
 
     try:
-        _run(settings, work)
+        app.run(work)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
 
-@app.command()
+@cli.command()
 def export(
+    ctx: typer.Context,
     since: str | None = typer.Option(
         None, "--since", help="From this time on (ISO-8601; UTC without an offset)."
     ),
@@ -165,17 +148,18 @@ def export(
     CSV cells starting with = + - @ get a leading ' so a spreadsheet shows them
     instead of running them; use jsonl for the exact values.
     """
+    app = Application.of(ctx)
     start, end = _time(since, "--since"), _time(until, "--until")
     if fmt not in ("jsonl", "csv"):
-        fail(ConfigError(f"--format {fmt!r}: choose jsonl or csv"))
+        app.abort(ConfigError(f"--format {fmt!r}: choose jsonl or csv"))
     if start is not None and end is not None and start >= end:
-        fail(ConfigError("--since must be before --until"))
-    settings = _settings(config)
+        app.abort(ConfigError("--since must be before --until"))
 
-    async def work(log: AuditLog) -> list[AuditEntry]:
+    async def work() -> list[AuditEntry]:
+        log = await app.audit_log()
         return await log.read(since=start, until=end)
 
-    entries = _run(settings, work)
+    entries = app.run(work)
     if output is None:
         _write(sys.stdout, entries, fmt)
     else:
@@ -184,8 +168,8 @@ def export(
             with open(fd, "w", encoding="utf-8", newline="") as out:
                 _write(out, entries, fmt)
         except OSError as exc:
-            fail(f"cannot write {output}: {exc}")
-    success(f"exported {len(entries)} audit entries to {output or 'stdout'}")
+            app.abort(f"cannot write {output}: {exc}")
+    app.success(f"exported {len(entries)} audit entries to {output or 'stdout'}")
 
 
 def _write(out: IO[str], entries: list[AuditEntry], fmt: str) -> None:

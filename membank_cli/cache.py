@@ -7,28 +7,33 @@ from typing import Any
 
 import httpx
 import typer
+from rich.console import Console
 from rich.progress import Progress
 
-from membank_cli._server import KeyOption, UrlOption, auth_headers, checked, server_client
-from membank_cli.output import console, fail, print_json, success, table
+from membank_cli._server import (
+    KeyOption,
+    UrlOption,
+    auth_headers,
+    checked,
+    reaching,
+    server_client,
+)
+from membank_cli.application import Application
 
-__all__ = ["app"]
+__all__ = ["cli"]
 
-app = typer.Typer(
+cli = typer.Typer(
     help="Warm, inspect or flush the search cache of a running server.", no_args_is_help=True
 )
 
 
 def _get(url: str, key: str | None, path: str, **params: Any) -> Any:
-    try:
-        with server_client(url, key) as http:
-            return checked(http.get(path, params=params))
-    except httpx.TransportError as exc:
-        fail(f"cannot reach the server at {url}: {exc}")
+    with reaching(url), server_client(url, key) as http:
+        return checked(http.get(path, params=params))
 
 
 async def _replay(
-    url: str, key: str | None, bodies: list[dict[str, Any]], batch_size: int
+    console: Console, url: str, key: str | None, bodies: list[dict[str, Any]], batch_size: int
 ) -> dict[str, int]:
     outcomes = {"warmed": 0, "already_cached": 0, "failed": 0}
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=auth_headers(key)) as http:
@@ -48,8 +53,9 @@ async def _replay(
     return outcomes
 
 
-@app.command()
+@cli.command()
 def warmup(
+    ctx: typer.Context,
     strategy: str = typer.Option(
         "eager",
         help="eager: replay now; lazy: the server warms in the background; "
@@ -63,52 +69,58 @@ def warmup(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Replay the most asked searches of a sample of users so they are cache hits."""
+    app = Application.of(ctx)
     if strategy == "scheduled":
         stats = _get(url, key, "/v1/cache/stats")["warmup"]
         if stats["strategy"] != "scheduled":
-            fail(
+            app.abort(
                 "the server has no schedule: start it with cache.warmup_strategy=scheduled "
                 "and cache.warmup_cron='*/15 * * * *'"
             )
-        print_json(stats) if as_json else success(f"server warms on cron {stats['cron']!r}")
+        app.json(stats) if as_json else app.success(f"server warms on cron {stats['cron']!r}")
         return
     if strategy == "lazy":
-        try:
-            with server_client(url, key) as http:
-                checked(
-                    http.post(
-                        "/v1/cache/warmup",
-                        json={
-                            "strategy": "lazy",
-                            "sample": sample,
-                            "batch_size": batch_size,
-                            "top": top,
-                        },
-                    )
+        with reaching(url), server_client(url, key) as http:
+            checked(
+                http.post(
+                    "/v1/cache/warmup",
+                    json={
+                        "strategy": "lazy",
+                        "sample": sample,
+                        "batch_size": batch_size,
+                        "top": top,
+                    },
                 )
-        except httpx.TransportError as exc:
-            fail(f"cannot reach the server at {url}: {exc}")
-        success("the server is warming its cache in the background")
+            )
+        app.success("the server is warming its cache in the background")
         return
     if strategy != "eager":
-        fail("--strategy is eager, lazy or scheduled")
+        app.abort("--strategy is eager, lazy or scheduled")
     items = _get(url, key, "/v1/cache/popular", k=top, sample=sample)["items"]
-    outcomes = asyncio.run(_replay(url, key, [i["search"] for i in items], batch_size))
+
+    async def work() -> dict[str, int]:
+        return await _replay(app.console, url, key, [i["search"] for i in items], batch_size)
+
+    outcomes = app.run(work)
     summary = {"selected": len(items), "users": len({i["user_id"] for i in items}), **outcomes}
     if as_json:
-        print_json(summary)
+        app.json(summary)
     else:
-        table("cache warmup", ["", "count"], summary.items())
+        app.table("cache warmup", ["", "count"], summary.items())
 
 
-@app.command()
+@cli.command()
 def stats(
-    url: str = UrlOption, key: str | None = KeyOption, as_json: bool = typer.Option(False, "--json")
+    ctx: typer.Context,
+    url: str = UrlOption,
+    key: str | None = KeyOption,
+    as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Hits, misses and hit ratio per cache level, as the server counts them."""
+    app = Application.of(ctx)
     data = _get(url, key, "/v1/cache/stats")
     if as_json or not data["enabled"]:
-        print_json(data)
+        app.json(data)
         return
     rows = [
         (name, c.get("hit", 0), c.get("miss", 0), c.get("error", 0), c.get("hit_ratio"))
@@ -124,20 +136,19 @@ def stats(
             data["search_hit_ratio"],
         )
     )
-    table("membank cache", ["level", "hits", "misses", "errors/bypass", "hit ratio"], rows)
+    app.table("membank cache", ["level", "hits", "misses", "errors/bypass", "hit ratio"], rows)
 
 
-@app.command()
+@cli.command()
 def flush(
+    ctx: typer.Context,
     user: str = typer.Option(None, "--user", help="Only this user's cached searches."),
     url: str = UrlOption,
     key: str | None = KeyOption,
 ) -> None:
     """Drop cached searches (and, without --user, cached embeddings)."""
-    try:
-        with server_client(url, key) as http:
-            params = {"user_id": user} if user else {}
-            n = checked(http.delete("/v1/cache", params=params))["flushed"]
-    except httpx.TransportError as exc:
-        fail(f"cannot reach the server at {url}: {exc}")
-    success(f"flushed {n} cache entries")
+    app = Application.of(ctx)
+    params = {"user_id": user} if user else {}
+    with reaching(url), server_client(url, key) as http:
+        n = checked(http.delete("/v1/cache", params=params))["flushed"]
+    app.success(f"flushed {n} cache entries")

@@ -6,19 +6,16 @@ from pathlib import Path
 
 import typer
 
-from membank_cli.output import fail, print_json
-from membank_server.config import load_settings, masked
-from membank_server.domain.errors import MembankError
+from membank_cli.application import Application, ConfigOption
+from membank_server.config import masked
 
-__all__ = ["app"]
+__all__ = ["cli"]
 
-app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
+cli = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 
 
-@app.command()
-def show(config: Path = typer.Option(None, "--config", "-c", help="TOML settings file.")) -> None:
+@cli.command()
+def show(ctx: typer.Context, config: Path | None = ConfigOption) -> None:
     """Print the effective settings (defaults < TOML file < MEMBANK_* env), secrets masked."""
-    try:
-        print_json(masked(load_settings(config)))
-    except MembankError as exc:
-        fail(exc)
+    app = Application.of(ctx)
+    app.json(masked(app.settings))

@@ -13,7 +13,6 @@ keep working while every record is re-encrypted.
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import time
 from collections.abc import Awaitable, Callable
@@ -25,37 +24,23 @@ import httpx
 import typer
 from rich.progress import Progress
 
-from membank_cli._server import KeyOption, UrlOption, checked, server_client
-from membank_cli.output import console, fail, print_json, success, table, warning
-from membank_server.bootstrap import (
-    add_data_key,
-    build_audit_log,
-    build_key_store,
-    retire_data_keys,
-)
-from membank_server.config import Settings, load_settings
+from membank_cli._server import KeyOption, UrlOption, checked, reaching, server_client
+from membank_cli.application import Application, ConfigOption
+from membank_cli.output import Output
 from membank_server.domain.errors import MembankError
 from membank_server.domain.security import ApiKey, AuditEntry, Role, Scope
 from membank_server.services.access import AccessService, KeySpec
 from membank_server.services.upkeep import KEY_RELOAD_SECONDS
 
-__all__ = ["app"]
+__all__ = ["cli"]
 
-app = typer.Typer(help="API keys, teams and data-encryption keys.", no_args_is_help=True)
+cli = typer.Typer(help="API keys, teams and data-encryption keys.", no_args_is_help=True)
 _T = TypeVar("_T")
-ConfigOption = typer.Option(None, "--config", "-c", help="TOML settings file.")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except MembankError as exc:
-        fail(exc)
-
-
-def _run(
-    settings: Settings,
+def _access(
+    app: Application,
     work: Callable[[AccessService], Awaitable[_T]],
     action: str = "",
     target: Callable[[_T], str] | None = None,
@@ -63,36 +48,24 @@ def _run(
     """Run ``work`` over the key store; audit it as ``action`` when given."""
 
     async def run() -> _T:
-        keys = build_key_store(settings)
-        await keys.start()
-        try:
-            result = await work(AccessService(keys, cache_seconds=0.001))
-        finally:
-            await keys.aclose()
+        result = await work(AccessService(await app.key_store(), cache_seconds=0.001))
         if action:
-            audit = build_audit_log(settings)
-            await audit.start()
-            try:
-                await audit.append(
-                    AuditEntry(
-                        at=datetime.now(UTC),
-                        request_id="",
-                        actor=f"cli:{getpass.getuser()}",
-                        client="local",
-                        action=action,
-                        target=target(result) if target else "",
-                        result="ok",
-                        status=0,
-                    )
+            audit = await app.audit_log(append=True)
+            await audit.append(
+                AuditEntry(
+                    at=datetime.now(UTC),
+                    request_id="",
+                    actor=f"cli:{getpass.getuser()}",
+                    client="local",
+                    action=action,
+                    target=target(result) if target else "",
+                    result="ok",
+                    status=0,
                 )
-            finally:
-                await audit.aclose()
+            )
         return result
 
-    try:
-        return asyncio.run(run())
-    except MembankError as exc:
-        fail(exc)
+    return app.run(run)
 
 
 def _row(k: ApiKey) -> dict[str, Any]:
@@ -116,12 +89,13 @@ def _expiry(expires_in: str | None) -> datetime | None:
         return None
     number, unit = expires_in[:-1], expires_in[-1:]
     if unit not in _UNITS or not number.isdigit() or int(number) <= 0:
-        fail("--expires-in is a positive number with s, m, h or d: 90d, 12h")
+        raise MembankError("--expires-in is a positive number with s, m, h or d: 90d, 12h")
     return datetime.now(UTC) + timedelta(seconds=int(number) * _UNITS[unit])
 
 
-@app.command()
+@cli.command()
 def create(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="What the key is for (shown in lists and the audit)."),
     role: Role = typer.Option(Role.USER, help="user, or admin (keys, teams, operations)."),
     scope: Scope = typer.Option(Scope.OWN, help="own: one user; team: a team's users; all."),
@@ -131,9 +105,10 @@ def create(
     rate: float = typer.Option(None, help="Requests per second [default: the server's]."),
     burst: int = typer.Option(None, help="Burst size [default: the server's]."),
     as_json: bool = typer.Option(False, "--json"),
-    config: Path = ConfigOption,
+    config: Path | None = ConfigOption,
 ) -> None:
     """Create an API key; its secret is printed once and never stored."""
+    app = Application.of(ctx)
     spec = KeySpec(
         name,
         role,
@@ -148,95 +123,109 @@ def create(
     async def work(access: AccessService) -> tuple[ApiKey, str]:
         return await access.create_key(spec)
 
-    key, secret = _run(_settings(config), work, "key.create", lambda r: f"key:{r[0].id}")
+    key, secret = _access(app, work, "key.create", lambda r: f"key:{r[0].id}")
     if as_json:
-        print_json({"key": _row(key), "secret": secret})
+        app.json({"key": _row(key), "secret": secret})
         return
-    success(f"created key {key.id} ({key.role.value}, scope {key.scope.value})")
-    console.print(f"\n    {secret}\n", highlight=False, soft_wrap=True)
-    warning("this secret is shown once; only its hash is stored")
+    app.success(f"created key {key.id} ({key.role.value}, scope {key.scope.value})")
+    app.console.print(f"\n    {secret}\n", highlight=False, soft_wrap=True)
+    app.warning("this secret is shown once; only its hash is stored")
 
 
-@app.command(name="list")
-def list_keys(as_json: bool = typer.Option(False, "--json"), config: Path = ConfigOption) -> None:
+@cli.command(name="list")
+def list_keys(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json"),
+    config: Path | None = ConfigOption,
+) -> None:
     """Every API key, revoked and expired ones too (never their secrets)."""
+    app = Application.of(ctx)
 
     async def work(access: AccessService) -> list[ApiKey]:
         return await access.list_keys()
 
-    rows = [_row(k) for k in _run(_settings(config), work)]
+    rows = [_row(k) for k in _access(app, work)]
     if as_json:
-        print_json(rows)
+        app.json(rows)
         return
     columns = ["id", "name", "role", "scope", "user_id", "team", "expires_at", "revoked_at"]
-    table("API keys", columns, ([r[c] or "" for c in columns] for r in rows))
+    app.table("API keys", columns, ([r[c] or "" for c in columns] for r in rows))
 
 
-@app.command()
-def revoke(key_id: str = typer.Argument(...), config: Path = ConfigOption) -> None:
+@cli.command()
+def revoke(
+    ctx: typer.Context, key_id: str = typer.Argument(...), config: Path | None = ConfigOption
+) -> None:
     """Revoke an API key (the last usable admin key cannot be revoked)."""
+    app = Application.of(ctx)
 
     async def work(access: AccessService) -> ApiKey:
         return await access.revoke(key_id)
 
-    _run(_settings(config), work, "key.revoke", lambda k: f"key:{k.id}")
-    success(f"revoked key {key_id}")
+    _access(app, work, "key.revoke", lambda k: f"key:{k.id}")
+    app.success(f"revoked key {key_id}")
 
 
-@app.command(name="team-add")
-def team_add(team: str, user_id: str, config: Path = ConfigOption) -> None:
+@cli.command(name="team-add")
+def team_add(
+    ctx: typer.Context, team: str, user_id: str, config: Path | None = ConfigOption
+) -> None:
     """Let the team's keys act for this user."""
+    app = Application.of(ctx)
 
     async def work(access: AccessService) -> None:
         await access.add_member(team, user_id)
 
-    _run(_settings(config), work, "team.add_member", lambda _: f"team={team} user_id={user_id}")
-    success(f"{user_id} is in team {team}")
+    _access(app, work, "team.add_member", lambda _: f"team={team} user_id={user_id}")
+    app.success(f"{user_id} is in team {team}")
 
 
-@app.command(name="team-remove")
-def team_remove(team: str, user_id: str, config: Path = ConfigOption) -> None:
+@cli.command(name="team-remove")
+def team_remove(
+    ctx: typer.Context, team: str, user_id: str, config: Path | None = ConfigOption
+) -> None:
     """Stop the team's keys acting for this user."""
+    app = Application.of(ctx)
 
     async def work(access: AccessService) -> None:
         await access.remove_member(team, user_id)
 
-    _run(_settings(config), work, "team.remove_member", lambda _: f"team={team} user_id={user_id}")
-    success(f"{user_id} left team {team}")
+    _access(app, work, "team.remove_member", lambda _: f"team={team} user_id={user_id}")
+    app.success(f"{user_id} left team {team}")
 
 
-@app.command(name="team-list")
-def team_list(team: str, config: Path = ConfigOption) -> None:
+@cli.command(name="team-list")
+def team_list(ctx: typer.Context, team: str, config: Path | None = ConfigOption) -> None:
     """The users a team's keys may act for."""
+    app = Application.of(ctx)
 
     async def work(access: AccessService) -> list[str]:
         return await access.members(team)
 
-    for user_id in _run(_settings(config), work):
+    for user_id in _access(app, work):
         print(user_id)
 
 
-@app.command(name="generate-data-key")
+@cli.command(name="generate-data-key")
 def generate_data_key(
+    ctx: typer.Context,
     keys_file: Path = typer.Option(
         None, "--keys-file", help="Add to this keys file [default: security.encryption.keys_file]."
     ),
-    config: Path = ConfigOption,
+    config: Path | None = ConfigOption,
 ) -> None:
     """Add a new field-encryption key to the keys file (created 0600) and make it active."""
-    settings = _settings(config)
-    path = keys_file or settings.security.encryption.keys_file
+    app = Application.of(ctx)
+    path = keys_file or app.settings.security.encryption.keys_file
     if path is None:
-        fail("give --keys-file or set security.encryption.keys_file")
-    try:
-        key_id = add_data_key(Path(path))
-    except MembankError as exc:
-        fail(exc)
-    success(f"data key {key_id} is now active in {path}")
+        app.abort("give --keys-file or set security.encryption.keys_file")
+    key_id = app.add_data_key(Path(path))
+    app.success(f"data key {key_id} is now active in {path}")
 
 
-@app.command(name="rotate-data-key")
+@cli.command(name="rotate-data-key")
 def rotate_data_key(
+    ctx: typer.Context,
     generate: bool = typer.Option(
         False, "--generate", help="First add a new active key to the keys file."
     ),
@@ -245,49 +234,46 @@ def rotate_data_key(
     ),
     url: str = UrlOption,
     key: str = KeyOption,
-    config: Path = ConfigOption,
+    config: Path | None = ConfigOption,
 ) -> None:
     """Re-encrypt every record with the active data key, in the running server.
 
     Reads keep working throughout; with --retire the keys no record uses any
     more are removed from the keys file afterwards.
     """
-    settings = _settings(config)
-    keys_file = settings.security.encryption.keys_file
+    app = Application.of(ctx)
+    keys_file = app.settings.security.encryption.keys_file
     if (generate or retire) and keys_file is None:
-        fail("--generate and --retire need security.encryption.keys_file")
+        app.abort("--generate and --retire need security.encryption.keys_file")
     if generate:
         assert keys_file is not None
-        success(f"data key {add_data_key(Path(keys_file))} is now active in {keys_file}")
+        app.success(f"data key {app.add_data_key(Path(keys_file))} is now active in {keys_file}")
         # Every instance re-reads the file this often: wait, so none seals with the old
         # key once the rotation has begun (or it could be retired while still in use).
-        with console.status("waiting for every instance to load the new key"):
+        with app.status("waiting for every instance to load the new key"):
             time.sleep(KEY_RELOAD_SECONDS + 1)
-    try:
-        with server_client(url, key) as http:
-            started = checked(http.post("/v1/admin/encryption/rotate"))["started_at"]
-            state = _follow(http, started)
-    except httpx.TransportError as exc:
-        fail(f"cannot reach the server at {url}: {exc}")
+    with reaching(url), server_client(url, key) as http:
+        started = checked(http.post("/v1/admin/encryption/rotate"))["started_at"]
+        state = _follow(app, http, started)
     rotation = state["rotation"]
     if rotation["state"] != "done":
-        fail(f"rotation {rotation['state']}: {rotation.get('error')}")
-    success(f"{rotation['done']} records re-encrypted; keys in use: {state['usage']}")
+        app.abort(f"rotation {rotation['state']}: {rotation.get('error')}")
+    app.success(f"{rotation['done']} records re-encrypted; keys in use: {state['usage']}")
     if retire:
         assert keys_file is not None
         unused = {k for k, n in state["usage"].items() if n == 0}
         in_use = set(state["usage"]) - unused - {"plaintext"}
-        removed = retire_data_keys(Path(keys_file), keep=in_use | {state["active_key"]})
-        success(f"retired {', '.join(removed) or 'no keys'} from {keys_file}")
+        removed = app.retire_data_keys(Path(keys_file), keep=in_use | {state["active_key"]})
+        app.success(f"retired {', '.join(removed) or 'no keys'} from {keys_file}")
 
 
-def _follow(http: httpx.Client, started_at: str) -> Any:
+def _follow(out: Output, http: httpx.Client, started_at: str) -> Any:
     """Poll the rotation this command started (by its start time) until it ends.
 
     Point --url at one instance: another one knows nothing of this run.
     """
     strangers = 0
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=out.console, transient=True) as progress:
         task = progress.add_task("re-encrypting", total=None)
         while True:
             state = checked(http.get("/v1/admin/encryption"))
@@ -295,7 +281,7 @@ def _follow(http: httpx.Client, started_at: str) -> Any:
             if r["started_at"] != started_at:
                 strangers += 1
                 if strangers > 25:
-                    fail(
+                    raise MembankError(
                         "the server reports another rotation than the one started: "
                         "point --url at a single instance (or it restarted mid-run)"
                     )

@@ -11,10 +11,7 @@ from typing import Any
 import typer
 import uvicorn
 
-from membank_cli.output import fail
-from membank_server.bootstrap import build_folder_lock
-from membank_server.config import load_settings
-from membank_server.domain.errors import ConfigError, MembankError
+from membank_cli.application import Application, ConfigOption
 from membank_server.lifecycle import shutdown_report
 from membank_server.protocol import BoundedHttpToolsProtocol
 
@@ -26,38 +23,32 @@ _APP = "membank_server.asgi:create_app"
 
 
 def serve(
+    ctx: typer.Context,
     host: str = typer.Option(None, help="Address to bind [default: server.host, 127.0.0.1]."),
     port: int = typer.Option(None, help="Port [default: server.port, 8080]."),
     workers: int = typer.Option(None, help="Worker processes (1 with the embedded store)."),
-    config: Path = typer.Option(None, "--config", "-c", help="TOML settings file."),
+    config: Path | None = ConfigOption,
     data_dir: Path = typer.Option(
         None, "--data-dir", help="Folder of the embedded store [default: ./data]."
     ),
 ) -> None:
     """Run the memory server (embedded Qdrant Edge under ./data unless configured)."""
+    app = Application.of(ctx)
     # Options become MEMBANK_* variables so every worker process reads the same settings.
     overrides = {
-        "MEMBANK_CONFIG": config,
+        "MEMBANK_CONFIG": app.config_file,
         "MEMBANK_SERVER__HOST": host,
         "MEMBANK_SERVER__PORT": port,
         "MEMBANK_SERVER__WORKERS": workers,
         "MEMBANK_STORAGE__EDGE__PATH": data_dir,
     }
     given = {name: str(value) for name, value in overrides.items() if value is not None}
-    try:
-        settings = load_settings(environ={**os.environ, **given})
-    except ConfigError as exc:
-        fail(exc)
+    app.override(given)
+    s = app.settings.server
     os.environ.update(given)
     # One process per data folder, decided before anything opens in it: a second
     # server stops here with one line, having touched nothing.
-    lock = build_folder_lock(settings)
-    if lock is not None:
-        try:
-            lock.acquire()
-        except MembankError as exc:
-            fail(exc)
-    s = settings.server
+    app.lock_data_folder()
     options: dict[str, Any] = {
         "factory": True,
         "host": s.host,

@@ -1,0 +1,24 @@
+"""``membank bench search|cache|compare``: figures measured on this machine.
+
+One module per verb. Each builds a frozen plan from its options (``SearchPlan``,
+``CachePlan``, ``ComparePlan``) and runs it against servers it starts on loopback
+ports, or a server on this machine; nothing else is ever a target. A new bench
+(``backup``, ``fairness``) is a module here with its plan and one line below.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from membank_cli.bench.cache import cache
+from membank_cli.bench.compare import compare
+from membank_cli.bench.search import search
+
+__all__ = ["cli"]
+
+cli = typer.Typer(
+    help="Measure membank on this machine: search, cache, compare.", no_args_is_help=True
+)
+cli.command(name="search")(search)
+cli.command(name="cache")(cache)
+cli.command(name="compare")(compare)

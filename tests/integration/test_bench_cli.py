@@ -1,0 +1,59 @@
+"""``membank bench search|cache``: a tiny search bench end to end, and what is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from membank_cli.app import app
+
+
+def test_search_measures_every_phase_on_a_server_it_starts() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMBANK_")}
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "membank_cli", "bench", "search", "--json"),
+            *("--n", "1500", "--users", "20", "--embed-n", "50"),
+            *("--searches", "60", "--text-searches", "10", "--concurrency", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert (report["n"], report["users"]) == (1500, 20)
+    [run] = report["runs"]
+    assert run["backend"] == "edge" and run["server_rss_mib"] > 0
+    phases = {p["phase"]: p for p in run["phases"]}
+    assert set(phases) == {
+        "ingest, vectors",
+        "ingest, embed",
+        "search, vector (c=2)",
+        "search, text (c=2)",
+    }
+    assert [phases[p]["count"] for p in phases] == [1500, 50, 60, 10]
+    for name in ("search, vector (c=2)", "search, text (c=2)"):
+        assert 0 < phases[name]["p50_ms"] <= phases[name]["p99_ms"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["search", "--url", "http://10.1.2.3:8080"], "on this machine"),
+        (["search", "--backend", "mongo"], "unknown backend 'mongo'"),
+        (["cache"], "--redis-url"),
+        (["cache", "--redis-url", "redis://10.1.2.3:6379/0"], "on this machine"),
+    ],
+)
+def test_refusals_are_one_line_before_anything_starts(args: list[str], needle: str) -> None:
+    result = CliRunner().invoke(app, ["bench", *args], env={"MEMBANK_CACHE__REDIS_URL": ""})
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.stderr
