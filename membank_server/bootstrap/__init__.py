@@ -59,6 +59,7 @@ __all__ = [
     "build_key_store",
     "build_lexical",
     "build_recall_cache",
+    "build_reranker",
     "build_search",
     "build_services",
     "build_single_store",

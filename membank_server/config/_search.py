@@ -5,7 +5,7 @@ from __future__ import annotations
 from membank_server.config._base import Section
 from membank_server.config._process import check_positive
 from membank_server.domain.errors import ConfigError
-from membank_server.domain.retrieval import FusionMethod, SearchMode
+from membank_server.domain.retrieval import FusionMethod, Retrieval, SearchMode
 
 __all__ = ["SearchSettings", "check_search"]
 
@@ -49,18 +49,22 @@ _LANGUAGES = [
 ]
 
 
+#: The defaults live in the domain: one place for the figures the evaluation chose.
+_DEFAULT = Retrieval()
+
+
 class SearchSettings(Section):
     """What a search gets when its request says nothing (``domain.retrieval``); the
     lexical index's language and BM25 weighting; the optional reranker."""
 
-    mode: SearchMode = SearchMode.HYBRID
-    fusion: FusionMethod = FusionMethod.RRF
-    rrf_k: int = 60
-    dense_depth: int = 50
-    lexical_depth: int = 50
-    dense_weight: float = 0.5
-    recency_weight: float = 0.0
-    recency_half_life_days: float = 30.0
+    mode: SearchMode = _DEFAULT.mode
+    fusion: FusionMethod = _DEFAULT.fusion
+    rrf_k: int = _DEFAULT.rrf_k
+    dense_depth: int = _DEFAULT.dense_depth
+    lexical_depth: int = _DEFAULT.lexical_depth
+    dense_weight: float = _DEFAULT.dense_weight
+    recency_weight: float = _DEFAULT.recency_weight
+    recency_half_life_days: float = _DEFAULT.recency_half_life_days
     #: The Snowball stemmer (and stop words, for English) of the lexical index. Terms
     #: are made when a memory is written: changing it needs a reindex.
     language: str = "english"

@@ -47,11 +47,11 @@ class Retrieval:
     """
 
     mode: SearchMode = SearchMode.HYBRID
-    fusion: FusionMethod = FusionMethod.RRF
+    fusion: FusionMethod = FusionMethod.WEIGHTED
     rrf_k: int = 60
-    dense_depth: int = 50
-    lexical_depth: int = 50
-    dense_weight: float = 0.5
+    dense_depth: int = 100
+    lexical_depth: int = 100
+    dense_weight: float = 0.6
     recency_weight: float = 0.0
     recency_half_life_days: float = 30.0
     rerank: bool = False
