@@ -5,7 +5,7 @@ asked, on every backend, so terms match wherever they are stored. Tokens are run
 of letters and digits (``\\w``, Unicode-aware), NFKC-normalised and case-folded;
 apostrophes inside a word are dropped ("Maya's" -> "maya"), so "O'Brien" stays one
 token. Numbers stay terms ("2019", "14th"): dates and counts are what agents ask
-about. Stop words are the language's most common function words; month and
+about; a date or time written with separators is also one term ("2025-07-23"). Stop words are the language's most common function words; month and
 weekday names are never stop words ("may" stays).
 """
 
@@ -24,6 +24,9 @@ __all__ = ["LANGUAGES", "SnowballAnalyzer"]
 
 LANGUAGES: tuple[str, ...] = tuple(sorted(Stemmer.algorithms()))
 _WORD = re.compile(r"\w+(?:['\u2019]\w+)*")
+#: Numbers joined by - / . : (a date, a time, a version) are also one term, beside their
+#: parts: "2025-07-23" finds that date exactly, "23" still finds it loosely.
+_JOINED = re.compile(r"\d+(?:[-/.:]\d+)+")
 _APOSTROPHE = re.compile(r"['\u2019]s?\b")
 #: Longer tokens are noise (hashes, base64): cut, so they cannot bloat an index.
 _MAX_TOKEN = 40
@@ -53,7 +56,7 @@ class SnowballAnalyzer:
     def terms(self, text: str) -> tuple[str, ...]:
         """The text's index terms, in order, repeats kept (they count as frequency)."""
         folded = unicodedata.normalize("NFKC", text).casefold()
-        out: list[str] = []
+        out: list[str] = [m.group()[:_MAX_TOKEN] for m in _JOINED.finditer(folded)]
         for match in _WORD.finditer(folded):
             token = _APOSTROPHE.sub("", match.group())[:_MAX_TOKEN]
             if not token or token in self._stop or token == "_" * len(token):
