@@ -5,8 +5,9 @@ asked, on every backend, so terms match wherever they are stored. Tokens are run
 of letters and digits (``\\w``, Unicode-aware), NFKC-normalised and case-folded;
 apostrophes inside a word are dropped ("Maya's" -> "maya"), so "O'Brien" stays one
 token. Numbers stay terms ("2019", "14th"): dates and counts are what agents ask
-about; a date or time written with separators is also one term ("2025-07-23"). Stop words are the language's most common function words; month and
-weekday names are never stop words ("may" stays).
+about; a date or time written with separators is also one term ("2025-07-23").
+Stop words are the language's most common function words; month and weekday names
+are never stop words ("may" stays).
 """
 
 from __future__ import annotations

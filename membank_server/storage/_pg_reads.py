@@ -33,10 +33,11 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
+from membank_server.lexical import LexicalIndex
 from membank_server.pg import Database
 from membank_server.storage._checked import sound
 from membank_server.storage._pg_filters import Args, filters_sql
-from membank_server.storage._pg_lexical import RANK, tsquery_text
+from membank_server.storage._pg_lexical import bm25_sql, tsquery_text
 from membank_server.storage._pg_memories import DISTANCES, PgNames
 from membank_server.storage._pg_rows import (
     LIVE,
@@ -73,6 +74,7 @@ class PgMemoryReads:
         self, db: Database, names: PgNames, dimension: int, distance: str, retries: int
     ) -> None:
         self.db, self.names, self.dimension = db, names, dimension
+        self.lexical = LexicalIndex()  # the store's own replaces it
         self._retries = retries
         _, self._op, self._score = DISTANCES[distance]
         self._t, self._h = names.q(names.prefix), names.q(names.history)
@@ -259,16 +261,13 @@ class PgMemoryReads:
     async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
         if not query.terms:
             return []
-        args = Args(query.user_id, query.now, tsquery_text(query.terms))
-        where = [f"m.user_id = $1 AND {LIVE} AND m.lexemes @@ $3::tsquery"]
-        where.extend(filters_sql(query.filters, args))
-        sql = (
-            f"SELECT {MEMORY_SELECT}, ts_rank_cd(m.lexemes, $3::tsquery, {RANK}) AS rank"
-            f" FROM {self._t} m WHERE {' AND '.join(where)}"
-            f" ORDER BY rank DESC, m.id LIMIT {args.add(query.limit)}"
-        )
+        distinct = list(dict.fromkeys(query.terms))
+        args = Args(query.user_id, query.now, tsquery_text(distinct), distinct)
+        wanted = " AND ".join(filters_sql(query.filters, args)) or "true"
+        sql = bm25_sql(self._t, MEMORY_SELECT, LIVE, wanted, self.lexical.weights)
+        sql += f" ORDER BY s.score DESC, m.id LIMIT {args.add(query.limit)}"
         rows = await self._read("search", lambda c: c.fetch(sql, *args.values))
-        return sound(rows, lambda r: SearchHit(memory_from_row(r), float(r["rank"])))
+        return sound(rows, lambda r: SearchHit(memory_from_row(r), float(r["score"])))
 
     async def count(self, user_id: str | None = None) -> int:
         # $1 IS NULL keeps one statement for both cases, with $2 the clock as LIVE needs.
