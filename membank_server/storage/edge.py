@@ -27,11 +27,7 @@ from uuid import UUID
 
 import qdrant_edge as qe
 
-from membank_server.domain.errors import (
-    ConfigError,
-    InsufficientStorage,
-    StorageUnavailable,
-)
+from membank_server.domain.errors import ConfigError, InsufficientStorage, StorageUnavailable
 from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
@@ -45,13 +41,7 @@ from membank_server.domain.model import (
     VectorQuery,
 )
 from membank_server.lexical import LexicalIndex
-from membank_server.storage._checked import (
-    checked_memory,
-    checked_record,
-    damaged,
-    owned_live,
-    sound,
-)
+from membank_server.storage._checked import checked_memory, checked_record, owned_live, sound
 from membank_server.storage._edge_lexical import migrate_to_lexical
 from membank_server.storage._edge_ops import (
     edge_filter,
@@ -70,6 +60,7 @@ from membank_server.storage._edge_scans import (
     pages,
     usage,
 )
+from membank_server.storage._edge_search import checked_hit, dense_request, lexical_request
 from membank_server.storage._edge_shard import (
     DISTANCES,
     ShardThreads,
@@ -77,13 +68,8 @@ from membank_server.storage._edge_shard import (
     open_shard,
     shard_config,
 )
-from membank_server.storage._lexical import LEXICAL, point_vectors
-from membank_server.storage._payload import (
-    Cond,
-    live_conditions,
-    record_to_payload,
-    search_conditions,
-)
+from membank_server.storage._lexical import point_vectors
+from membank_server.storage._payload import Cond, live_conditions, record_to_payload
 from membank_server.storage._sqlite_history import SqliteHistory
 from membank_server.storage.folder import OPEN_BYTES, DiskGuard
 
@@ -373,49 +359,19 @@ class EdgeStore:
         )
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
-        request = {
-            "limit": query.limit,
-            "query": qe.Query.Nearest(list(query.vector)),
-            "filter": edge_filter(search_conditions(query.user_id, query.now, query.filters)),
-            "with_payload": NO_HISTORY,
-            "score_threshold": query.min_score,
-            "params": self._params,
-        }
+        request = dense_request(query, self._params)
         points = await self._threads.read(lambda shard: resilient_query(shard, **request))
-        return sound(points, lambda p: self._hit(p, query))
+        return sound(points, lambda p: checked_hit(p, query, unit=self._shape["unit"]))
 
     async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
-        terms = self.lexical.query(query.terms)
-        if not terms:
+        request = lexical_request(query, self.lexical)
+        if request is None:
             return []
-        user = edge_filter(live_conditions(query.user_id, query.now))
-        request = {
-            "limit": query.limit,
-            "query": qe.Query.Nearest(
-                qe.SparseVector(list(terms.indices), list(terms.values)), using=LEXICAL
-            ),
-            "filter": edge_filter(search_conditions(query.user_id, query.now, query.filters)),
-            "with_payload": NO_HISTORY,
-            "params": qe.SearchParams(idf=qe.IdfParams(corpus=user)),
-        }
         points = await self._threads.read(lambda shard: resilient_query(shard, **request))
-        return sound(
-            points,
-            lambda p: SearchHit(
-                owned_live(checked_memory(p.id, p.payload), query.user_id, query.now),
-                float(p.score),
-            ),
-        )
+        return sound(points, lambda p: checked_hit(p, query, unit=False))
 
     def _record(self, p: Any) -> MemoryRecord:
         return checked_record(p.id, p.payload, p.vector, **self._shape)
-
-    def _hit(self, p: Any, query: VectorQuery) -> SearchHit:
-        score = float(p.score)
-        if self._shape["unit"] and not -1.001 <= score <= 1.001:
-            raise damaged(p.id, f"a cosine score of {score:.3f}: its vector is damaged")
-        memory = owned_live(checked_memory(p.id, p.payload), query.user_id, query.now)
-        return SearchHit(memory, score)
 
     async def count(self, user_id: str | None = None) -> int:
         now = datetime.now(UTC)
