@@ -178,6 +178,12 @@ class MemoryStore(Protocol):
         """
         ...
 
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        """The ids and scores ``search`` (with ``lexical``, ``search_lexical``) would give,
+        best first, reading no memory: a fused search ranks many candidates and reads
+        only the few it keeps (``get``)."""
+        ...
+
     async def delete_user(self, user_id: str) -> int:
         """Erase every record of a user, history included; returns how many live ones."""
         ...

@@ -267,6 +267,12 @@ class EncryptedStore:
         hits = await self.inner.search_lexical(keyed)
         return [replace(h, memory=self._open_memory(h.memory)) for h in hits]
 
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        self._check_filters(query)
+        if lexical:
+            query = replace(query, terms=self._keyed(query.user_id, query.terms))
+        return await self.inner.rank(query, lexical=lexical)
+
     async def delete_user(self, user_id: str) -> int:
         return await self.inner.delete_user(user_id)
 

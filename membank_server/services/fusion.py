@@ -20,7 +20,7 @@ from uuid import UUID
 from membank_server.domain.model import Memory, SearchHit
 from membank_server.domain.retrieval import FusionMethod, Retrieval
 
-__all__ = ["DENSE", "LEXICAL", "fuse", "recency_factor", "with_ranks"]
+__all__ = ["DENSE", "LEXICAL", "fuse", "fused_ranks", "recency_factor", "with_ranks"]
 
 DENSE, LEXICAL = "dense", "lexical"
 _DAY = 86_400.0
@@ -39,13 +39,46 @@ def recency_factor(memory: Memory, now: datetime, weight: float, half_life_days:
     return float((1.0 - weight) + weight * 2.0 ** (-age_days / half_life_days))
 
 
-def _normalised(hits: Sequence[SearchHit]) -> dict[UUID, float]:
-    if not hits:
+def _normalised(ranked: Sequence[tuple[UUID, float]]) -> dict[UUID, float]:
+    if not ranked:
         return {}
-    scores = [h.score for h in hits]
+    scores = [score for _, score in ranked]
     low, high = min(scores), max(scores)
     span = high - low
-    return {h.memory.id: (h.score - low) / span if span > 0 else 1.0 for h in hits}
+    return {key: (score - low) / span if span > 0 else 1.0 for key, score in ranked}
+
+
+def fused_ranks(
+    rankings: Mapping[str, Sequence[tuple[UUID, float]]], options: Retrieval, limit: int
+) -> list[tuple[UUID, float, dict[str, int]]]:
+    """The best ``limit`` candidates of rankings of ids and scores, with their fused
+    score (no recency: that needs each memory's time) and ranks."""
+    scores, ranks = _fused(rankings, options)
+    order = {key: i for i, key in enumerate(ranks)}
+    best = sorted(ranks, key=lambda key: (-scores[key], order[key]))[:limit]
+    return [(key, scores[key], ranks[key]) for key in best]
+
+
+def _fused(
+    rankings: Mapping[str, Sequence[tuple[UUID, float]]], options: Retrieval
+) -> tuple[dict[UUID, float], dict[UUID, dict[str, int]]]:
+    """Each candidate's fused score and ranks, candidates in the order first seen."""
+    weights = {DENSE: options.dense_weight, LEXICAL: 1.0 - options.dense_weight}
+    ranks: dict[UUID, dict[str, int]] = {}
+    scores: dict[UUID, float] = {}
+    for name, ranked in rankings.items():
+        weight = weights.get(name, 0.5)
+        normal = _normalised(ranked) if options.fusion is FusionMethod.WEIGHTED else {}
+        for rank, (key, _) in enumerate(ranked, start=1):
+            if name in ranks.get(key, {}):
+                continue  # a retriever's duplicate: its best rank counts
+            ranks.setdefault(key, {})[name] = rank
+            if options.fusion is FusionMethod.WEIGHTED:
+                part = weight * normal[key]
+            else:
+                part = 2.0 * weight / (options.rrf_k + rank)
+            scores[key] = scores.get(key, 0.0) + part
+    return scores, ranks
 
 
 def fuse(
@@ -55,24 +88,14 @@ def fuse(
     now: datetime,
 ) -> list[SearchHit]:
     """The best ``limit`` hits of the fused rankings (module docs)."""
-    weights = {DENSE: options.dense_weight, LEXICAL: 1.0 - options.dense_weight}
     memories: dict[UUID, Memory] = {}
-    ranks: dict[UUID, dict[str, int]] = {}
-    scores: dict[UUID, float] = {}
-    for name, hits in rankings.items():
-        weight = weights.get(name, 0.5)
-        normal = _normalised(hits) if options.fusion is FusionMethod.WEIGHTED else {}
-        for rank, hit in enumerate(hits, start=1):
-            key = hit.memory.id
-            if name in ranks.get(key, {}):
-                continue  # a retriever's duplicate: its best rank counts
-            memories.setdefault(key, hit.memory)
-            ranks.setdefault(key, {})[name] = rank
-            if options.fusion is FusionMethod.WEIGHTED:
-                part = weight * normal[key]
-            else:
-                part = 2.0 * weight / (options.rrf_k + rank)
-            scores[key] = scores.get(key, 0.0) + part
+    for hits in rankings.values():
+        for hit in hits:
+            memories.setdefault(hit.memory.id, hit.memory)
+    scores, ranks = _fused(
+        {name: [(h.memory.id, h.score) for h in hits] for name, hits in rankings.items()},
+        options,
+    )
     order = {key: i for i, key in enumerate(ranks)}
     fused = [
         SearchHit(

@@ -7,6 +7,10 @@ for both at their candidate depths, then fuses the two rankings
 dense, and ``lexical`` is refused. ``min_score`` bounds the dense candidates only (a
 lexical score is on another scale).
 
+Without a recency weight, ``hybrid`` ranks the candidates by id and score alone
+(``MemoryStore.rank``) and reads only the memories it keeps: reading and checking
+every candidate's payload cost more than both retrievers together.
+
 The reranker, when configured and asked for, reorders the first
 ``rerank_candidates`` fused hits by its own scores; when it cannot answer (its
 breaker open, a timeout), the fused order stands and the search still succeeds.
@@ -19,12 +23,14 @@ import logging
 import re
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
+from uuid import UUID
 
 from membank_server.domain.errors import EmbedderUnavailable, InvalidInput
 from membank_server.domain.model import SearchHit, VectorQuery
 from membank_server.domain.ports import Analyzer, MemoryStore, Reranker
 from membank_server.domain.retrieval import Retrieval, RetrievalChoice, SearchMode
-from membank_server.services.fusion import DENSE, LEXICAL, fuse, with_ranks
+from membank_server.services.fusion import DENSE, LEXICAL, fuse, fused_ranks, with_ranks
 from membank_server.services.inputs import RecallQuery
 
 __all__ = ["HybridSearch", "WordAnalyzer"]
@@ -106,18 +112,44 @@ class HybridSearch:
         else:
             assert vector is not None
             depth = max(options.dense_depth, q.limit), max(options.lexical_depth, q.limit)
-            dense, lexical = await asyncio.gather(
-                self.store.search(ask(depth[0])),
-                self.store.search_lexical(ask(depth[1])) if terms else _none(),
-            )
             wanted = max(q.limit, self.rerank_candidates) if options.rerank else q.limit
-            hits = fuse({DENSE: dense, LEXICAL: lexical}, options, wanted, now)
+            if options.recency_weight > 0:  # its factor needs every candidate's times
+                dense, lexical = await asyncio.gather(
+                    self.store.search(ask(depth[0])),
+                    self.store.search_lexical(ask(depth[1])) if terms else _none(),
+                )
+                hits = fuse({DENSE: dense, LEXICAL: lexical}, options, wanted, now)
+            else:
+                ranked = await asyncio.gather(
+                    self.store.rank(ask(depth[0])),
+                    self.store.rank(ask(depth[1]), lexical=True) if terms else _none(),
+                )
+                best = fused_ranks(
+                    dict(zip((DENSE, LEXICAL), ranked, strict=True)), options, wanted
+                )
+                hits = await self._read(q.user_id, best, now)
         if options.rerank and q.query is not None:
             hits = (await self._reranked(q.query, hits[: self.rerank_candidates])) + hits[
                 self.rerank_candidates :
             ]
         hits = hits[: q.limit]
         return hits if options.explain else [replace(h, ranks={}) for h in hits]
+
+    async def _read(
+        self, user_id: str, best: list[tuple[UUID, float, dict[str, int]]], now: datetime
+    ) -> list[SearchHit]:
+        """The fused candidates' memories, in order; one deleted or expired since it was
+        ranked is left out."""
+        records = await self.store.get(user_id, [key for key, _, _ in best])
+        hits = []
+        for key, score, ranks in best:
+            record = records.get(key)
+            if record is None or record.deleted_at is not None:
+                continue
+            expires = record.memory.expires_at
+            if expires is None or expires > now:
+                hits.append(SearchHit(record.memory, score, ranks))
+        return hits
 
     async def _reranked(self, query: str, hits: list[SearchHit]) -> list[SearchHit]:
         assert self.reranker is not None
@@ -133,5 +165,5 @@ class HybridSearch:
         ]
 
 
-async def _none() -> list[SearchHit]:
+async def _none() -> list[Any]:
     return []

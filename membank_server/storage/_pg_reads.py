@@ -233,21 +233,27 @@ class PgMemoryReads:
             return Page(tuple(items), str(UUID(bytes=rows[limit]["id"].bytes)))
         return Page(tuple(items), None)
 
-    async def search(self, query: VectorQuery) -> list[SearchHit]:
+    def _dense_sql(self, query: VectorQuery, select: str) -> tuple[str, Args]:
         args = Args(query.user_id, query.now, list(query.vector))
         where = [f"m.user_id = $1 AND {LIVE} AND m.embedding IS NOT NULL"]
         where.extend(filters_sql(query.filters, args))
         sql = (
-            f"SELECT {MEMORY_SELECT}, m.embedding {self._op} $3 AS distance FROM {self._t} m"
+            f"SELECT {select}, m.embedding {self._op} $3 AS distance FROM {self._t} m"
             f" WHERE {' AND '.join(where)} ORDER BY m.embedding {self._op} $3"
             f" LIMIT {args.add(query.limit)}"
         )
+        return sql, args
 
-        async def op(conn: Any) -> list[Any]:
-            rows: list[Any] = await conn.fetch(sql, *args.values)
-            return rows
+    def _lexical_sql(self, query: VectorQuery, select: str) -> tuple[str, Args]:
+        distinct = list(dict.fromkeys(query.terms))
+        args = Args(query.user_id, query.now, tsquery_text(distinct), distinct)
+        wanted = " AND ".join(filters_sql(query.filters, args)) or "true"
+        sql = bm25_sql(self._t, select, LIVE, wanted, self.lexical.weights)
+        return sql + f" ORDER BY s.score DESC, m.id LIMIT {args.add(query.limit)}", args
 
-        rows = await self._read("search", op)
+    async def search(self, query: VectorQuery) -> list[SearchHit]:
+        sql, args = self._dense_sql(query, MEMORY_SELECT)
+        rows = await self._read("search", lambda c: c.fetch(sql, *args.values))
         # relaxed_order returns rows nearly sorted; put them in exact order.
         hits = sorted(
             sound(rows, lambda r: SearchHit(memory_from_row(r), self._score(float(r["distance"])))),
@@ -261,13 +267,20 @@ class PgMemoryReads:
     async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
         if not query.terms:
             return []
-        distinct = list(dict.fromkeys(query.terms))
-        args = Args(query.user_id, query.now, tsquery_text(distinct), distinct)
-        wanted = " AND ".join(filters_sql(query.filters, args)) or "true"
-        sql = bm25_sql(self._t, MEMORY_SELECT, LIVE, wanted, self.lexical.weights)
-        sql += f" ORDER BY s.score DESC, m.id LIMIT {args.add(query.limit)}"
+        sql, args = self._lexical_sql(query, MEMORY_SELECT)
         rows = await self._read("search", lambda c: c.fetch(sql, *args.values))
         return sound(rows, lambda r: SearchHit(memory_from_row(r), float(r["score"])))
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        if lexical and not query.terms:
+            return []
+        sql, args = (self._lexical_sql if lexical else self._dense_sql)(query, "m.id")
+        rows = await self._read("search", lambda c: c.fetch(sql, *args.values))
+        if lexical:
+            return [(UUID(bytes=r["id"].bytes), float(r["score"])) for r in rows]
+        scored = [(UUID(bytes=r["id"].bytes), self._score(float(r["distance"]))) for r in rows]
+        scored.sort(key=lambda s: -s[1])  # relaxed_order, as in search
+        return [s for s in scored if query.min_score is None or s[1] >= query.min_score]
 
     async def count(self, user_id: str | None = None) -> int:
         # $1 IS NULL keeps one statement for both cases, with $2 the clock as LIVE needs.

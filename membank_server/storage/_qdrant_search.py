@@ -1,9 +1,11 @@
 """QdrantStore's searches: nearest dense vectors, and the lexical sparse vector with IDF
-from the asking user's own memories (``_lexical``)."""
+from the asking user's own memories (``_lexical``); with their payloads (hits) or
+without (``ranks``: ids and scores)."""
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from qdrant_client import models
 
@@ -15,25 +17,42 @@ from membank_server.storage._payload import live_conditions, search_conditions
 from membank_server.storage._qdrant_collection import Call, qdrant_filter
 from membank_server.storage._qdrant_scans import WITHOUT_HISTORY
 
-__all__ = ["dense_search", "lexical_search"]
+__all__ = ["dense_request", "dense_search", "lexical_request", "lexical_search", "ranks"]
+
+
+def dense_request(query: VectorQuery, params: Any) -> dict[str, Any]:
+    """``query_points``' arguments for the nearest dense vectors."""
+    return {
+        "query": list(query.vector),
+        "query_filter": qdrant_filter(search_conditions(query.user_id, query.now, query.filters)),
+        "limit": query.limit,
+        "with_payload": WITHOUT_HISTORY,
+        "score_threshold": query.min_score,
+        "search_params": params,
+    }
+
+
+def lexical_request(query: VectorQuery, index: LexicalIndex) -> dict[str, Any] | None:
+    """``query_points``' arguments for the query's terms; None when it has none."""
+    terms = index.query(query.terms)
+    if not terms:
+        return None
+    corpus = qdrant_filter(live_conditions(query.user_id, query.now))
+    return {
+        "query": models.SparseVector(indices=list(terms.indices), values=list(terms.values)),
+        "using": LEXICAL,
+        "query_filter": qdrant_filter(search_conditions(query.user_id, query.now, query.filters)),
+        "limit": query.limit,
+        "with_payload": WITHOUT_HISTORY,
+        "search_params": models.SearchParams(idf=models.IdfCorpusParams(corpus=corpus)),
+    }
 
 
 async def dense_search(
     call: Call, collection: str, query: VectorQuery, params: Any, unit: bool
 ) -> list[SearchHit]:
-    flt = qdrant_filter(search_conditions(query.user_id, query.now, query.filters))
-    response = await call(
-        "search",
-        lambda c: c.query_points(
-            collection,
-            query=list(query.vector),
-            query_filter=flt,
-            limit=query.limit,
-            with_payload=WITHOUT_HISTORY,
-            score_threshold=query.min_score,
-            search_params=params,
-        ),
-    )
+    request = dense_request(query, params)
+    response = await call("search", lambda c: c.query_points(collection, **request))
 
     def hit(p: Any) -> SearchHit:
         score = float(p.score)
@@ -47,24 +66,22 @@ async def dense_search(
 async def lexical_search(
     call: Call, collection: str, query: VectorQuery, index: LexicalIndex
 ) -> list[SearchHit]:
-    terms = index.query(query.terms)
-    if not terms:
+    request = lexical_request(query, index)
+    if request is None:
         return []
-    flt = qdrant_filter(search_conditions(query.user_id, query.now, query.filters))
-    corpus = qdrant_filter(live_conditions(query.user_id, query.now))
-    response = await call(
-        "search",
-        lambda c: c.query_points(
-            collection,
-            query=models.SparseVector(indices=list(terms.indices), values=list(terms.values)),
-            using=LEXICAL,
-            query_filter=flt,
-            limit=query.limit,
-            with_payload=WITHOUT_HISTORY,
-            search_params=models.SearchParams(idf=models.IdfCorpusParams(corpus=corpus)),
-        ),
-    )
+    response = await call("search", lambda c: c.query_points(collection, **request))
     return sound(response.points, lambda p: SearchHit(_owned(p, query), float(p.score)))
+
+
+async def ranks(
+    call: Call, collection: str, request: dict[str, Any] | None
+) -> list[tuple[UUID, float]]:
+    """The ids and scores of a request above, reading no payload."""
+    if request is None:
+        return []
+    bare = {**request, "with_payload": False}
+    response = await call("search", lambda c: c.query_points(collection, **bare))
+    return [(UUID(str(p.id)), float(p.score)) for p in response.points]
 
 
 def _owned(p: Any, query: VectorQuery) -> Any:

@@ -370,6 +370,16 @@ class EdgeStore:
         points = await self._threads.read(lambda shard: resilient_query(shard, **request))
         return sound(points, lambda p: checked_hit(p, query, unit=False))
 
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        request = (
+            lexical_request(query, self.lexical) if lexical else dense_request(query, self._params)
+        )
+        if request is None:
+            return []
+        bare = {**request, "with_payload": False}
+        points = await self._threads.read(lambda shard: resilient_query(shard, **bare))
+        return [(UUID(str(p.id)), float(p.score)) for p in points]
+
     def _record(self, p: Any) -> MemoryRecord:
         return checked_record(p.id, p.payload, p.vector, **self._shape)
 

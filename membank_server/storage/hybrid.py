@@ -57,7 +57,7 @@ from membank_server.domain.model import (
 from membank_server.domain.ports import MemoryStore
 from membank_server.domain.storage import HybridPolicy, WriteMode
 from membank_server.storage._hybrid_reads import HybridReads
-from membank_server.storage._merge import merge_hits, merge_pages, prefer_primary
+from membank_server.storage._merge import merge_hits, merge_pages, merge_ranks, prefer_primary
 from membank_server.storage.outbox import (
     AtomicWriter,
     EventSink,
@@ -370,6 +370,10 @@ class HybridStore:
     async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
         merge = merge_hits(query.limit)
         return await self._read("search", lambda s: s.search_lexical(query), merge)
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        merge = merge_ranks(query.limit)
+        return await self._read("search", lambda s: s.rank(query, lexical=lexical), merge)
 
     async def count(self, user_id: str | None = None) -> int:
         return await self._read("count", lambda s: s.count(user_id))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from membank_server.domain.errors import StorageUnavailable
@@ -34,6 +34,7 @@ from membank_server.domain.routing import note_backend
 from membank_server.storage.hybrid import HybridStore
 
 __all__ = ["RoutedStore"]
+_T = TypeVar("_T")
 
 
 class RoutedStore:
@@ -77,9 +78,10 @@ class RoutedStore:
     async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
         return await self._routed("lexical search", lambda s: s.search_lexical(query))
 
-    async def _routed(
-        self, kind: str, read: Callable[[MemoryStore], Awaitable[list[SearchHit]]]
-    ) -> list[SearchHit]:
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        return await self._routed("rank", lambda s: s.rank(query, lexical=lexical))
+
+    async def _routed(self, kind: str, read: Callable[[MemoryStore], Awaitable[_T]]) -> _T:
         primary, secondary = self.hybrid.primary, self.hybrid.secondary
         small = await self._live_count() < self.threshold
         chosen, other = (primary, secondary) if small else (secondary, primary)

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from membank_server.domain.model import (
     Memory,
     MemoryRecord,
@@ -164,3 +166,29 @@ async def test_a_hit_is_the_whole_memory(store: MemoryStore, new_record: Records
     (hit,) = await store.search_lexical(_ask("alice", "14th piano"))
     assert isinstance(hit.memory, Memory) and hit.memory == rec.memory
     assert hit.score > 0
+
+
+async def test_rank_is_the_search_without_reading_memories(
+    store: MemoryStore, new_record: Records, unit: Callable[..., list[float]]
+) -> None:
+    """What a fused search ranks by: the same ids, order and scores as the searches,
+    the asking user's live memories only, filters honoured."""
+    mine = [
+        new_record("alice", unit(i), content=" ".join(["kiwi"] * i + ["jam"]), agent_id="a")
+        for i in range(1, 7)
+    ]
+    other_agent = new_record("alice", unit(7), content="kiwi kiwi kiwi jam", agent_id="b")
+    theirs = new_record("bob", unit(8), content="kiwi kiwi kiwi kiwi kiwi jam", agent_id="a")
+    gone = new_record("alice", unit(9), content="kiwi kiwi jam", agent_id="a")
+    await store.upsert([*mine, other_agent, theirs, replace(gone, deleted_at=_now())])
+    query = VectorQuery(
+        "alice", unit(3), 4, _now(), filters=SearchFilter(agent_id="a"), terms=("kiwi", "jam")
+    )
+    for lexical in (False, True):
+        searched = await (store.search_lexical(query) if lexical else store.search(query))
+        ranked = await store.rank(query, lexical=lexical)
+        assert len(searched) == 4
+        assert [key for key, _ in ranked] == [h.memory.id for h in searched]
+        assert [score for _, score in ranked] == pytest.approx([h.score for h in searched])
+        assert {key for key, _ in ranked} <= {r.memory.id for r in mine}
+    assert await store.rank(replace(query, terms=()), lexical=True) == []

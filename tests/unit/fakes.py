@@ -192,6 +192,10 @@ class InMemoryStore:
                 hits.append(SearchHit(r.memory, float(score)))
         return sorted(hits, key=lambda h: -h.score)[: query.limit]
 
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        hits = await (self.search_lexical(query) if lexical else self.search(query))
+        return [(h.memory.id, h.score) for h in hits]
+
     async def delete_user(self, user_id: str) -> int:
         live = len(self._live(user_id, datetime.now(UTC)))
         gone = [k for k, v in self.records.items() if v.memory.user_id == user_id]

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
 
 from membank_server.domain.errors import EmbedderUnavailable, InvalidInput
-from membank_server.domain.model import Memory, SearchHit, content_hash
+from membank_server.domain.model import Memory, MemoryRecord, SearchHit, VectorQuery, content_hash
 from membank_server.domain.retrieval import FusionMethod, Retrieval, RetrievalChoice, SearchMode
 from membank_server.embeddings.rerank import HttpReranker
 from membank_server.lexical import Bm25Weights, SnowballAnalyzer, term_index
-from membank_server.services.fusion import fuse, recency_factor
+from membank_server.services.fusion import fuse, fused_ranks, recency_factor
 from membank_server.services.inputs import NewMemory, RecallQuery
 from membank_server.services.memories import MemoryService
 from membank_server.services.search import HybridSearch, WordAnalyzer
@@ -102,6 +104,15 @@ def test_recency_lowers_older_memories_by_half_lives() -> None:
     assert [h.memory for h in fused] == [new, old]
 
 
+def test_fusing_ids_ranks_as_fusing_hits() -> None:
+    a, b, c, d = (_memory(x) for x in "abcd")
+    rankings = {"dense": _hits((a, 0.9), (b, 0.5), (d, 0.4)), "lexical": _hits((b, 9.0), (c, 1.0))}
+    for options in (Retrieval(fusion=FusionMethod.RRF, rrf_k=3), Retrieval(dense_weight=0.3)):
+        hits = fuse(rankings, options, 3, _NOW)
+        ids = {k: [(h.memory.id, h.score) for h in v] for k, v in rankings.items()}
+        assert fused_ranks(ids, options, 3) == [(h.memory.id, h.score, h.ranks) for h in hits]
+
+
 # -- modes over fakes ------------------------------------------------------------
 
 
@@ -128,6 +139,59 @@ async def test_each_mode_asks_its_retrievers(service: MemoryService) -> None:
     assert hybrid[0].ranks.get("lexical") == 1
     plain = await service.search(RecallQuery("u", "code 4471"))
     assert all(h.ranks == {} for h in plain)
+
+
+class _Counting(InMemoryStore):
+    """Records which reads a search made; ``vanish`` is deleted as the ranks come back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int]] = []
+        self.vanish: UUID | None = None
+
+    async def search(self, query: VectorQuery) -> list[SearchHit]:
+        self.calls.append(("search", query.limit))
+        return await super().search(query)
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        self.calls.append(("search_lexical", query.limit))
+        return await super().search_lexical(query)
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        self.calls.append(("rank", query.limit))
+        found = await (super().search_lexical if lexical else super().search)(query)
+        ranked = [(h.memory.id, h.score) for h in found]
+        if self.vanish in self.records:
+            self.records[self.vanish] = replace(self.records[self.vanish], deleted_at=_NOW)
+        return ranked
+
+    async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
+        self.calls.append(("get", len(memory_ids)))
+        return await super().get(user_id, memory_ids)
+
+
+async def test_hybrid_ranks_ids_and_reads_only_the_memories_it_keeps() -> None:
+    store = _Counting()
+    svc = MemoryService(store, FakeEmbedder())
+    texts = ["the door code is 4471", "code red drill", "I like green tea", "code 12 on the lock"]
+    written = [m for m, _ in await svc.remember_many([NewMemory("u", t) for t in texts])]
+    search = HybridSearch(store, WordAnalyzer(), Retrieval(dense_depth=50, lexical_depth=40))
+    q = search.resolve(RecallQuery("u", "code 4471", limit=2, retrieval=RetrievalChoice()))
+    now = datetime.now(UTC)
+    vector = (await FakeEmbedder().embed(["code 4471"]))[0]
+    hits = await search.run(q, vector, now)
+    assert store.calls == [("rank", 50), ("rank", 40), ("get", 2)]
+    assert hits[0].memory == written[0] and len(hits) == 2
+
+    # The best one, deleted between the ranks and the read, is left out.
+    store.vanish = written[0].id
+    after = await search.run(q, vector, now)
+    assert [h.memory for h in after] == [h.memory for h in hits[1:]]
+
+    store.calls.clear()
+    q = search.resolve(RecallQuery("u", "code", retrieval=RetrievalChoice(recency_weight=0.5)))
+    assert len(await search.run(q, vector, now)) == 3  # the four but the deleted one
+    assert store.calls == [("search", 50), ("search_lexical", 40)]
 
 
 def test_resolve_fills_defaults_and_refuses_what_cannot_run() -> None:
