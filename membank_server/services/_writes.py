@@ -109,9 +109,8 @@ def build_record(
         expires_at=item.expires_at,
         occurred_at=item.occurred_at,
     )
-    event = HistoryEvent(
-        Event.UPDATE if live else Event.ADD, version, item.content, memory.metadata, now
-    )
+    meta = {**memory.metadata, **item.note} if item.note else memory.metadata
+    event = HistoryEvent(Event.UPDATE if live else Event.ADD, version, item.content, meta, now)
     return MemoryRecord(memory, vector, (event,), None, idempotency)
 
 

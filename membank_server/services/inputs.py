@@ -18,8 +18,11 @@ from membank_server.domain.retrieval import RetrievalChoice
 _VISIBLE = re.compile(r"\S")
 #: The largest vector component accepted (the OpenAPI schema says so too).
 VECTOR_BOUND = 1e6
+#: The history metadata key of a ``NewMemory.note`` (fact extraction's decision and reason).
+NOTE_KEY = "membank_extraction"
 
 __all__ = [
+    "NOTE_KEY",
     "VECTOR_BOUND",
     "Limits",
     "MemoryPatch",
@@ -95,7 +98,11 @@ def check_expiry(expires_at: datetime | None, now: datetime, where: dict[str, An
 
 @dataclass(frozen=True, slots=True)
 class NewMemory:
-    """A memory to store; ``id`` makes it an idempotent upsert, ``vector`` skips embedding."""
+    """A memory to store; ``id`` makes it an idempotent upsert, ``vector`` skips embedding.
+
+    ``note``: keys the history event of this write adds to the memory's metadata (why
+    it was written: fact extraction's decision and reason); the memory keeps its own.
+    """
 
     user_id: str
     content: str
@@ -107,6 +114,7 @@ class NewMemory:
     vector: list[float] | None = None
     #: When it happened or was said (an import keeps a conversation's real times).
     occurred_at: datetime | None = None
+    note: Mapping[str, Any] | None = None
 
 
 def request_digest(item: NewMemory) -> str:
@@ -137,6 +145,7 @@ class MemoryPatch:
     expires_at: datetime | None = None
     vector: list[float] | None = None
     occurred_at: datetime | None = None
+    note: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
