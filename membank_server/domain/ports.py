@@ -22,6 +22,7 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
+from membank_server.domain.retrieval import Analyzer, Reranker
 from membank_server.domain.security import ApiKey, AuditEntry, RateDecision
 
 __all__ = [
@@ -64,28 +65,6 @@ class Embedder(Protocol):
 
         Raises:
             EmbedderUnavailable: the model or provider cannot answer.
-        """
-        ...
-
-    async def aclose(self) -> None: ...
-
-
-class Analyzer(Protocol):
-    """Turns text into lexical index terms: the same terms for a memory and a query."""
-
-    def terms(self, text: str) -> tuple[str, ...]:
-        """The text's terms in order, repeats kept (they count as term frequency)."""
-        ...
-
-
-class Reranker(Protocol):
-    """Scores candidate texts against a query (a cross-encoder behind an HTTP API)."""
-
-    async def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
-        """One relevance score per document, in order; higher is better.
-
-        Raises:
-            EmbedderUnavailable: the provider cannot answer (or its breaker is open).
         """
         ...
 

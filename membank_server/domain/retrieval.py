@@ -7,14 +7,19 @@
 * lexical``). A recency weight, when set, scales every fused score by
 ``(1 - w) + w * 2 ** (-age / half_life)``, the age taken from ``occurred_at`` (or
 ``created_at``).
+
+The ports a search works through live here too (re-exported by ``domain.ports``): the
+``Analyzer`` that turns text into lexical terms and the optional ``Reranker``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
+from typing import Protocol
 
-__all__ = ["FusionMethod", "Retrieval", "RetrievalChoice", "SearchMode"]
+__all__ = ["Analyzer", "FusionMethod", "Reranker", "Retrieval", "RetrievalChoice", "SearchMode"]
 
 
 class SearchMode(StrEnum):
@@ -82,3 +87,25 @@ class RetrievalChoice:
     def of(cls, retrieval: Retrieval) -> RetrievalChoice:
         """The choice of every field as ``retrieval`` has it."""
         return cls(**asdict(retrieval))
+
+
+class Analyzer(Protocol):
+    """Turns text into lexical index terms: the same terms for a memory and a query."""
+
+    def terms(self, text: str) -> tuple[str, ...]:
+        """The text's terms in order, repeats kept (they count as term frequency)."""
+        ...
+
+
+class Reranker(Protocol):
+    """Scores candidate texts against a query (a cross-encoder behind an HTTP API)."""
+
+    async def rerank(self, query: str, documents: Sequence[str]) -> list[float]:
+        """One relevance score per document, in order; higher is better.
+
+        Raises:
+            EmbedderUnavailable: the provider cannot answer (or its breaker is open).
+        """
+        ...
+
+    async def aclose(self) -> None: ...

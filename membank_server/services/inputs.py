@@ -28,6 +28,7 @@ __all__ = [
     "MemoryPatch",
     "NewMemory",
     "RecallQuery",
+    "check_items",
     "check_time",
     "check_vector",
     "request_digest",
@@ -115,6 +116,28 @@ class NewMemory:
     #: When it happened or was said (an import keeps a conversation's real times).
     occurred_at: datetime | None = None
     note: Mapping[str, Any] | None = None
+
+
+def check_items(
+    items: Sequence[NewMemory], limits: Limits, dimension: int, now: datetime, *, batch: bool
+) -> None:
+    """What a write checks of its items before it takes a lock; a batch's errors name
+    the item's index.
+
+    Raises:
+        InvalidInput: the first item out of bounds, or an id named twice.
+    """
+    for i, item in enumerate(items):
+        where = {"index": i} if batch else {}
+        limits.check_content(item.content, where)
+        limits.check_metadata(item.metadata, where)
+        check_expiry(item.expires_at, now, where)
+        check_time(item.occurred_at, "occurred_at", where)
+        if item.vector is not None:
+            check_vector(item.vector, dimension, where)
+    ids = [item.id for item in items if item.id is not None]
+    if len(ids) != len(set(ids)):
+        raise InvalidInput("a batch names the same id twice", {"field": "id"})
 
 
 def request_digest(item: NewMemory) -> str:

@@ -43,6 +43,7 @@ from membank_server.services.inputs import (
     NewMemory,
     RecallQuery,
     check_expiry,
+    check_items,
     check_time,
     check_vector,
     request_digest,
@@ -133,26 +134,13 @@ class MemoryService:
 
     def validate(self, items: Sequence[NewMemory]) -> None:
         """What a batch write checks before it takes a lock (a job is checked so, whole)."""
-        self._validate(items, self._clock(), batch=True)
-
-    def _validate(self, items: Sequence[NewMemory], now: datetime, batch: bool) -> None:
-        for i, item in enumerate(items):
-            where = {"index": i} if batch else {}
-            self.limits.check_content(item.content, where)
-            self.limits.check_metadata(item.metadata, where)
-            check_expiry(item.expires_at, now, where)
-            check_time(item.occurred_at, "occurred_at", where)
-            if item.vector is not None:
-                check_vector(item.vector, self.embedder.dimension, where)
-        ids = [item.id for item in items if item.id is not None]
-        if len(ids) != len(set(ids)):
-            raise InvalidInput("a batch names the same id twice", {"field": "id"})
+        check_items(items, self.limits, self.embedder.dimension, self._clock(), batch=True)
 
     async def _write(
         self, items: Sequence[NewMemory], digest: str | None, batch: bool
     ) -> list[tuple[Memory, bool]]:
         now = self._clock()
-        self._validate(items, now, batch)
+        check_items(items, self.limits, self.embedder.dimension, now, batch=batch)
         async with self.locks.hold(item.user_id for item in items):
             explicit = [item.id for item in items if item.id is not None]
             owners = await self.store.owners(explicit)

@@ -74,9 +74,11 @@ async def lexical_search(
 
 
 async def ranks(
-    call: Call, collection: str, request: dict[str, Any] | None
+    call: Call, collection: str, query: VectorQuery, params: Any, index: LexicalIndex | None
 ) -> list[tuple[UUID, float]]:
-    """The ids and scores of a request above, reading no payload."""
+    """The ids and scores of the lexical search with ``index``, else of the dense one
+    with ``params``, reading no payload."""
+    request = lexical_request(query, index) if index is not None else dense_request(query, params)
     if request is None:
         return []
     bare = {**request, "with_payload": False}

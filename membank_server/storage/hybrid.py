@@ -292,24 +292,18 @@ class HybridStore:
 
     # -- read strategies ---------------------------------------------------
 
-    async def _read(
-        self,
-        op: str,
-        call: Callable[[MemoryStore], Awaitable[_T]],
-        merge: Callable[[_T, _T], _T] | None = None,
-    ) -> _T:
-        return await self._reader.read(op, call, merge)
-
     async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
-        return await self._read("get", lambda s: s.get(user_id, memory_ids), prefer_primary)
+        return await self._reader.read("get", lambda s: s.get(user_id, memory_ids), prefer_primary)
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
-        return await self._read("look up owners", lambda s: s.owners(memory_ids), prefer_primary)
+        return await self._reader.read(
+            "look up owners", lambda s: s.owners(memory_ids), prefer_primary
+        )
 
     async def history(
         self, user_id: str, memory_id: UUID, *, all_versions: bool = False
     ) -> tuple[HistoryEvent, ...]:
-        return await self._read(
+        return await self._reader.read(
             "read history", lambda s: s.history(user_id, memory_id, all_versions=all_versions)
         )
 
@@ -335,7 +329,7 @@ class HybridStore:
     async def find_by_hash(
         self, pairs: Sequence[tuple[str, str]], now: datetime
     ) -> dict[tuple[str, str], Memory]:
-        return await self._read(
+        return await self._reader.read(
             "find by hash", lambda s: s.find_by_hash(pairs, now), prefer_primary
         )
 
@@ -349,7 +343,7 @@ class HybridStore:
         agent_id: str | None = None,
         session_id: str | None = None,
     ) -> Page:
-        return await self._read(
+        return await self._reader.read(
             "list",
             lambda s: s.list_page(
                 user_id, now=now, limit=limit, cursor=cursor, agent_id=agent_id,
@@ -362,21 +356,21 @@ class HybridStore:
         self, cursor: str | None = None, limit: int = 500
     ) -> tuple[list[MemoryRecord], str | None]:
         # An operator's walk: raced under fastest, else from the primary first.
-        return await self._read("scan", lambda s: s.scan(cursor, limit))
+        return await self._reader.read("scan", lambda s: s.scan(cursor, limit))
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
-        return await self._read("search", lambda s: s.search(query), merge_hits(query.limit))
+        return await self._reader.read("search", lambda s: s.search(query), merge_hits(query.limit))
 
     async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
         merge = merge_hits(query.limit)
-        return await self._read("search", lambda s: s.search_lexical(query), merge)
+        return await self._reader.read("search", lambda s: s.search_lexical(query), merge)
 
     async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
         merge = merge_ranks(query.limit)
-        return await self._read("search", lambda s: s.rank(query, lexical=lexical), merge)
+        return await self._reader.read("search", lambda s: s.rank(query, lexical=lexical), merge)
 
     async def count(self, user_id: str | None = None) -> int:
-        return await self._read("count", lambda s: s.count(user_id))
+        return await self._reader.read("count", lambda s: s.count(user_id))
 
     async def info(self) -> CollectionInfo:
         info = await self._reader.primary_first("describe the collection", lambda s: s.info())

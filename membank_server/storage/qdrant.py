@@ -55,13 +55,7 @@ from membank_server.storage._qdrant_scans import (
     records_page,
     usage,
 )
-from membank_server.storage._qdrant_search import (
-    dense_request,
-    dense_search,
-    lexical_request,
-    lexical_search,
-    ranks,
-)
+from membank_server.storage._qdrant_search import dense_search, lexical_search, ranks
 
 __all__ = ["QdrantStore"]
 
@@ -357,13 +351,10 @@ class QdrantStore:
         return await lexical_search(self._call, self.collection, query, self.lexical)
 
     async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
-        if not lexical:
-            return await ranks(
-                self._call, self.collection, dense_request(query, self._search_params)
-            )
-        if not self._layout.lexical[0]:
+        if lexical and not self._layout.lexical[0]:
             return []
-        return await ranks(self._call, self.collection, lexical_request(query, self.lexical))
+        index = self.lexical if lexical else None
+        return await ranks(self._call, self.collection, query, self._search_params, index)
 
     async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
         """Check every record, and list the memories whose history outlived them."""

@@ -596,3 +596,7 @@ async def test_search_never_returns_another_users_memory_in_either_index(
         assert hit.memory.id in eligible
     if len(eligible) <= limit:
         assert {h.memory.id for h in lexical} == eligible
+    # What a fused search ranks by (ids alone) keeps to them too, in both indexes.
+    asked = VectorQuery(asking, query, limit, now, min_score, flt, terms=("plant", "tea"))
+    for in_lexical in (False, True):
+        assert {key for key, _ in await store.rank(asked, lexical=in_lexical)} <= eligible
