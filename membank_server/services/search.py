@@ -144,10 +144,7 @@ class HybridSearch:
         hits = []
         for key, score, ranks in best:
             record = records.get(key)
-            if record is None or record.deleted_at is not None:
-                continue
-            expires = record.memory.expires_at
-            if expires is None or expires > now:
+            if record and record.deleted_at is None and not record.memory.is_expired(now):
                 hits.append(SearchHit(record.memory, score, ranks))
         return hits
 

@@ -378,7 +378,9 @@ class EdgeStore:
             return []
         bare = {**request, "with_payload": False}
         points = await self._threads.read(lambda shard: resilient_query(shard, **bare))
-        return [(UUID(str(p.id)), float(p.score)) for p in points]
+        # Edge gives UUIDs: parsing a hundred again would cost as much as the query.
+        ids = [p.id if isinstance(p.id, UUID) else UUID(str(p.id)) for p in points]
+        return list(zip(ids, [float(p.score) for p in points], strict=True))
 
     def _record(self, p: Any) -> MemoryRecord:
         return checked_record(p.id, p.payload, p.vector, **self._shape)
