@@ -299,7 +299,7 @@ class SearchController(Controller):
             " picks the retrievers (`hybrid`: embeddings and BM25-style terms, fused);"
             " `explain` returns each result's rank per retriever."
         ),
-        responses=responses(400, 413, 415, 422, 503),
+        responses=responses(400, 404, 413, 415, 422, 503),
     )
     async def search(
         self, data: JSONBody[SearchBody], service: Memories, tenancy: Tenant

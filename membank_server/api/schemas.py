@@ -208,8 +208,9 @@ class SearchBody(_In):
     dense_weight: Share | None = None
     #: How much a memory's age (occurred_at, else created_at) lowers its score (0: none).
     recency_weight: Share | None = None
-    recency_half_life_days: Annotated[float, Meta(gt=0, le=36_500)] | None = None
-    #: Reorder with the server's reranker (422 when none is configured).
+    #: At least a minute (0.001 days).
+    recency_half_life_days: Annotated[float, Meta(ge=0.001, le=36_500)] | None = None
+    #: Reorder with the server's reranker (404 not_enabled when none is configured).
     rerank: bool | None = None
     #: Return, per result, the rank each retriever gave it.
     explain: bool | None = None

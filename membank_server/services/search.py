@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from membank_server.domain.errors import EmbedderUnavailable, InvalidInput
+from membank_server.domain.errors import EmbedderUnavailable, InvalidInput, NotEnabled
 from membank_server.domain.model import SearchHit, VectorQuery
 from membank_server.domain.ports import Analyzer, MemoryStore, Reranker
 from membank_server.domain.retrieval import Retrieval, RetrievalChoice, SearchMode
@@ -76,7 +76,8 @@ class HybridSearch:
         ``dense`` for a search by vector.
 
         Raises:
-            InvalidInput: ``lexical`` without text, or a rerank with no reranker.
+            InvalidInput: ``lexical`` without text.
+            NotEnabled: a rerank with no reranker configured.
         """
         options = q.retrieval.over(self.defaults)
         if q.query is None and options.mode is not SearchMode.DENSE:
@@ -84,7 +85,7 @@ class HybridSearch:
                 raise InvalidInput("a lexical search needs query text", {"field": "mode"})
             options = replace(options, mode=SearchMode.DENSE)
         if options.rerank and self.reranker is None:
-            raise InvalidInput("no reranker is configured on this server", {"field": "rerank"})
+            raise NotEnabled("no reranker is configured on this server", {"field": "rerank"})
         return replace(q, retrieval=RetrievalChoice.of(options))
 
     @staticmethod

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from membank_server.domain.errors import EmbedderUnavailable, InvalidInput
+from membank_server.domain.errors import EmbedderUnavailable, InvalidInput, NotEnabled
 from membank_server.domain.model import Memory, MemoryRecord, SearchHit, VectorQuery, content_hash
 from membank_server.domain.retrieval import FusionMethod, Retrieval, RetrievalChoice, SearchMode
 from membank_server.embeddings.rerank import HttpReranker
@@ -205,7 +205,7 @@ def test_resolve_fills_defaults_and_refuses_what_cannot_run() -> None:
         search.resolve(
             RecallQuery("u", vector=[1.0], retrieval=RetrievalChoice(mode=SearchMode.LEXICAL))
         )
-    with pytest.raises(InvalidInput):
+    with pytest.raises(NotEnabled):
         search.resolve(RecallQuery("u", "x", retrieval=RetrievalChoice(rerank=True)))
 
 
