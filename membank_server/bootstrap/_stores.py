@@ -66,6 +66,7 @@ def _edge(settings: Settings) -> MemoryStore:
         disk_reserve=s.disk_reserve_bytes,
         check_on_start=e.check_on_start,
         lexical=build_lexical(settings),
+        flush_interval=e.flush_interval,
     )
 
 
