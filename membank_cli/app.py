@@ -12,6 +12,7 @@ from typer.exceptions import TyperException
 from membank_cli import audit, bench, cache, collection, config, jobs, keys, storage
 from membank_cli.application import Application, ConfigOption
 from membank_cli.capacity import command as capacity
+from membank_cli.eval import cli as eval_cli
 from membank_cli.loadtest.command import loadtest
 from membank_cli.serve import serve
 
@@ -56,6 +57,7 @@ app.add_typer(audit.cli, name="audit")
 app.add_typer(keys.cli, name="keys")
 app.add_typer(jobs.cli, name="jobs")
 app.add_typer(capacity.cli, name="capacity")
+app.add_typer(eval_cli, name="eval")
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from membank_server import bootstrap
 from membank_server.config import Settings, load_settings
 from membank_server.domain.errors import MembankError
 from membank_server.domain.ports import AuditLog, Embedder, KeyStore, MemoryStore
+from membank_server.services.memories import MemoryService
 
 __all__ = ["Application", "ConfigOption"]
 
@@ -163,6 +164,19 @@ class Application(Output):
     def embedder(self) -> Embedder:
         """The configured embedder, not started (``started()`` loads it when needed)."""
         return bootstrap.build_embedder(self.settings)
+
+    def memory_service(self, store: MemoryStore, embedder: Embedder) -> MemoryService:
+        """The memory use cases over this store and embedder, with the settings' limits and
+        search (mode defaults, lexical analysis, reranker) and no cache: evaluations."""
+        reranker = bootstrap.build_reranker(self.settings)
+        if reranker is not None:
+            self._exits.push_async_callback(reranker.aclose)
+        return MemoryService(
+            store,
+            embedder,
+            bootstrap.limits_of(self.settings),
+            search=bootstrap.build_search(self.settings, store, reranker),
+        )
 
     async def key_store(self) -> KeyStore:
         """The API-key and team store, started."""

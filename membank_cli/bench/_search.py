@@ -45,6 +45,9 @@ class SearchPlan:
     qdrant_url: str | None = None
     #: A running server to measure instead of starting one per backend.
     url: str | None = None
+    #: Search modes whose text searches are compared (``dense``, ``lexical``, ``hybrid``),
+    #: in alternating rounds of the same queries, with the server's cache off.
+    modes: tuple[str, ...] = ()
 
 
 _WORDS = [
@@ -185,4 +188,46 @@ async def measure(url: str, plan: SearchPlan, console: Console) -> list[Phase]:
                     pct(lat, 0.99),
                 )
             )
+    if plan.modes:
+        phases.extend(await _compare_modes(url, plan, prng, console))
     return phases
+
+
+async def _compare_modes(
+    url: str, plan: SearchPlan, prng: random.Random, console: Console
+) -> list[Phase]:
+    """The same text queries in every mode, in alternating rounds, so that no mode runs
+    on a warmer machine than another; each search embeds its query (cache off)."""
+    queries = [
+        (f"user-{prng.randrange(plan.users)}", " ".join(prng.choices(_WORDS, k=6)))
+        for _ in range(plan.text_searches)
+    ]
+    if not queries:
+        return []
+    rounds = min(10, len(queries))
+    latencies: dict[str, list[float]] = {m: [] for m in plan.modes}
+    took: dict[str, float] = dict.fromkeys(plan.modes, 0.0)
+    with Progress(console=console, transient=True) as progress:
+        for r in range(rounds):
+            part = queries[r::rounds]
+            for mode in plan.modes if r % 2 == 0 else tuple(reversed(plan.modes)):
+                bodies = [
+                    msgspec.json.encode({"user_id": u, "query": q, "limit": 10, "mode": mode})
+                    for u, q in part
+                ]
+                seconds, lat = await drive(
+                    url, "POST", "/v1/search", bodies, plan.concurrency, progress, f"{mode} {r}"
+                )
+                took[mode] += seconds
+                latencies[mode].extend(lat)
+    return [
+        Phase(
+            f"search, text, {mode} (c={plan.concurrency})",
+            len(latencies[mode]),
+            took[mode],
+            len(latencies[mode]) / took[mode],
+            pct(latencies[mode], 0.5),
+            pct(latencies[mode], 0.99),
+        )
+        for mode in plan.modes
+    ]

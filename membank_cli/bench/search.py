@@ -52,6 +52,8 @@ def _check(app: Application, plan: SearchPlan) -> None:
     unknown = sorted(set(plan.backends) - set(BACKENDS))
     if unknown:
         app.abort(f"unknown backend {unknown[0]!r}: choose from {', '.join(BACKENDS)}")
+    if set(plan.modes) - {"dense", "lexical", "hybrid"}:
+        app.abort("--mode takes dense, lexical or hybrid")
     if "qdrant" in plan.backends and not plan.qdrant_url:
         app.warning(
             "no --qdrant-url: the qdrant backend runs on qdrant-client's local mode, which is "
@@ -71,6 +73,8 @@ def _runs(app: Application, plan: SearchPlan) -> list[_Run]:
             app.abort(f"--backend {name} needs --pg-dsn (or MEMBANK_STORAGE__POSTGRES__DSN)")
         with tempfile.TemporaryDirectory(prefix="membank-bench-") as tmp:
             env = {**bench_security(), **_backend_env(plan, name, Path(tmp))}
+            if plan.modes:
+                env["MEMBANK_CACHE__ENABLED"] = "false"  # each search embeds its query
             with local_server(Path(tmp), env) as server:
                 measured = phases(server.url)
                 runs.append((name, rss_mib(server.pid), measured))
@@ -98,6 +102,20 @@ def _render(out: Output, runs: list[_Run], plan: SearchPlan) -> None:
     )
 
 
+def _ratios(out: Output, runs: list[_Run]) -> None:
+    """Each mode's text-search p50 against dense's, per backend."""
+    for backend, _, phases in runs:
+        p50 = {
+            p.phase.split(", ")[2].split(" ")[0]: p.p50_ms
+            for p in phases
+            if p.phase.startswith("search, text, ")
+        }
+        dense = p50.get("dense")
+        for mode, value in p50.items():
+            if dense and value is not None and mode != "dense":
+                out.success(f"{backend}: {mode} p50 / dense p50 = {value / dense:.2f}")
+
+
 def search(
     ctx: typer.Context,
     n: int = typer.Option(100_000, "--n", help="Memories ingested with client vectors."),
@@ -118,6 +136,9 @@ def search(
     ),
     url: str = typer.Option(None, help="Bench a running server instead of starting one."),
     seed: int = typer.Option(7, help="Random seed."),
+    mode: list[str] = typer.Option(
+        [], "--mode", "-m", help="Compare text search in these modes (dense, lexical, hybrid)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print figures as JSON."),
 ) -> None:
     """Measure ingest rate and search latency (p50/p99) over HTTP at N memories, per backend."""
@@ -135,11 +156,13 @@ def search(
         pg_dsn=pg_dsn,
         qdrant_url=qdrant_url,
         url=url,
+        modes=tuple(mode),
     )
     _check(app, plan)
     runs = _runs(app, plan)
     if not as_json:
         _render(app, runs, plan)
+        _ratios(app, runs)
         return
     app.json(
         {

@@ -35,7 +35,7 @@ from membank_server.api.schemas import (
     SearchResult,
 )
 from membank_server.api.tenancy import Tenancy
-from membank_server.domain.model import USER_ID_PATTERN, Memory
+from membank_server.domain.model import USER_ID_PATTERN, Memory, SearchHit
 from membank_server.domain.routing import answered_by, note_backend
 from membank_server.services.memories import MemoryService
 from membank_server.services.recall_cache import CachedHits
@@ -295,10 +295,14 @@ class SearchController(Controller):
 
     @post(
         status_code=HTTP_200_OK,
-        summary="Semantic search of one user's memories",
+        summary="Search one user's memories: dense, lexical or hybrid",
         operation_id="search_memories",
-        description="Give `query` (text, embedded by the server) or `vector`, not both.",
-        responses=responses(400, 413, 415, 422, 503),
+        description=(
+            "Give `query` (text, embedded by the server) or `vector`, not both. `mode`"
+            " picks the retrievers (`hybrid`: embeddings and BM25-style terms, fused);"
+            " `explain` returns each result's rank per retriever."
+        ),
+        responses=responses(400, 404, 413, 415, 422, 503),
     )
     async def search(
         self, data: JSONBody[SearchBody], service: Memories, tenancy: Tenant
@@ -312,8 +316,12 @@ class SearchController(Controller):
             # A cache hit: the same bytes in the cache are the same results out.
             encoded = _EncodedSearch(_ENCODED.of(hits), took_ms, cache)
             return Response(cast(SearchResponse, encoded), headers=headers)
-        results = [SearchResult(MemoryRead.of(h.memory), h.score) for h in hits]
+        results = _results(hits)
         return Response(SearchResponse(results, took_ms, cache), headers=headers)
+
+
+def _results(hits: list[SearchHit]) -> list[SearchResult]:
+    return [SearchResult(MemoryRead.of(h.memory), h.score, dict(h.ranks) or None) for h in hits]
 
 
 class _EncodedSearch(Struct):
@@ -335,8 +343,7 @@ class _EncodedResults:
     def of(self, hits: CachedHits) -> msgspec.Raw:
         found = self._done.get(hits.blob)
         if found is None:
-            results = [SearchResult(MemoryRead.of(h.memory), h.score) for h in hits]
-            found = msgspec.Raw(msgspec.json.encode(results))
+            found = msgspec.Raw(msgspec.json.encode(_results(hits)))
             if len(hits.blob) <= self.max_blob:
                 if len(self._done) >= self.entries:
                     self._done.pop(next(iter(self._done)))

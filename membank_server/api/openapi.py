@@ -201,6 +201,9 @@ def state_server_rules(document: OpenAPI, dimension: int, limits: Limits) -> Non
             Schema(properties={"query": Schema(type=OpenAPIType.STRING)}, required=["query"]),
             Schema(properties={"vector": Schema(type=OpenAPIType.ARRAY)}, required=["vector"]),
         ]
+    for prop in ("dense_weight", "recency_weight"):
+        if isinstance(share := field("SearchBody", prop), Schema):
+            share.minimum = 0.0  # the generator drops a bound of 0
     if (batch := field("BatchCreate", "memories")) is not None:
         for branch in _branches(batch):
             branch.min_items, branch.max_items = 1, limits.batch_max_items

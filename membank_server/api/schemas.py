@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -16,6 +17,7 @@ from membank_server.domain.model import (
     MetadataCondition,
     SearchFilter,
 )
+from membank_server.domain.retrieval import FusionMethod, RetrievalChoice, SearchMode
 from membank_server.services.inputs import MemoryPatch, NewMemory, RecallQuery
 
 #: Text with something besides white space, and no NUL (PostgreSQL cannot store one).
@@ -77,6 +79,8 @@ class MemoryCreate(_In):
     expires_at: datetime | None = None
     id: UUID | None = None
     vector: list[float] | None = None
+    #: When it happened or was said (an imported conversation keeps its real times).
+    occurred_at: datetime | None = None
 
     def to_domain(self) -> NewMemory:
         return NewMemory(
@@ -88,6 +92,7 @@ class MemoryCreate(_In):
             expires_at=self.expires_at,
             id=self.id,
             vector=self.vector,
+            occurred_at=self.occurred_at,
         )
 
 
@@ -100,10 +105,13 @@ class MemoryUpdate(_In):
     metadata: dict[str, Any] | None = None
     expires_at: datetime | None = None
     vector: list[float] | None = None
+    occurred_at: datetime | None = None
 
     def to_domain(self) -> MemoryPatch:
         """Fields left out (or null) stay as they are; an empty patch changes nothing."""
-        return MemoryPatch(self.content, self.metadata, self.expires_at, self.vector)
+        return MemoryPatch(
+            self.content, self.metadata, self.expires_at, self.vector, self.occurred_at
+        )
 
 
 class MetadataOp(_In):
@@ -122,6 +130,9 @@ class SearchFilters(_In):
     created_after: datetime | None = None
     created_before: datetime | None = None
     metadata: dict[Annotated[str, Meta(pattern=METADATA_KEY)], Scalar | MetadataOp] = {}
+    #: On ``occurred_at``: a memory without one matches neither.
+    occurred_after: datetime | None = None
+    occurred_before: datetime | None = None
 
     def to_domain(self) -> SearchFilter:
         conditions = []
@@ -141,6 +152,8 @@ class SearchFilters(_In):
             created_after=self.created_after,
             created_before=self.created_before,
             metadata=tuple(conditions),
+            occurred_after=self.occurred_after,
+            occurred_before=self.occurred_before,
         )
 
     @classmethod
@@ -164,10 +177,18 @@ class SearchFilters(_In):
             created_after=f.created_after,
             created_before=f.created_before,
             metadata=metadata,
+            occurred_after=f.occurred_after,
+            occurred_before=f.occurred_before,
         )
 
 
+Depth = Annotated[int, Meta(ge=1, le=1000)]
+Share = Annotated[float, Meta(ge=0.0, le=1.0)]
+
+
 class SearchBody(_In):
+    """A search; the retrieval fields left out take the server's ``search`` settings."""
+
     user_id: IdStr
     query: Content | None = None
     vector: list[float] | None = None
@@ -175,11 +196,30 @@ class SearchBody(_In):
     limit: Annotated[int, Meta(ge=1)] = 10
     min_score: float | None = None
     filters: SearchFilters | None = None
+    #: ``dense`` (embeddings), ``lexical`` (BM25-style terms) or ``hybrid`` (both, fused).
+    mode: SearchMode | None = None
+    #: ``rrf`` (reciprocal rank fusion) or ``weighted`` (normalised scores).
+    fusion: FusionMethod | None = None
+    rrf_k: Annotated[int, Meta(ge=1, le=1000)] | None = None
+    #: Candidates each retriever hands to fusion.
+    dense_depth: Depth | None = None
+    lexical_depth: Depth | None = None
+    #: The dense ranking's share in fusion (0..1).
+    dense_weight: Share | None = None
+    #: How much a memory's age (occurred_at, else created_at) lowers its score (0: none).
+    recency_weight: Share | None = None
+    #: At least a minute (0.001 days).
+    recency_half_life_days: Annotated[float, Meta(ge=0.001, le=36_500)] | None = None
+    #: Reorder with the server's reranker (404 not_enabled when none is configured).
+    rerank: bool | None = None
+    #: Return, per result, the rank each retriever gave it.
+    explain: bool | None = None
 
     def to_domain(self) -> RecallQuery:
         filters = self.filters.to_domain() if self.filters else SearchFilter()
+        retrieval = RetrievalChoice(**{name: getattr(self, name) for name in _RETRIEVAL_FIELDS})
         return RecallQuery(
-            self.user_id, self.query, self.vector, self.limit, self.min_score, filters
+            self.user_id, self.query, self.vector, self.limit, self.min_score, filters, retrieval
         )
 
     @classmethod
@@ -193,7 +233,11 @@ class SearchBody(_In):
             limit=q.limit,
             min_score=q.min_score,
             filters=filters,
+            **{name: getattr(q.retrieval, name) for name in _RETRIEVAL_FIELDS},
         )
+
+
+_RETRIEVAL_FIELDS = tuple(f.name for f in dataclass_fields(RetrievalChoice))
 
 
 class MemoryRead(Struct):
@@ -208,6 +252,7 @@ class MemoryRead(Struct):
     agent_id: str | None
     session_id: str | None
     expires_at: datetime | None
+    occurred_at: datetime | None = None
 
     @classmethod
     def of(cls, m: Memory) -> MemoryRead:
@@ -223,6 +268,7 @@ class MemoryRead(Struct):
             m.agent_id,
             m.session_id,
             m.expires_at,
+            m.occurred_at,
         )
 
 
@@ -256,9 +302,12 @@ class Deleted(Struct):
     deleted: int
 
 
-class SearchResult(Struct):
+class SearchResult(Struct, omit_defaults=True):
     memory: MemoryRead
     score: float
+    #: With ``explain``: which retrievers found it (``dense``, ``lexical``, ``rerank``)
+    #: and at which rank, 1 the best.
+    ranks: dict[str, int] | None = None
 
 
 class SearchResponse(Struct):

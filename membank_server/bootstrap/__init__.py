@@ -15,6 +15,12 @@ from membank_server.bootstrap._jobs import (
     build_language_model,
     build_pipeline,
 )
+from membank_server.bootstrap._search import (
+    build_lexical,
+    build_reranker,
+    build_search,
+    default_retrieval,
+)
 from membank_server.bootstrap._security import (
     add_data_key,
     build_audit_log,
@@ -59,11 +65,15 @@ __all__ = [
     "build_key_ring",
     "build_key_store",
     "build_language_model",
+    "build_lexical",
     "build_recall_cache",
+    "build_reranker",
+    "build_search",
     "build_services",
     "build_single_store",
     "build_store",
     "build_throttle",
+    "default_retrieval",
     "embedding_dimension",
     "limits_of",
     "retire_data_keys",
@@ -102,7 +112,9 @@ def build_services(
 
         # An extraction's reason quotes the conversation: sealed like content.
         keys = [*settings.security.encryption.metadata_keys, NOTE_KEY]
-        store = sealed = EncryptedStore(store, ring, metadata_keys=keys)
+        store = sealed = EncryptedStore(
+            store, ring, metadata_keys=keys, analyzer=build_lexical(settings).analyzer
+        )
     embedder = batched(settings, embedder or build_embedder(settings), telemetry)
     recall_cache, lock = build_recall_cache(settings, telemetry, ring)
     sec, lim, c = settings.security, settings.limits, settings.cache
@@ -112,6 +124,7 @@ def build_services(
         else None
     )
     idempotency = IdempotencyIds(access.keys if access is not None else None)
+    reranker = build_reranker(settings)
     memories = MemoryService(
         store,
         embedder,
@@ -122,6 +135,7 @@ def build_services(
             lim.user_max_memories or None, lim.user_max_bytes or None, lim.usage_refresh_seconds
         ),
         idempotency=idempotency,
+        search=build_search(settings, store, reranker),
     )
     rotation = None
     if sealed is not None:
@@ -163,6 +177,7 @@ def build_services(
             audit_log=audit_log,
             recall_cache=recall_cache,
             throttle=build_throttle(settings) if sec.auth else None,
+            reranker=reranker,
             configured_admin_key=sec.admin_key,
             job_queue=pipeline.queue,
             language_model=pipeline.model,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from membank_server.bootstrap._search import build_lexical
 from membank_server.config import Settings
 from membank_server.domain.errors import ConfigError
 from membank_server.domain.ports import Embedder, FolderLock, MemoryStore
@@ -64,6 +65,7 @@ def _edge(settings: Settings) -> MemoryStore:
         history_limit=settings.limits.history_max_versions or None,
         disk_reserve=s.disk_reserve_bytes,
         check_on_start=e.check_on_start,
+        lexical=build_lexical(settings),
         flush_interval=e.flush_interval,
     )
 
@@ -92,6 +94,7 @@ def _qdrant(settings: Settings) -> MemoryStore:
         replication_factor=q.replication_factor,
         write_consistency_factor=q.write_consistency_factor,
         history_limit=settings.limits.history_max_versions or None,
+        lexical=build_lexical(settings),
     )
 
 
@@ -119,6 +122,7 @@ def _pgvector(settings: Settings) -> MemoryStore:
         hnsw_ef_search=pg.hnsw_ef_search,
         migrate=pg.migrate_on_start,
         history_limit=settings.limits.history_max_versions or None,
+        lexical=build_lexical(settings),
     )
 
 

@@ -34,6 +34,7 @@ from membank_server.config._process import (
     ServerSettings,
     check_process,
 )
+from membank_server.config._search import SearchSettings, check_search
 from membank_server.config._security import (
     AuditSettings,
     EncryptionSettings,
@@ -69,6 +70,7 @@ __all__ = [
     "PostgresSettings",
     "QdrantSettings",
     "RateLimitSettings",
+    "SearchSettings",
     "SecuritySettings",
     "ServerSettings",
     "Settings",
@@ -113,6 +115,7 @@ class Settings(Section):
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
     jobs: JobsSettings = msgspec.field(default_factory=JobsSettings)
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
+    search: SearchSettings = msgspec.field(default_factory=SearchSettings)
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
@@ -217,6 +220,7 @@ def load_settings(
     check_process(settings.server, settings.limits, settings.cache, settings.embedder)
     check_storage(settings.storage, settings.server.workers)
     check_security(settings)
+    check_search(settings.search)
     check_jobs(settings.jobs, settings.llm)
     job_backend(
         settings.jobs,

@@ -70,6 +70,8 @@ class Memory:
     agent_id: str | None = None
     session_id: str | None = None
     expires_at: datetime | None = None
+    #: When the thing happened or was said (``created_at`` is when it was stored).
+    occurred_at: datetime | None = None
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -107,6 +109,9 @@ class MemoryRecord:
     history: tuple[HistoryEvent, ...] = ()
     deleted_at: datetime | None = None
     idempotency: str | None = None
+    #: The lexical index terms, when the caller made them (``EncryptedStore``: keyed
+    #: hashes); None: the store analyses ``memory.content`` itself.
+    terms: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +133,15 @@ class SearchFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     metadata: tuple[MetadataCondition, ...] = ()
+    #: On ``occurred_at``; a memory without one never matches these.
+    occurred_after: datetime | None = None
+    occurred_before: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class VectorQuery:
-    """A nearest-neighbour query within one user's live memories."""
+    """A query within one user's live memories: nearest to ``vector``
+    (``MemoryStore.search``), or best matching ``terms`` (``search_lexical``)."""
 
     user_id: str
     vector: list[float]
@@ -140,12 +149,18 @@ class VectorQuery:
     now: datetime
     min_score: float | None = None
     filters: SearchFilter = field(default_factory=SearchFilter)
+    #: The query's lexical index terms (``Analyzer.terms``), for ``search_lexical``.
+    terms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
+    """A found memory and its score; ``ranks``: which retrievers found it, at which
+    rank (1 is the best), when the search was fused."""
+
     memory: Memory
     score: float
+    ranks: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,9 +22,11 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
+from membank_server.domain.retrieval import Analyzer, Reranker
 from membank_server.domain.security import ApiKey, AuditEntry, RateDecision
 
 __all__ = [
+    "Analyzer",
     "AuditLog",
     "BackupTarget",
     "Cache",
@@ -36,6 +38,7 @@ __all__ = [
     "LanguageModel",
     "MemoryStore",
     "PopularQueries",
+    "Reranker",
     "Resealable",
     "SpaceAware",
     "Throttle",
@@ -147,6 +150,21 @@ class MemoryStore(Protocol):
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
         """Nearest live memories of one user, best first."""
+        ...
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        """Live memories of one user holding any of ``query.terms``, best first (a
+        BM25-style score; ``query.vector`` and ``min_score`` are not used).
+
+        Every write keeps the lexical index in step: a record's terms are its
+        ``terms`` when given, else the store's analysis of its content.
+        """
+        ...
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        """The ids and scores ``search`` (with ``lexical``, ``search_lexical``) would give,
+        best first, reading no memory: a fused search ranks many candidates and reads
+        only the few it keeps (``get``)."""
         ...
 
     async def delete_user(self, user_id: str) -> int:

@@ -16,6 +16,14 @@ something of its text), ids, user/agent/session ids, timestamps, the names of
 metadata keys and the values of metadata keys not chosen. A chosen metadata key
 cannot be filtered on in a search (InvalidInput).
 
+The lexical index never sees a plaintext term: each term of the content (the
+analyser's, from the plaintext) is replaced by a keyed hash,
+``HMAC-SHA256(index_key, "term|<user id>|<term>")`` cut to 80 bits, and so is each
+term of a lexical query. What that leaks to someone holding the store: per memory,
+how many terms it has, how often each repeats and (PostgreSQL) in which order, and
+which memories of one user share a term; across users nothing, as the user id is
+in the hash. Not which words they are, without the index key.
+
 Rows written before encryption was turned on hold plain values: they are read as
 they are, and sealed at their next write or by a rotation (``DataKeyRotation``);
 until then, exact-duplicate detection does not see them. Only the keys listed in
@@ -45,7 +53,7 @@ from membank_server.domain.model import (
     VectorQuery,
     content_hash,
 )
-from membank_server.domain.ports import MemoryStore
+from membank_server.domain.ports import Analyzer, MemoryStore
 from membank_server.security.crypto import KeyRing
 
 __all__ = ["PLAINTEXT", "EncryptedStore"]
@@ -69,14 +77,21 @@ class EncryptedStore:
         inner: The store that keeps the sealed records.
         ring: The data keys; new writes use its active key.
         metadata_keys: Metadata keys whose values are sealed too.
+        analyzer: The lexical analysis (the stores' own), run here on the plaintext.
     """
 
     def __init__(
-        self, inner: MemoryStore, ring: KeyRing, *, metadata_keys: Sequence[str] = ()
+        self,
+        inner: MemoryStore,
+        ring: KeyRing,
+        *,
+        metadata_keys: Sequence[str] = (),
+        analyzer: Analyzer,
     ) -> None:
         self.inner = inner
         self.ring = ring
         self.metadata_keys = frozenset(metadata_keys)
+        self.analyzer = analyzer
 
     @property
     def backend(self) -> str:
@@ -128,7 +143,17 @@ class EncryptedStore:
 
         sealed = self._crypt_record(r, crypt, meta)
         digest = self.ring.index(f"{r.memory.user_id}|{r.memory.content_hash}")
-        return replace(sealed, memory=replace(sealed.memory, content_hash=digest))
+        terms = r.terms if r.terms is not None else self.analyzer.terms(r.memory.content)
+        return replace(
+            sealed,
+            memory=replace(sealed.memory, content_hash=digest),
+            terms=() if r.deleted_at is not None else self._keyed(r.memory.user_id, terms),
+        )
+
+    def _keyed(self, user_id: str, terms: Sequence[str]) -> tuple[str, ...]:
+        """Terms as keyed hashes (module docs), one per distinct term."""
+        hashes = {t: self.ring.index(f"term|{user_id}|{t}")[:20] for t in set(terms)}
+        return tuple(hashes[t] for t in terms)
 
     def _openers(self, m: Memory) -> tuple[_Crypt, _Crypt]:
         aad = _aad(m)
@@ -223,15 +248,30 @@ class EncryptedStore:
         )
         return replace(page, items=tuple(self._open_memory(m) for m in page.items))
 
-    async def search(self, query: VectorQuery) -> list[SearchHit]:
+    def _check_filters(self, query: VectorQuery) -> None:
         for condition in query.filters.metadata:
             if condition.key in self.metadata_keys:
                 raise InvalidInput(
                     f"metadata key {condition.key!r} is encrypted and cannot be filtered on",
                     {"field": f"filters.metadata.{condition.key}"},
                 )
+
+    async def search(self, query: VectorQuery) -> list[SearchHit]:
+        self._check_filters(query)
         hits = await self.inner.search(query)
         return [replace(h, memory=self._open_memory(h.memory)) for h in hits]
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        self._check_filters(query)
+        keyed = replace(query, terms=self._keyed(query.user_id, query.terms))
+        hits = await self.inner.search_lexical(keyed)
+        return [replace(h, memory=self._open_memory(h.memory)) for h in hits]
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        self._check_filters(query)
+        if lexical:
+            query = replace(query, terms=self._keyed(query.user_id, query.terms))
+        return await self.inner.rank(query, lexical=lexical)
 
     async def delete_user(self, user_id: str) -> int:
         return await self.inner.delete_user(user_id)

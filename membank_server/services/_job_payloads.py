@@ -23,6 +23,8 @@ class _Memory(msgspec.Struct, array_like=True, omit_defaults=True):
     expires_at: datetime | None = None
     vector: list[float] | None = None
     idempotency_key: str | None = None
+    #: Last, so that items queued before it was added still decode.
+    occurred_at: datetime | None = None
 
 
 class Message(msgspec.Struct, array_like=True):
@@ -55,7 +57,7 @@ def encode_memory(item: NewMemory, idempotency_key: str | None = None) -> bytes:
     return msgspec.msgpack.encode(
         _Memory(
             item.user_id, item.content, item.id, dict(item.metadata), item.agent_id,
-            item.session_id, item.expires_at, item.vector, idempotency_key,
+            item.session_id, item.expires_at, item.vector, idempotency_key, item.occurred_at,
         )
     )  # fmt: skip
 
@@ -64,6 +66,7 @@ def decode_memory(payload: bytes) -> tuple[NewMemory, str | None]:
     """The item, and its ``Idempotency-Key`` (None for most)."""
     m = _memory.decode(payload)
     item = NewMemory(
-        m.user_id, m.content, m.metadata, m.agent_id, m.session_id, m.expires_at, m.id, m.vector
-    )
+        m.user_id, m.content, m.metadata, m.agent_id, m.session_id, m.expires_at, m.id, m.vector,
+        occurred_at=m.occurred_at,
+    )  # fmt: skip
     return item, m.idempotency_key

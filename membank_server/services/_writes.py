@@ -79,6 +79,7 @@ def same(m: Memory, item: NewMemory, digest: str) -> bool:
         and m.agent_id == item.agent_id
         and m.session_id == item.session_id
         and m.expires_at == item.expires_at
+        and m.occurred_at == item.occurred_at
     )
 
 
@@ -106,6 +107,7 @@ def build_record(
         agent_id=item.agent_id,
         session_id=item.session_id,
         expires_at=item.expires_at,
+        occurred_at=item.occurred_at,
     )
     meta = {**memory.metadata, **item.note} if item.note else memory.metadata
     event = HistoryEvent(Event.UPDATE if live else Event.ADD, version, item.content, meta, now)

@@ -20,6 +20,7 @@ from membank_server.domain.ports import (
     FolderLock,
     JobQueue,
     LanguageModel,
+    Reranker,
     Throttle,
 )
 from membank_server.services.access import AccessService
@@ -61,6 +62,7 @@ class Resources:
     audit_log: AuditLog | None = None
     recall_cache: RecallCache | None = None
     throttle: Throttle | None = None
+    reranker: Reranker | None = None
     #: ``security.admin_key``: restored if revoked, other admin keys untouched.
     configured_admin_key: str | None = field(default=None, repr=False)
     job_queue: JobQueue | None = None
@@ -132,6 +134,8 @@ class Services:
             if r.recall_cache is not None:
                 stack.push_async_callback(r.recall_cache.aclose)
             stack.push_async_callback(r.embedder.aclose)
+            if r.reranker is not None:
+                stack.push_async_callback(r.reranker.aclose)
             stack.push_async_callback(self.tasks.aclose)
             stack.push_async_callback(self.warmup.aclose)
             self.readiness.load_embedder()

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from membank_server.domain.errors import DimensionMismatch, InvalidInput
 from membank_server.domain.model import SearchFilter
+from membank_server.domain.retrieval import RetrievalChoice
 
 _VISIBLE = re.compile(r"\S")
 #: The largest vector component accepted (the OpenAPI schema says so too).
@@ -27,6 +28,8 @@ __all__ = [
     "MemoryPatch",
     "NewMemory",
     "RecallQuery",
+    "check_items",
+    "check_time",
     "check_vector",
     "request_digest",
 ]
@@ -74,6 +77,14 @@ def check_vector(vector: Sequence[float], dimension: int, where: dict[str, Any])
         )
 
 
+def check_time(value: datetime | None, name: str, where: dict[str, Any]) -> None:
+    """A time a memory carries (``occurred_at``) needs a time zone."""
+    if value is not None and value.tzinfo is None:
+        raise InvalidInput(
+            f"{name} needs a timezone (e.g. 2024-05-01T18:30:00Z)", {**where, "field": name}
+        )
+
+
 def check_expiry(expires_at: datetime | None, now: datetime, where: dict[str, Any]) -> None:
     """``expires_at`` needs a time zone. A time already past is accepted, as a key's
     expiry in Redis is: the memory is stored expired, so it is never read and the next
@@ -102,7 +113,31 @@ class NewMemory:
     expires_at: datetime | None = None
     id: UUID | None = None
     vector: list[float] | None = None
+    #: When it happened or was said (an import keeps a conversation's real times).
+    occurred_at: datetime | None = None
     note: Mapping[str, Any] | None = None
+
+
+def check_items(
+    items: Sequence[NewMemory], limits: Limits, dimension: int, now: datetime, *, batch: bool
+) -> None:
+    """What a write checks of its items before it takes a lock; a batch's errors name
+    the item's index.
+
+    Raises:
+        InvalidInput: the first item out of bounds, or an id named twice.
+    """
+    for i, item in enumerate(items):
+        where = {"index": i} if batch else {}
+        limits.check_content(item.content, where)
+        limits.check_metadata(item.metadata, where)
+        check_expiry(item.expires_at, now, where)
+        check_time(item.occurred_at, "occurred_at", where)
+        if item.vector is not None:
+            check_vector(item.vector, dimension, where)
+    ids = [item.id for item in items if item.id is not None]
+    if len(ids) != len(set(ids)):
+        raise InvalidInput("a batch names the same id twice", {"field": "id"})
 
 
 def request_digest(item: NewMemory) -> str:
@@ -117,6 +152,9 @@ def request_digest(item: NewMemory) -> str:
         "id": str(item.id) if item.id else None,
         "vector": item.vector,
     }
+    if item.occurred_at is not None:
+        # Only when given: digests of earlier requests stay as they were.
+        body["occurred_at"] = item.occurred_at.isoformat()
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -129,12 +167,14 @@ class MemoryPatch:
     metadata: Mapping[str, Any] | None = None
     expires_at: datetime | None = None
     vector: list[float] | None = None
+    occurred_at: datetime | None = None
     note: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RecallQuery:
-    """A semantic search: exactly one of ``query`` (text) or ``vector``."""
+    """A search: exactly one of ``query`` (text) or ``vector``; ``retrieval``'s fields
+    left None take the server's defaults."""
 
     user_id: str
     query: str | None = None
@@ -142,3 +182,4 @@ class RecallQuery:
     limit: int = 10
     min_score: float | None = None
     filters: SearchFilter = field(default_factory=SearchFilter)
+    retrieval: RetrievalChoice = field(default_factory=RetrievalChoice)

@@ -24,7 +24,6 @@ from membank_server.domain.model import (
     MemoryRecord,
     Page,
     SearchHit,
-    VectorQuery,
     content_hash,
     stored_bytes,
 )
@@ -44,11 +43,14 @@ from membank_server.services.inputs import (
     NewMemory,
     RecallQuery,
     check_expiry,
+    check_items,
+    check_time,
     check_vector,
     request_digest,
 )
 from membank_server.services.quotas import Quotas, UsageMeter
 from membank_server.services.recall_cache import RecallCache
+from membank_server.services.search import HybridSearch, WordAnalyzer
 
 __all__ = ["MemoryService", "UserLocks"]
 
@@ -71,6 +73,8 @@ class MemoryService:
         recall_cache: Caches searches and query embeddings; None for no cache.
         quotas: Per-user limits on live memories and bytes.
         idempotency: Derives the ids Idempotency-Keys stand for.
+        search: Runs searches in every mode (dense, lexical, hybrid); by default,
+            over ``store`` with the default analysis and retrieval.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class MemoryService:
         recall_cache: RecallCache | None = None,
         quotas: Quotas | None = None,
         idempotency: IdempotencyIds | None = None,
+        search: HybridSearch | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -94,6 +99,7 @@ class MemoryService:
         self.recall_cache = recall_cache
         self.usage = UsageMeter(store, quotas or Quotas(None, None))
         self._ids = MemoryIds()
+        self.searcher = search or HybridSearch(store, WordAnalyzer())
 
     # -- writes ------------------------------------------------------------
 
@@ -128,25 +134,13 @@ class MemoryService:
 
     def validate(self, items: Sequence[NewMemory]) -> None:
         """What a batch write checks before it takes a lock (a job is checked so, whole)."""
-        self._validate(items, self._clock(), batch=True)
-
-    def _validate(self, items: Sequence[NewMemory], now: datetime, batch: bool) -> None:
-        for i, item in enumerate(items):
-            where = {"index": i} if batch else {}
-            self.limits.check_content(item.content, where)
-            self.limits.check_metadata(item.metadata, where)
-            check_expiry(item.expires_at, now, where)
-            if item.vector is not None:
-                check_vector(item.vector, self.embedder.dimension, where)
-        ids = [item.id for item in items if item.id is not None]
-        if len(ids) != len(set(ids)):
-            raise InvalidInput("a batch names the same id twice", {"field": "id"})
+        check_items(items, self.limits, self.embedder.dimension, self._clock(), batch=True)
 
     async def _write(
         self, items: Sequence[NewMemory], digest: str | None, batch: bool
     ) -> list[tuple[Memory, bool]]:
         now = self._clock()
-        self._validate(items, now, batch)
+        check_items(items, self.limits, self.embedder.dimension, now, batch=batch)
         async with self.locks.hold(item.user_id for item in items):
             explicit = [item.id for item in items if item.id is not None]
             owners = await self.store.owners(explicit)
@@ -207,6 +201,7 @@ class MemoryService:
         if patch.metadata is not None:
             self.limits.check_metadata(patch.metadata, {})
         check_expiry(patch.expires_at, now, {})
+        check_time(patch.occurred_at, "occurred_at", {})
         if patch.vector is not None:
             check_vector(patch.vector, self.embedder.dimension, {})
         async with self.locks.hold([user_id]):
@@ -226,6 +221,7 @@ class MemoryService:
                 expires_at=m.expires_at if patch.expires_at is None else patch.expires_at,
                 id=m.id,
                 vector=patch.vector,
+                occurred_at=m.occurred_at if patch.occurred_at is None else patch.occurred_at,
                 note=patch.note,
             )
             if same(m, item, content_hash(item.content)) and patch.vector is None:
@@ -342,6 +338,7 @@ class MemoryService:
             self.limits.check_content(q.query, {}, "query")
         if any(c.any_of == () for c in q.filters.metadata):
             return [], "off"  # an empty "in" matches nothing: no need to ask the store
+        q = self.searcher.resolve(q)  # the cache key holds the retrieval it gets
         if self.recall_cache is None:
             return await self._search(q), "off"
         hits, outcome = await self.recall_cache.search(
@@ -356,13 +353,11 @@ class MemoryService:
         return hits, outcome
 
     async def _search(self, q: RecallQuery) -> list[SearchHit]:
-        vector = (
-            q.vector if q.vector is not None else await self._query_vector(q.user_id, q.query or "")
-        )
+        vector = q.vector
+        if vector is None and self.searcher.needs_vector(q):
+            vector = await self._query_vector(q.user_id, q.query or "")
         started = time.perf_counter()
-        hits = await self.store.search(
-            VectorQuery(q.user_id, vector, q.limit, self._clock(), q.min_score, q.filters)
-        )
+        hits = await self.searcher.run(q, vector, self._clock())
         self.telemetry.search(time.perf_counter() - started, len(hits))
         return hits
 

@@ -4,7 +4,8 @@ What is cached:
 
 * search results, under ``s:{user}:{epoch}.{generation}:{digest}`` where the digest
   covers the normalised query text (or the vector's bytes), limit, min_score,
-  filters and the embedder model;
+  filters, the retrieval (mode, fusion and its settings, as resolved against the
+  server's defaults) and the embedder model;
 * query embeddings, under ``e:{user}:{digest}`` of (model, normalised text): a pure
   function of its key, so it never needs invalidating. Kept per user although the
   vector does not depend on who asks: a cache shared across tenants would tell any
@@ -34,6 +35,7 @@ import msgspec
 from membank_server.domain.errors import CacheUnavailable
 from membank_server.domain.model import SearchFilter, SearchHit
 from membank_server.domain.ports import Cache, Generations, PopularQueries
+from membank_server.domain.retrieval import RetrievalChoice
 from membank_server.domain.telemetry import NullTelemetry, Telemetry
 from membank_server.services.inputs import RecallQuery
 
@@ -93,23 +95,29 @@ class _Spec(msgspec.Struct, array_like=True):
     limit: int
     min_score: float | None
     filters: SearchFilter
+    #: Last, with a default: counts recorded before it existed still decode.
+    retrieval: RetrievalChoice = RetrievalChoice()
 
 
 def _spec(q: RecallQuery) -> _Spec:
     text = normalize_query(q.query) if q.query is not None else None
-    return _Spec(text, q.vector, q.limit, q.min_score, q.filters)
+    return _Spec(text, q.vector, q.limit, q.min_score, q.filters, q.retrieval)
 
 
 def _spec_key(spec: _Spec, model: str) -> str:
     vector = struct.pack(f"<{len(spec.vector)}f", *spec.vector) if spec.vector is not None else b""
-    rest = msgspec.json.encode(_Spec(spec.text, None, spec.limit, spec.min_score, spec.filters))
+    rest = msgspec.json.encode(
+        _Spec(spec.text, None, spec.limit, spec.min_score, spec.filters, spec.retrieval)
+    )
     return _digest(model.encode(), vector, rest)
 
 
 def replayable(user_id: str, query: bytes) -> RecallQuery:
     """The search a counted query stands for (warmup replays it)."""
     spec = msgspec.json.decode(query, type=_Spec)
-    return RecallQuery(user_id, spec.text, spec.vector, spec.limit, spec.min_score, spec.filters)
+    return RecallQuery(
+        user_id, spec.text, spec.vector, spec.limit, spec.min_score, spec.filters, spec.retrieval
+    )
 
 
 class CachedHits(list[SearchHit]):

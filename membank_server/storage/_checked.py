@@ -26,6 +26,7 @@ from membank_server.domain.integrity import (
     vector_problem,
 )
 from membank_server.domain.model import HistoryEvent, Memory, MemoryRecord, content_hash
+from membank_server.storage._lexical import dense_part
 from membank_server.storage._payload import (
     VFIG,
     canonical,
@@ -91,6 +92,7 @@ def checked_record(
 ) -> MemoryRecord:
     checked_memory(point_id, p)
     assert p is not None  # checked_memory refuses a missing payload
+    vector = dense_part(vector)
     if vector is not None:
         if not isinstance(vector, list):
             raise damaged(point_id, "vector is missing or malformed")

@@ -18,9 +18,11 @@ import qdrant_edge as qe
 from membank_server.domain.errors import Conflict, IntegrityError
 from membank_server.domain.integrity import Damage, IntegrityReport
 from membank_server.domain.model import HistoryEvent, Memory, MemoryRecord
+from membank_server.lexical import LexicalIndex
 from membank_server.storage._checked import tally
 from membank_server.storage._edge_reads import is_damage, retrieve, scroll
 from membank_server.storage._edge_wal import WalSync
+from membank_server.storage._lexical import dense_part, point_vectors
 from membank_server.storage._payload import (
     HISTORY,
     Cond,
@@ -139,7 +141,7 @@ def owned_elsewhere(shard: Any, records: Sequence[MemoryRecord], claims: Collect
         raise Conflict("this id belongs to another memory", {"field": "id", "ids": taken})
 
 
-def move_legacy_history(shard: Any, history: SqliteHistory) -> int:
+def move_legacy_history(shard: Any, history: SqliteHistory, index: LexicalIndex) -> int:
     """Points written by earlier versions carry their history in the payload: move it to
     the history database and write the points again in today's layout (with their
     size and check values); how many were moved."""
@@ -163,9 +165,17 @@ def move_legacy_history(shard: Any, history: SqliteHistory) -> int:
         for p in points:
             memory = memory_from_payload(p.id, p.payload)
             events.extend((memory, h) for h in legacy_history(p.payload) or ())
-            vector = p.vector if isinstance(p.vector, list) else []
-            record = record_from_payload(p.id, p.payload, vector)
-            rewritten.append(qe.Point(id=p.id, vector=vector, payload=record_to_payload(record)))
+            vector = dense_part(p.vector)
+            record = record_from_payload(
+                p.id, p.payload, vector if isinstance(vector, list) else []
+            )
+            rewritten.append(
+                qe.Point(
+                    id=p.id,
+                    vector=point_vectors(record, index, qe.SparseVector),
+                    payload=record_to_payload(record),
+                )
+            )
         history.begin()
         history.add(events)
         history.commit()

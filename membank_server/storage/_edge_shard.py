@@ -35,6 +35,7 @@ from membank_server.domain.model import CollectionInfo
 from membank_server.storage._edge_ops import Op, apply_group, disk_full
 from membank_server.storage._edge_reads import is_panic
 from membank_server.storage._edge_wal import WalSync
+from membank_server.storage._lexical import LEXICAL
 from membank_server.storage._payload import INDEXED_KEYWORDS, INDEXED_NUMBERS
 from membank_server.storage._sqlite_history import SqliteHistory
 
@@ -52,6 +53,7 @@ def shard_config(
         vectors=qe.EdgeVectorParams(
             size=dimension, distance=getattr(qe.Distance, DISTANCES[distance])
         ),
+        sparse_vectors={LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         hnsw_config=qe.HnswIndexConfig(
             m=m, ef_construct=ef_construction, full_scan_threshold=full_scan_threshold
         ),

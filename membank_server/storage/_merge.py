@@ -8,7 +8,7 @@ from uuid import UUID
 
 from membank_server.domain.model import Memory, Page, SearchHit
 
-__all__ = ["merge_hits", "merge_pages", "prefer_primary"]
+__all__ = ["merge_hits", "merge_pages", "merge_ranks", "prefer_primary"]
 
 
 def merge_hits(limit: int) -> Callable[[list[SearchHit], list[SearchHit]], list[SearchHit]]:
@@ -19,6 +19,22 @@ def merge_hits(limit: int) -> Callable[[list[SearchHit], list[SearchHit]], list[
             if kept is None or hit.score > kept.score:
                 best[hit.memory.id] = hit
         return sorted(best.values(), key=lambda h: h.score, reverse=True)[:limit]
+
+    return merge
+
+
+def merge_ranks(
+    limit: int,
+) -> Callable[[list[tuple[UUID, float]], list[tuple[UUID, float]]], list[tuple[UUID, float]]]:
+    """``merge_hits`` for ``rank``'s ids and scores."""
+
+    def merge(
+        primary: list[tuple[UUID, float]], secondary: list[tuple[UUID, float]]
+    ) -> list[tuple[UUID, float]]:
+        best: dict[UUID, float] = {}
+        for key, score in [*primary, *secondary]:
+            best[key] = max(score, best.get(key, score))
+        return sorted(best.items(), key=lambda s: s[1], reverse=True)[:limit]
 
     return merge
 

@@ -9,7 +9,7 @@ Every operation is idempotent when replayed in order.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,17 +45,21 @@ Entry = tuple[str, dict[str, Any]]
 
 
 def upsert_entry(records: Sequence[MemoryRecord]) -> Entry:
-    return UPSERT, {
-        "records": [
-            {
-                "id": str(r.memory.id),
-                "payload": record_to_payload(r),
-                "vector": list(r.vector),
-                "history": [history_event_to_payload(r.memory, h) for h in r.history],
-            }
-            for r in records
-        ]
+    return UPSERT, {"records": [_entry_record(r) for r in records]}
+
+
+def _entry_record(r: MemoryRecord) -> dict[str, Any]:
+    entry = {
+        "id": str(r.memory.id),
+        "payload": record_to_payload(r),
+        "vector": list(r.vector),
+        "history": [history_event_to_payload(r.memory, h) for h in r.history],
     }
+    if r.terms is not None:
+        # The caller's terms (keyed hashes under encryption): the other store needs
+        # the same ones, and cannot derive them from sealed content.
+        entry["terms"] = list(r.terms)
+    return entry
 
 
 def delete_user_entry(user_id: str) -> Entry:
@@ -69,13 +73,16 @@ def purge_entry(now: datetime) -> Entry:
 def decode_records(payload: Mapping[str, Any]) -> list[MemoryRecord]:
     # Entries queued before history moved out of the payload carry it inside it.
     return [
-        record_from_payload(
-            r["id"],
-            r["payload"],
-            r["vector"] or None,
-            tuple(history_event_from_payload(h) for h in r.get("history", ()))
-            or legacy_history(r["payload"])
-            or (),
+        replace(
+            record_from_payload(
+                r["id"],
+                r["payload"],
+                r["vector"] or None,
+                tuple(history_event_from_payload(h) for h in r.get("history", ()))
+                or legacy_history(r["payload"])
+                or (),
+            ),
+            terms=tuple(r["terms"]) if "terms" in r else None,
         )
         for r in payload["records"]
     ]

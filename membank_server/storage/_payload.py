@@ -61,7 +61,7 @@ _HISTORY_IDS = UUID("0b7a3c52-95b2-4f0e-a1de-64c3f2a90c17")
 NEVER = 253402300799.0  # 9999-12-31T23:59:59Z
 
 INDEXED_KEYWORDS = ("content_hash", "state", "agent_id", "session_id")
-INDEXED_NUMBERS = ("created_ts", "expires_ts")
+INDEXED_NUMBERS = ("created_ts", "expires_ts", "occurred_ts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +110,8 @@ def record_to_payload(record: MemoryRecord) -> dict[str, Any]:
         ("expires_at", m.expires_at and _iso(m.expires_at)),
         ("deleted_at", record.deleted_at and _iso(record.deleted_at)),
         ("idempotency", record.idempotency),
+        ("occurred_at", m.occurred_at and _iso(m.occurred_at)),
+        ("occurred_ts", m.occurred_at and m.occurred_at.timestamp()),
     ):
         if value is not None:
             payload[key] = value
@@ -143,7 +145,7 @@ def canonical(node: Any) -> Any:
 
 
 def memory_from_payload(point_id: UUID | str, p: Mapping[str, Any]) -> Memory:
-    expires = p.get("expires_at")
+    expires, occurred = p.get("expires_at"), p.get("occurred_at")
     return Memory(
         id=point_id if isinstance(point_id, UUID) else UUID(str(point_id)),
         user_id=p["user_id"],
@@ -156,6 +158,7 @@ def memory_from_payload(point_id: UUID | str, p: Mapping[str, Any]) -> Memory:
         agent_id=p.get("agent_id"),
         session_id=p.get("session_id"),
         expires_at=_dt(expires) if expires else None,
+        occurred_at=_dt(occurred) if occurred else None,
     )
 
 
@@ -238,15 +241,19 @@ def search_conditions(user_id: str, now: datetime, f: SearchFilter) -> list[Cond
         conds.append(Cond("eq", "agent_id", f.agent_id))
     if f.session_id is not None:
         conds.append(Cond("eq", "session_id", f.session_id))
-    if f.created_after is not None or f.created_before is not None:
-        conds.append(
-            Cond(
-                "range",
-                "created_ts",
-                gte=f.created_after.timestamp() if f.created_after else None,
-                lte=f.created_before.timestamp() if f.created_before else None,
+    for key, after, before in (
+        ("created_ts", f.created_after, f.created_before),
+        ("occurred_ts", f.occurred_after, f.occurred_before),
+    ):
+        if after is not None or before is not None:
+            conds.append(
+                Cond(
+                    "range",
+                    key,
+                    gte=after.timestamp() if after else None,
+                    lte=before.timestamp() if before else None,
+                )
             )
-        )
     for mc in f.metadata:
         key = f"metadata.{mc.key}"
         if mc.any_of is not None:

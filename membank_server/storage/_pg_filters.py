@@ -71,6 +71,8 @@ def filters_sql(f: SearchFilter, args: Args) -> list[str]:
         ("session_id", "=", f.session_id),
         ("created_at", ">=", f.created_after),
         ("created_at", "<=", f.created_before),
+        ("occurred_at", ">=", f.occurred_after),
+        ("occurred_at", "<=", f.occurred_before),
     ):
         if value is not None:
             sql.append(f"m.{column} {op} {args.add(value)}")

@@ -88,6 +88,18 @@ def memories_migrations(
                     f"ALTER TABLE {h} ADD PRIMARY KEY (memory_id, version, event)",
                 ),
             ),
+            # Time-aware memories, and the lexical index (``_pg_lexical``): rows of
+            # earlier versions get their terms when the store starts.
+            Migration(
+                3,
+                (
+                    f"ALTER TABLE {t} ADD COLUMN occurred_at timestamptz,"
+                    " ADD COLUMN lexemes tsvector",
+                    f"CREATE INDEX {quote_ident(p + '_lexemes_gin')} ON {t} USING gin (lexemes)",
+                    f"CREATE INDEX {quote_ident(p + '_occurred_idx')} ON {t} (user_id, occurred_at)"
+                    " WHERE occurred_at IS NOT NULL",
+                ),
+            ),
         ]
 
     return build

@@ -33,9 +33,11 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
+from membank_server.lexical import LexicalIndex
 from membank_server.pg import Database
 from membank_server.storage._checked import sound
 from membank_server.storage._pg_filters import Args, filters_sql
+from membank_server.storage._pg_lexical import bm25_sql, tsquery_text
 from membank_server.storage._pg_memories import DISTANCES, PgNames
 from membank_server.storage._pg_rows import (
     LIVE,
@@ -72,6 +74,7 @@ class PgMemoryReads:
         self, db: Database, names: PgNames, dimension: int, distance: str, retries: int
     ) -> None:
         self.db, self.names, self.dimension = db, names, dimension
+        self.lexical = LexicalIndex()  # the store's own replaces it
         self._retries = retries
         _, self._op, self._score = DISTANCES[distance]
         self._t, self._h = names.q(names.prefix), names.q(names.history)
@@ -230,21 +233,27 @@ class PgMemoryReads:
             return Page(tuple(items), str(UUID(bytes=rows[limit]["id"].bytes)))
         return Page(tuple(items), None)
 
-    async def search(self, query: VectorQuery) -> list[SearchHit]:
+    def _dense_sql(self, query: VectorQuery, select: str) -> tuple[str, Args]:
         args = Args(query.user_id, query.now, list(query.vector))
         where = [f"m.user_id = $1 AND {LIVE} AND m.embedding IS NOT NULL"]
         where.extend(filters_sql(query.filters, args))
         sql = (
-            f"SELECT {MEMORY_SELECT}, m.embedding {self._op} $3 AS distance FROM {self._t} m"
+            f"SELECT {select}, m.embedding {self._op} $3 AS distance FROM {self._t} m"
             f" WHERE {' AND '.join(where)} ORDER BY m.embedding {self._op} $3"
             f" LIMIT {args.add(query.limit)}"
         )
+        return sql, args
 
-        async def op(conn: Any) -> list[Any]:
-            rows: list[Any] = await conn.fetch(sql, *args.values)
-            return rows
+    def _lexical_sql(self, query: VectorQuery, select: str) -> tuple[str, Args]:
+        distinct = list(dict.fromkeys(query.terms))
+        args = Args(query.user_id, query.now, tsquery_text(distinct), distinct)
+        wanted = " AND ".join(filters_sql(query.filters, args)) or "true"
+        sql = bm25_sql(self._t, select, LIVE, wanted, self.lexical.weights)
+        return sql + f" ORDER BY s.score DESC, m.id LIMIT {args.add(query.limit)}", args
 
-        rows = await self._read("search", op)
+    async def search(self, query: VectorQuery) -> list[SearchHit]:
+        sql, args = self._dense_sql(query, MEMORY_SELECT)
+        rows = await self._read("search", lambda c: c.fetch(sql, *args.values))
         # relaxed_order returns rows nearly sorted; put them in exact order.
         hits = sorted(
             sound(rows, lambda r: SearchHit(memory_from_row(r), self._score(float(r["distance"])))),
@@ -254,6 +263,24 @@ class PgMemoryReads:
         if query.min_score is not None:
             hits = [h for h in hits if h.score >= query.min_score]
         return hits
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        if not query.terms:
+            return []
+        sql, args = self._lexical_sql(query, MEMORY_SELECT)
+        rows = await self._read("search", lambda c: c.fetch(sql, *args.values))
+        return sound(rows, lambda r: SearchHit(memory_from_row(r), float(r["score"])))
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        if lexical and not query.terms:
+            return []
+        sql, args = (self._lexical_sql if lexical else self._dense_sql)(query, "m.id")
+        rows = await self._read("search", lambda c: c.fetch(sql, *args.values))
+        if lexical:
+            return [(UUID(bytes=r["id"].bytes), float(r["score"])) for r in rows]
+        scored = [(UUID(bytes=r["id"].bytes), self._score(float(r["distance"]))) for r in rows]
+        scored.sort(key=lambda s: -s[1])  # relaxed_order, as in search
+        return [s for s in scored if query.min_score is None or s[1] >= query.min_score]
 
     async def count(self, user_id: str | None = None) -> int:
         # $1 IS NULL keeps one statement for both cases, with $2 the clock as LIVE needs.

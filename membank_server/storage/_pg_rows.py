@@ -38,13 +38,13 @@ __all__ = [
 MEMORY_COLUMNS = (
     "id", "user_id", "agent_id", "session_id", "content", "metadata", "created_at",
     "updated_at", "expires_at", "version", "content_hash", "state", "deleted_at",
-    "idempotency", "embedding",
+    "idempotency", "embedding", "occurred_at", "lexemes",
 )  # fmt: skip
 HISTORY_COLUMNS = (
     "memory_id", "user_id", "version", "event", "content", "metadata", "at",
 )  # fmt: skip
 #: The Memory fields of a row aliased ``m``.
-MEMORY_SELECT = ", ".join(f"m.{c}" for c in MEMORY_COLUMNS[:11])
+MEMORY_SELECT = ", ".join(f"m.{c}" for c in (*MEMORY_COLUMNS[:11], "occurred_at"))
 #: Live rows of ``m`` at the time bound to ``$2``.
 LIVE = "m.state = 'live' AND (m.expires_at IS NULL OR m.expires_at > $2)"
 #: Per-connection temporary tables that COPY fills before the merge.
@@ -77,6 +77,7 @@ def _memory(row: Any) -> Memory:
         agent_id=row["agent_id"],
         session_id=row["session_id"],
         expires_at=row["expires_at"],
+        occurred_at=row["occurred_at"],
     )
 
 
@@ -105,11 +106,12 @@ def record_from_row(row: Any, dimension: int | None = None) -> MemoryRecord:
     )
 
 
-def record_to_row(r: MemoryRecord) -> tuple[Any, ...]:
+def record_to_row(r: MemoryRecord, lexemes: str) -> tuple[Any, ...]:
+    """A record as a row of ``MEMORY_COLUMNS``; ``lexemes``: its terms as tsvector text."""
     m = r.memory
     return (
         m.id, m.user_id, m.agent_id, m.session_id, m.content, to_json(dict(m.metadata)),
         m.created_at, m.updated_at, m.expires_at, m.version, m.content_hash,
         "deleted" if r.deleted_at else "live", r.deleted_at, r.idempotency,
-        list(r.vector) if r.vector else None,
+        list(r.vector) if r.vector else None, m.occurred_at, lexemes,
     )  # fmt: skip

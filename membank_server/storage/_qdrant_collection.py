@@ -3,6 +3,7 @@ turns its conditions into Qdrant filters."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -12,9 +13,12 @@ from qdrant_client import AsyncQdrantClient, models
 
 from membank_server.domain.errors import ConfigError, StorageUnavailable
 from membank_server.domain.model import CollectionInfo
+from membank_server.storage._lexical import LEXICAL
 from membank_server.storage._payload import INDEXED_KEYWORDS, INDEXED_NUMBERS, Cond
 
 __all__ = ["DISTANCES", "QUANTIZATIONS", "Layout", "qdrant_filter"]
+
+_log = logging.getLogger("membank.storage")
 
 Call = Callable[[str, Callable[[AsyncQdrantClient], Awaitable[Any]]], Awaitable[Any]]
 
@@ -73,6 +77,9 @@ class Layout:
     on_disk: bool = False
     #: ``create_collection``'s other parameters (HNSW, quantization, shards).
     params: dict[str, Any] = field(default_factory=dict)
+    #: Whether the collection has the lexical sparse vector (set by ``ensure``): one
+    #: made before lexical search has not, and a vector cannot be added to it.
+    lexical: list[bool] = field(default_factory=lambda: [True])
 
     @property
     def vectors(self) -> models.VectorParams:
@@ -97,7 +104,14 @@ class Layout:
             try:
                 await call(
                     "create the collection",
-                    lambda c: c.create_collection(name, vectors_config=self.vectors, **self.params),
+                    lambda c: c.create_collection(
+                        name,
+                        vectors_config=self.vectors,
+                        sparse_vectors_config={
+                            LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                        },
+                        **self.params,
+                    ),
                 )
             except StorageUnavailable:
                 # Another membank instance may have created it since we looked.
@@ -119,6 +133,14 @@ class Layout:
                 f"qdrant collection {self.name!r} has vectors of size {vectors.size} "
                 f"({vectors.distance.value}), but storage is set to dimension "
                 f"{self.dimension} ({self.vectors.distance.value})"
+            )
+        self.lexical[0] = LEXICAL in (info.config.params.sparse_vectors or {})
+        if not self.lexical[0]:
+            _log.warning(
+                "qdrant collection %r was made before lexical search: its lexical searches "
+                "find nothing (hybrid ones are dense): drop it and rebuild it from another "
+                "store (`membank storage reindex`) to index it",
+                self.name,
             )
 
     async def _index(self, call: Call, info: Any) -> None:

@@ -29,11 +29,7 @@ from uuid import UUID
 
 import qdrant_edge as qe
 
-from membank_server.domain.errors import (
-    ConfigError,
-    InsufficientStorage,
-    StorageUnavailable,
-)
+from membank_server.domain.errors import ConfigError, InsufficientStorage, StorageUnavailable
 from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
@@ -46,13 +42,9 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
-from membank_server.storage._checked import (
-    checked_memory,
-    checked_record,
-    damaged,
-    owned_live,
-    sound,
-)
+from membank_server.lexical import LexicalIndex
+from membank_server.storage._checked import checked_memory, checked_record, owned_live, sound
+from membank_server.storage._edge_lexical import migrate_to_lexical
 from membank_server.storage._edge_ops import (
     edge_filter,
     move_legacy_history,
@@ -63,13 +55,8 @@ from membank_server.storage._edge_ops import (
 from membank_server.storage._edge_probe import probe_shard
 from membank_server.storage._edge_reads import query as resilient_query
 from membank_server.storage._edge_reads import retrieve
-from membank_server.storage._edge_scans import (
-    NO_HISTORY,
-    expired_ids,
-    find_by_hash,
-    pages,
-    usage,
-)
+from membank_server.storage._edge_scans import NO_HISTORY, expired_ids, find_by_hash, pages, usage
+from membank_server.storage._edge_search import checked_hit, dense_request, lexical_request
 from membank_server.storage._edge_shard import (
     DISTANCES,
     ShardThreads,
@@ -78,12 +65,8 @@ from membank_server.storage._edge_shard import (
     shard_config,
 )
 from membank_server.storage._edge_wal import WalSync
-from membank_server.storage._payload import (
-    Cond,
-    live_conditions,
-    record_to_payload,
-    search_conditions,
-)
+from membank_server.storage._lexical import point_vectors
+from membank_server.storage._payload import Cond, live_conditions, record_to_payload
 from membank_server.storage._sqlite_history import SqliteHistory
 from membank_server.storage.folder import OPEN_BYTES, DiskGuard
 
@@ -114,6 +97,7 @@ class EdgeStore:
             them is refused with ``InsufficientStorage`` (see ``storage.folder``).
         check_on_start: Load the shard in a throwaway process first (``_edge_probe``),
             so damaged files cannot crash the server or exhaust its memory.
+        lexical: How records are indexed for lexical search (``_lexical``).
         flush_interval: Seconds between background flushes of the segments.
     """
 
@@ -134,6 +118,7 @@ class EdgeStore:
         history_limit: int | None = 100,
         disk_reserve: int = 128 * 1024 * 1024,
         check_on_start: bool = True,
+        lexical: LexicalIndex | None = None,
         flush_interval: float = 1.0,
     ) -> None:
         if distance not in DISTANCES:
@@ -147,6 +132,7 @@ class EdgeStore:
         self._params = qe.SearchParams(hnsw_ef=hnsw_ef_search)
         self.optimize_on_start = optimize_on_start
         self.check_on_start = check_on_start
+        self.lexical = lexical or LexicalIndex()
         self._history = SqliteHistory(path / "history.db", history_limit)
         self._threads = ShardThreads(self._history, WalSync(path), search_threads, flush_interval)
         self.guard = DiskGuard(path, disk_reserve)
@@ -167,6 +153,11 @@ class EdgeStore:
         if self.check_on_start and (self.path / "edge_config.json").exists():
             await asyncio.to_thread(probe_shard, self.path)
         config = self._config
+        copied = await asyncio.to_thread(migrate_to_lexical, self.path, config, self.lexical)
+        if copied:
+            _log.info(
+                "indexed %d points for lexical search (a shard of an earlier version)", copied
+            )
         await self._threads.open(
             lambda: open_shard(self.path, config, dimension=self.dimension, distance=self.distance)
         )
@@ -179,7 +170,8 @@ class EdgeStore:
                 "a backup, or move that file aside to keep the memories without their history"
             ) from exc
         shard, history = self._threads.require(), self._history
-        moved = await self._threads.on_writer(lambda: move_legacy_history(shard, history))
+        index = self.lexical
+        moved = await self._threads.on_writer(lambda: move_legacy_history(shard, history, index))
         if moved:
             _log.info("moved the history of %d memories out of their payloads", moved)
         if self.optimize_on_start:
@@ -205,7 +197,11 @@ class EdgeStore:
         if not records:
             return
         points = [
-            qe.Point(id=str(r.memory.id), vector=r.vector, payload=record_to_payload(r))
+            qe.Point(
+                id=str(r.memory.id),
+                vector=point_vectors(r, self.lexical, qe.SparseVector),
+                payload=record_to_payload(r),
+            )
             for r in records
         ]
         events = [(r.memory, h) for r in records for h in r.history]
@@ -362,26 +358,31 @@ class EdgeStore:
         )
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
-        request = {
-            "limit": query.limit,
-            "query": qe.Query.Nearest(list(query.vector)),
-            "filter": edge_filter(search_conditions(query.user_id, query.now, query.filters)),
-            "with_payload": NO_HISTORY,
-            "score_threshold": query.min_score,
-            "params": self._params,
-        }
+        request = dense_request(query, self._params)
         points = await self._threads.read(lambda shard: resilient_query(shard, **request))
-        return sound(points, lambda p: self._hit(p, query))
+        return sound(points, lambda p: checked_hit(p, query, unit=self._shape["unit"]))
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        request = lexical_request(query, self.lexical)
+        if request is None:
+            return []
+        points = await self._threads.read(lambda shard: resilient_query(shard, **request))
+        return sound(points, lambda p: checked_hit(p, query, unit=False))
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        request = (
+            lexical_request(query, self.lexical) if lexical else dense_request(query, self._params)
+        )
+        if request is None:
+            return []
+        bare = {**request, "with_payload": False}
+        points = await self._threads.read(lambda shard: resilient_query(shard, **bare))
+        # Edge gives UUIDs: parsing a hundred again would cost as much as the query.
+        ids = [p.id if isinstance(p.id, UUID) else UUID(str(p.id)) for p in points]
+        return list(zip(ids, [float(p.score) for p in points], strict=True))
 
     def _record(self, p: Any) -> MemoryRecord:
         return checked_record(p.id, p.payload, p.vector, **self._shape)
-
-    def _hit(self, p: Any, query: VectorQuery) -> SearchHit:
-        score = float(p.score)
-        if self._shape["unit"] and not -1.001 <= score <= 1.001:
-            raise damaged(p.id, f"a cosine score of {score:.3f}: its vector is damaged")
-        memory = owned_live(checked_memory(p.id, p.payload), query.user_id, query.now)
-        return SearchHit(memory, score)
 
     async def count(self, user_id: str | None = None) -> int:
         now = datetime.now(UTC)

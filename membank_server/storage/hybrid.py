@@ -29,12 +29,9 @@ Writes (``write=``):
 ids (``MemoryStore.upsert``) are decided by the primary alone; the secondary and the
 outbox follow what the primary accepted.
 
-Reads (``read=``) are ``primary_first``, ``fastest`` or ``both`` (merged by id);
-see ``_hybrid_reads``.
-
-``on_event(kind, fields)`` hears ``fallback``, ``secondary_failed``, ``outbox_enqueued``,
-``outbox_applied``, ``outbox_retry`` and ``outbox_unavailable`` (metrics and logs).
-"""
+Reads (``read=``) are ``primary_first``, ``fastest`` or ``both`` (merged by id; see
+``_hybrid_reads``). ``on_event(kind, fields)`` hears ``fallback``, ``secondary_failed``,
+``outbox_enqueued``, ``outbox_applied``, ``outbox_retry``, ``outbox_unavailable``."""
 
 from __future__ import annotations
 
@@ -60,7 +57,7 @@ from membank_server.domain.model import (
 from membank_server.domain.ports import MemoryStore
 from membank_server.domain.storage import HybridPolicy, WriteMode
 from membank_server.storage._hybrid_reads import HybridReads
-from membank_server.storage._merge import merge_hits, merge_pages, prefer_primary
+from membank_server.storage._merge import merge_hits, merge_pages, merge_ranks, prefer_primary
 from membank_server.storage.outbox import (
     AtomicWriter,
     EventSink,
@@ -295,24 +292,18 @@ class HybridStore:
 
     # -- read strategies ---------------------------------------------------
 
-    async def _read(
-        self,
-        op: str,
-        call: Callable[[MemoryStore], Awaitable[_T]],
-        merge: Callable[[_T, _T], _T] | None = None,
-    ) -> _T:
-        return await self._reader.read(op, call, merge)
-
     async def get(self, user_id: str, memory_ids: Sequence[UUID]) -> dict[UUID, MemoryRecord]:
-        return await self._read("get", lambda s: s.get(user_id, memory_ids), prefer_primary)
+        return await self._reader.read("get", lambda s: s.get(user_id, memory_ids), prefer_primary)
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
-        return await self._read("look up owners", lambda s: s.owners(memory_ids), prefer_primary)
+        return await self._reader.read(
+            "look up owners", lambda s: s.owners(memory_ids), prefer_primary
+        )
 
     async def history(
         self, user_id: str, memory_id: UUID, *, all_versions: bool = False
     ) -> tuple[HistoryEvent, ...]:
-        return await self._read(
+        return await self._reader.read(
             "read history", lambda s: s.history(user_id, memory_id, all_versions=all_versions)
         )
 
@@ -338,7 +329,7 @@ class HybridStore:
     async def find_by_hash(
         self, pairs: Sequence[tuple[str, str]], now: datetime
     ) -> dict[tuple[str, str], Memory]:
-        return await self._read(
+        return await self._reader.read(
             "find by hash", lambda s: s.find_by_hash(pairs, now), prefer_primary
         )
 
@@ -352,7 +343,7 @@ class HybridStore:
         agent_id: str | None = None,
         session_id: str | None = None,
     ) -> Page:
-        return await self._read(
+        return await self._reader.read(
             "list",
             lambda s: s.list_page(
                 user_id, now=now, limit=limit, cursor=cursor, agent_id=agent_id,
@@ -365,13 +356,21 @@ class HybridStore:
         self, cursor: str | None = None, limit: int = 500
     ) -> tuple[list[MemoryRecord], str | None]:
         # An operator's walk: raced under fastest, else from the primary first.
-        return await self._read("scan", lambda s: s.scan(cursor, limit))
+        return await self._reader.read("scan", lambda s: s.scan(cursor, limit))
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
-        return await self._read("search", lambda s: s.search(query), merge_hits(query.limit))
+        return await self._reader.read("search", lambda s: s.search(query), merge_hits(query.limit))
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        merge = merge_hits(query.limit)
+        return await self._reader.read("search", lambda s: s.search_lexical(query), merge)
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        merge = merge_ranks(query.limit)
+        return await self._reader.read("search", lambda s: s.rank(query, lexical=lexical), merge)
 
     async def count(self, user_id: str | None = None) -> int:
-        return await self._read("count", lambda s: s.count(user_id))
+        return await self._reader.read("count", lambda s: s.count(user_id))
 
     async def info(self) -> CollectionInfo:
         info = await self._reader.primary_first("describe the collection", lambda s: s.info())

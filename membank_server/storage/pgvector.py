@@ -32,6 +32,7 @@ from pgvector.asyncpg import register_vector
 
 from membank_server.domain.errors import ConfigError, Conflict
 from membank_server.domain.model import CollectionInfo, MemoryRecord
+from membank_server.lexical import LexicalIndex
 from membank_server.pg import (
     Database,
     InTransaction,
@@ -40,6 +41,7 @@ from membank_server.pg import (
     check_ident,
     drop_component,
 )
+from membank_server.storage._pg_lexical import backfill, tsvector_text
 from membank_server.storage._pg_memories import (
     DISTANCES,
     SETUP,
@@ -85,6 +87,7 @@ class PgVectorStore(PgMemoryReads):
         retries: Attempts in all for a read whose connection broke.
         purge_batch: Rows erased per transaction by :meth:`purge_expired`.
         history_limit: Versions of history kept per memory (None: all).
+        lexical: How records are indexed for lexical search (``_pg_lexical``).
     """
 
     backend = "pgvector"
@@ -105,6 +108,7 @@ class PgVectorStore(PgMemoryReads):
         retries: int = 3,
         purge_batch: int = 5_000,
         history_limit: int | None = 100,
+        lexical: LexicalIndex | None = None,
     ) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"storage distance must be one of {sorted(DISTANCES)}")
@@ -119,6 +123,7 @@ class PgVectorStore(PgMemoryReads):
         names = PgNames(check_ident(schema, "schema"), check_ident(table_prefix, "prefix"))
         db = Database(dsn, pool, label="the pgvector store", missing_table=SETUP)
         super().__init__(db, names, dimension, distance, retries)
+        self.lexical = lexical or LexicalIndex()
         self.dsn, self.distance = dsn, distance
         self.migrate_on_start = migrate
         self.hnsw = {"m": hnsw_m, "ef_construction": hnsw_ef_construction}
@@ -157,6 +162,8 @@ class PgVectorStore(PgMemoryReads):
         """
         if self.migrate_on_start:
             await self.migrate()
+            async with self.db.session("index earlier rows for lexical search") as conn:
+                await backfill(conn, self._t, self.lexical)
         async with self.db.session("check the schema") as conn:
             ext = await check_memories(
                 conn, self.names, self._component, self.dimension, self._opclass, self.db.where
@@ -167,6 +174,8 @@ class PgVectorStore(PgMemoryReads):
             # Once per connection: temp tables made per write would churn the catalog.
             await conn.execute(
                 f"CREATE TEMP TABLE {TEMP_ROWS} (LIKE {self._t}) ON COMMIT DELETE ROWS;"
+                # COPY has no binary tsvector: the terms go in as text, cast on merge.
+                f" ALTER TABLE {TEMP_ROWS} ALTER COLUMN lexemes TYPE text;"
                 f" CREATE TEMP TABLE {TEMP_HISTORY} (LIKE {self._h}) ON COMMIT DELETE ROWS"
             )
 
@@ -215,7 +224,7 @@ class PgVectorStore(PgMemoryReads):
         if not records and also is None:
             return
         latest = {r.memory.id: r for r in records}  # the last copy of an id wins, as in Qdrant
-        rows = [record_to_row(r) for r in latest.values()]
+        rows = [record_to_row(r, tsvector_text(self.lexical.terms(r))) for r in latest.values()]
         history = [
             (r.memory.id, r.memory.user_id, h.version, h.event.value, h.content,
              to_json(dict(h.metadata)), h.at)
@@ -223,6 +232,7 @@ class PgVectorStore(PgMemoryReads):
             for h in r.history
         ]  # fmt: skip
         t, h, cols, hcols = self._t, self._h, ", ".join(MEMORY_COLUMNS), HISTORY_COLUMNS[1:]
+        source = cols.replace("lexemes", "lexemes::tsvector")
         prune = self.history_limit
 
         async def op(conn: Any) -> None:
@@ -232,7 +242,7 @@ class PgVectorStore(PgMemoryReads):
                 return
             await conn.copy_records_to_table(TEMP_ROWS, records=rows, columns=MEMORY_COLUMNS)
             written = await conn.fetch(
-                f"INSERT INTO {t} AS o ({cols}) SELECT {cols} FROM {TEMP_ROWS} ON CONFLICT (id)"
+                f"INSERT INTO {t} AS o ({cols}) SELECT {source} FROM {TEMP_ROWS} ON CONFLICT (id)"
                 f" DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in MEMORY_COLUMNS[1:])}"
                 " WHERE o.user_id = EXCLUDED.user_id RETURNING o.id"
             )

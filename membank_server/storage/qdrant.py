@@ -34,19 +34,10 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
-from membank_server.storage._checked import (
-    checked_memory,
-    checked_record,
-    damaged,
-    owned_live,
-    sound,
-)
-from membank_server.storage._payload import (
-    Cond,
-    live_conditions,
-    record_to_payload,
-    search_conditions,
-)
+from membank_server.lexical import LexicalIndex
+from membank_server.storage._checked import checked_record
+from membank_server.storage._lexical import point_vectors
+from membank_server.storage._payload import Cond, live_conditions, record_to_payload
 from membank_server.storage._qdrant_client import QdrantConnection
 from membank_server.storage._qdrant_collection import (
     DISTANCES,
@@ -64,10 +55,15 @@ from membank_server.storage._qdrant_scans import (
     records_page,
     usage,
 )
+from membank_server.storage._qdrant_search import dense_search, lexical_search, ranks
 
 __all__ = ["QdrantStore"]
 
 _Client = AsyncQdrantClient
+
+
+def _sparse(indices: list[int], values: list[float]) -> models.SparseVector:
+    return models.SparseVector(indices=indices, values=values)
 
 
 class QdrantStore:
@@ -95,6 +91,7 @@ class QdrantStore:
         prefer_grpc: Talk gRPC rather than REST to the server.
         history_limit: Versions of history kept per memory (None: all), in the
             collection ``<collection>_history``.
+        lexical: How records are indexed for lexical search (``_lexical``).
     """
 
     backend = "qdrant"
@@ -122,6 +119,7 @@ class QdrantStore:
         write_consistency_factor: int | None = None,
         prefer_grpc: bool = False,
         history_limit: int | None = 100,
+        lexical: LexicalIndex | None = None,
     ) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"storage distance must be one of {sorted(DISTANCES)}")
@@ -132,6 +130,7 @@ class QdrantStore:
         if retries < 1 or batch_size < 1:
             raise ConfigError("qdrant retries and batch_size must be at least 1")
         self.collection = collection
+        self.lexical = lexical or LexicalIndex()
         self.dimension = dimension
         self.distance = distance
         # The rule qdrant-client itself applies to pick its in-process backend.
@@ -219,10 +218,11 @@ class QdrantStore:
         await self._history.add([(r.memory, h) for r in records for h in r.history])
         by_user: dict[str, list[models.PointStruct]] = {}
         for r in records:
+            vector: Any = list(r.vector)
+            if self._layout.lexical[0]:
+                vector = point_vectors(r, self.lexical, _sparse)
             by_user.setdefault(r.memory.user_id, []).append(
-                models.PointStruct(
-                    id=str(r.memory.id), vector=list(r.vector), payload=record_to_payload(r)
-                )
+                models.PointStruct(id=str(r.memory.id), vector=vector, payload=record_to_payload(r))
             )
         for user_id, points in by_user.items():
             # Conditional: an existing point of another user is left as it is, atomically
@@ -341,27 +341,20 @@ class QdrantStore:
         return Page(items=tuple(memories), next_cursor=next_cursor)
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
-        flt = qdrant_filter(search_conditions(query.user_id, query.now, query.filters))
-        response = await self._call(
-            "search",
-            lambda c: c.query_points(
-                self.collection,
-                query=list(query.vector),
-                query_filter=flt,
-                limit=query.limit,
-                with_payload=WITHOUT_HISTORY,
-                score_threshold=query.min_score,
-                search_params=self._search_params,
-            ),
+        return await dense_search(
+            self._call, self.collection, query, self._search_params, self._shape["unit"]
         )
-        return sound(response.points, lambda p: self._hit(p, query))
 
-    def _hit(self, p: Any, query: VectorQuery) -> SearchHit:
-        score = float(p.score)
-        if self._shape["unit"] and not -1.001 <= score <= 1.001:
-            raise damaged(p.id, f"a cosine score of {score:.3f}: its vector is damaged")
-        memory = owned_live(checked_memory(str(p.id), p.payload), query.user_id, query.now)
-        return SearchHit(memory, score)
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        if not self._layout.lexical[0]:
+            return []
+        return await lexical_search(self._call, self.collection, query, self.lexical)
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        if lexical and not self._layout.lexical[0]:
+            return []
+        index = self.lexical if lexical else None
+        return await ranks(self._call, self.collection, query, self._search_params, index)
 
     async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:
         """Check every record, and list the memories whose history outlived them."""

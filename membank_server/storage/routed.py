@@ -12,9 +12,9 @@ fallback.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from membank_server.domain.errors import StorageUnavailable
@@ -29,10 +29,12 @@ from membank_server.domain.model import (
     Usage,
     VectorQuery,
 )
+from membank_server.domain.ports import MemoryStore
 from membank_server.domain.routing import note_backend
 from membank_server.storage.hybrid import HybridStore
 
 __all__ = ["RoutedStore"]
+_T = TypeVar("_T")
 
 
 class RoutedStore:
@@ -71,19 +73,28 @@ class RoutedStore:
         await self.hybrid.aclose()
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
+        return await self._routed("search", lambda s: s.search(query))
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        return await self._routed("lexical search", lambda s: s.search_lexical(query))
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        return await self._routed("rank", lambda s: s.rank(query, lexical=lexical))
+
+    async def _routed(self, kind: str, read: Callable[[MemoryStore], Awaitable[_T]]) -> _T:
         primary, secondary = self.hybrid.primary, self.hybrid.secondary
         small = await self._live_count() < self.threshold
         chosen, other = (primary, secondary) if small else (secondary, primary)
-        self._on_event("route", {"backend": chosen.backend, "kind": "search"})
+        self._on_event("route", {"backend": chosen.backend, "kind": kind})
         try:
-            hits = await chosen.search(query)
+            hits = await read(chosen)
             note_backend(chosen.backend)
             return hits
         except StorageUnavailable as exc:
             self._on_event(
                 "fallback", {"from": chosen.backend, "to": other.backend, "error": exc.message}
             )
-            hits = await other.search(query)
+            hits = await read(other)
             note_backend(other.backend)
             return hits
 

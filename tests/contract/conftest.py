@@ -39,8 +39,9 @@ from membank_server.domain.storage import (
     StoreKind,
     WriteMode,
 )
+from membank_server.lexical import SnowballAnalyzer
 from membank_server.pg import PoolSettings
-from membank_server.security.crypto import KeyRing, generate_key
+from membank_server.security.crypto import KeyRing, add_key_to_file, generate_key
 from membank_server.security.encrypted_store import EncryptedStore
 from membank_server.storage.edge import EdgeStore
 from membank_server.storage.hybrid import HybridStore
@@ -198,7 +199,7 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
             return EdgeStore(tmp_path / "edge", dimension=dimension)
         if backend == "encrypted-edge":
             edge = EdgeStore(tmp_path / "edge", dimension=dimension)
-            return EncryptedStore(edge, ring, metadata_keys=("a", "v"))
+            return EncryptedStore(edge, ring, metadata_keys=("a", "v"), analyzer=SnowballAnalyzer())
         if backend == "pgvector":
             return pgvector(dimension)
         if backend in _HYBRIDS:
@@ -241,3 +242,26 @@ async def backup_target(
         made = s3_target(request.getfixturevalue("s3"), f"contract/{uuid4().hex}")
     yield made
     await made.aclose()
+
+
+@pytest.fixture
+def keys_file(tmp_path: Path) -> Path:
+    path = tmp_path / "keys" / "keys.json"
+    add_key_to_file(path)
+    return path
+
+
+@pytest.fixture
+def inner(store: MemoryStore) -> MemoryStore:
+    """conftest's opened store, the one being wrapped."""
+    return store
+
+
+@pytest.fixture
+def enc(inner: MemoryStore, keys_file: Path) -> EncryptedStore:
+    return EncryptedStore(
+        inner,
+        KeyRing.from_file(keys_file),
+        metadata_keys=["diagnosis"],
+        analyzer=SnowballAnalyzer(),
+    )

@@ -126,6 +126,14 @@ class Switch:
         hits: list[SearchHit] = await self._call("search", query)
         return hits
 
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        hits: list[SearchHit] = await self._call("search_lexical", query)
+        return hits
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        ranked: list[tuple[UUID, float]] = await self._call("rank", query, lexical=lexical)
+        return ranked
+
     async def delete_user(self, user_id: str) -> int:
         n: int = await self._call("delete_user", user_id)
         return n

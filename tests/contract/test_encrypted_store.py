@@ -33,37 +33,16 @@ from membank_server.security.encrypted_cache import EncryptedCache
 from membank_server.security.encrypted_store import EncryptedStore
 from membank_server.services.memories import UserLocks
 from membank_server.services.rotation import DataKeyRotation
+from tests.contract.encrypted import on_stores
 
 __all__: list[str] = []
 
 Records = Callable[..., MemoryRecord]
 Unit = Callable[..., list[float]]
 
-_BACKENDS = ["edge", "qdrant", "pgvector", "hybrid-both", "hybrid-async"]
-#: The stores of conftest.py's ``open_store`` to run on (the hybrids cover both kinds at once).
-on_stores = pytest.mark.parametrize("open_store", _BACKENDS, indirect=True)
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-@pytest.fixture
-def keys_file(tmp_path: Path) -> Path:
-    path = tmp_path / "keys" / "keys.json"
-    add_key_to_file(path)
-    return path
-
-
-@pytest.fixture
-def inner(store: MemoryStore) -> MemoryStore:
-    """conftest's opened store, the one being wrapped."""
-    return store
-
-
-@pytest.fixture
-def enc(inner: MemoryStore, keys_file: Path) -> EncryptedStore:
-    return EncryptedStore(inner, KeyRing.from_file(keys_file), metadata_keys=["diagnosis"])
 
 
 def _contents(records: list[MemoryRecord]) -> dict[UUID, tuple[object, ...]]:

@@ -208,4 +208,5 @@ async def test_store_keys_and_audit_share_one_migrations_table(
         ("keys", 2),
         ("memories:memories", 1),
         ("memories:memories", 2),
+        ("memories:memories", 3),
     ]

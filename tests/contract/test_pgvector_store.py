@@ -59,13 +59,14 @@ async def test_migrations_are_versioned_and_applied_once(
 ) -> None:
     store = make()
 
-    assert await store.migrate() == [1, 2]
+    assert await store.migrate() == [1, 2, 3]
     assert await store.migrate() == []
 
     rows = await admin.fetch(f'SELECT component, version FROM "{pg_schema}".schema_migrations')
     assert [(r["component"], r["version"]) for r in rows] == [
         ("memories:memories", 1),
         ("memories:memories", 2),
+        ("memories:memories", 3),
     ]
 
 

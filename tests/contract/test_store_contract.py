@@ -533,7 +533,7 @@ def _satisfies(p: _Planted, f: SearchFilter) -> bool:
     min_score=st.none() | st.floats(-1.0, 1.0),
     data=st.data(),
 )
-async def test_search_never_returns_another_users_memory(
+async def test_search_never_returns_another_users_memory_in_either_index(
     store: MemoryStore,
     new_record: Records,
     dim: int,
@@ -553,6 +553,8 @@ async def test_search_never_returns_another_users_memory(
             f"{tag}-u{p.user}",
             [float(x) for x in data.draw(components)],
             agent_id=p.agent,
+            # Every user's memories share the words a lexical search asks for.
+            content=f"planted tea number {p.n}",
             metadata={"pinned": p.pinned, "n": p.n},
             deleted_at=now if p.state == "deleted" else None,
             expires_at=now - timedelta(hours=1) if p.state == "expired" else None,
@@ -583,3 +585,18 @@ async def test_search_never_returns_another_users_memory(
     }
     if min_score is None and len(eligible) <= limit:
         assert {h.memory.id for h in hits} == eligible
+
+    # The lexical index: the same tenancy, state and filters, whatever matches the terms.
+    lexical = await store.search_lexical(
+        VectorQuery(asking, [], limit, now, filters=flt, terms=("plant", "tea"))
+    )
+    assert len(lexical) <= limit
+    for hit in lexical:
+        assert hit.memory.user_id == asking
+        assert hit.memory.id in eligible
+    if len(eligible) <= limit:
+        assert {h.memory.id for h in lexical} == eligible
+    # What a fused search ranks by (ids alone) keeps to them too, in both indexes.
+    asked = VectorQuery(asking, query, limit, now, min_score, flt, terms=("plant", "tea"))
+    for in_lexical in (False, True):
+        assert {key for key, _ in await store.rank(asked, lexical=in_lexical)} <= eligible

@@ -33,6 +33,7 @@ def test_search_measures_every_phase_on_a_server_it_starts() -> None:
         "search",
         *("--n", "1500", "--users", "20", "--embed-n", "50"),
         *("--searches", "60", "--text-searches", "10", "--concurrency", "2"),
+        *("--mode", "dense", "--mode", "hybrid"),
     )
     assert (report["n"], report["users"]) == (1500, 20)
     [run] = report["runs"]
@@ -43,9 +44,11 @@ def test_search_measures_every_phase_on_a_server_it_starts() -> None:
         "ingest, embed",
         "search, vector (c=2)",
         "search, text (c=2)",
+        "search, text, dense (c=2)",
+        "search, text, hybrid (c=2)",
     }
-    assert [phases[p]["count"] for p in phases] == [1500, 50, 60, 10]
-    for name in ("search, vector (c=2)", "search, text (c=2)"):
+    assert [phases[p]["count"] for p in phases] == [1500, 50, 60, 10, 10, 10]
+    for name in phases.keys() - {"ingest, vectors", "ingest, embed"}:
         assert 0 < phases[name]["p50_ms"] <= phases[name]["p99_ms"]
 
 
@@ -79,6 +82,7 @@ def test_hotpath_drives_membank_and_the_ceiling_alike(redis_url: str) -> None:
     [
         (["search", "--url", "http://10.1.2.3:8080"], "on this machine"),
         (["search", "--backend", "mongo"], "unknown backend 'mongo'"),
+        (["search", "--mode", "fuzzy"], "--mode takes dense, lexical or hybrid"),
         (["cache"], "--redis-url"),
         (["cache", "--redis-url", "redis://10.1.2.3:6379/0"], "on this machine"),
         (["hotpath"], "--redis-url"),

@@ -86,15 +86,27 @@ filters = st.fixed_dictionaries(
     query=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join),
     flt=filters,
     limit=st.integers(1, 20),
+    mode=st.sampled_from([None, "dense", "lexical", "hybrid"]),
+    fusion=st.sampled_from([None, "rrf", "weighted"]),
 )
 def test_search_never_returns_another_tenants_memory(
-    world: dict[str, Any], asker: str, target: str, query: str, flt: dict[str, Any], limit: int
+    world: dict[str, Any],
+    asker: str,
+    target: str,
+    query: str,
+    flt: dict[str, Any],
+    limit: int,
+    mode: str | None,
+    fusion: str | None,
 ) -> None:
     server: ServerProcess = world["server"]
     allowed = {target} if asker == target or (asker == "team" and target in USERS[:2]) else set()
     body: dict[str, Any] = {"user_id": target, "query": query, "limit": limit}
     if flt:
         body["filters"] = flt
+    # Every search mode: each user's memories hold the same words, so a lexical index
+    # that crossed tenants would show here.
+    body |= {k: v for k, v in (("mode", mode), ("fusion", fusion)) if v is not None}
     with httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {world['keys'][asker]}"}
     ) as http:

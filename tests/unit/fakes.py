@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -177,6 +178,23 @@ class InMemoryStore:
         ]
         hits = [h for h in hits if query.min_score is None or h.score >= query.min_score]
         return sorted(hits, key=lambda h: -h.score)[: query.limit]
+
+    async def search_lexical(self, query: VectorQuery) -> list[SearchHit]:
+        """Hits holding a query term, scored by how many of its terms they hold."""
+        wanted = set(query.terms)
+        hits = []
+        for r in self._live(query.user_id, query.now):
+            terms = (
+                r.terms if r.terms is not None else re.findall(r"\w+", r.memory.content.casefold())
+            )
+            score = sum(1 for t in terms if t in wanted)
+            if score:
+                hits.append(SearchHit(r.memory, float(score)))
+        return sorted(hits, key=lambda h: -h.score)[: query.limit]
+
+    async def rank(self, query: VectorQuery, *, lexical: bool = False) -> list[tuple[UUID, float]]:
+        hits = await (self.search_lexical(query) if lexical else self.search(query))
+        return [(h.memory.id, h.score) for h in hits]
 
     async def delete_user(self, user_id: str) -> int:
         live = len(self._live(user_id, datetime.now(UTC)))

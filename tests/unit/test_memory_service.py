@@ -17,6 +17,7 @@ from membank_server.domain.errors import (
     PreconditionFailed,
 )
 from membank_server.domain.model import Event
+from membank_server.domain.retrieval import RetrievalChoice, SearchMode
 from membank_server.services._writes import MemoryIds
 from membank_server.services.idempotency import IdempotencyIds
 from membank_server.services.inputs import Limits, MemoryPatch, NewMemory, RecallQuery
@@ -195,8 +196,13 @@ async def test_expiry(svc: MemoryService, clock: Clock) -> None:
 
 async def test_search_and_list_validation(svc: MemoryService) -> None:
     await svc.remember(NewMemory("u1", "I like tea"))
-    hits = await svc.search(RecallQuery("u1", query="I like tea"))
+    dense = RetrievalChoice(mode=SearchMode.DENSE)
+    hits = await svc.search(RecallQuery("u1", query="I like tea", retrieval=dense))
     assert hits[0].memory.content == "I like tea" and hits[0].score == pytest.approx(1.0)
+    # Hybrid (the default): found by both retrievers, first in each.
+    explain = RetrievalChoice(explain=True)
+    (hit,) = await svc.search(RecallQuery("u1", query="I like tea", retrieval=explain))
+    assert hit.ranks == {"dense": 1, "lexical": 1}
     assert await svc.search(RecallQuery("u2", query="I like tea")) == []
     for bad in (
         RecallQuery("u1"),

@@ -211,6 +211,12 @@ async def test_a_job_is_checked_whole_and_gets_its_memory_ids(memories: MemorySe
     assert all(p.id is not None and key is None for p, key in payloads)
 
 
+def test_a_queued_memory_keeps_when_it_happened() -> None:
+    at = datetime(2023, 5, 7, 19, 30, tzinfo=UTC)
+    item = NewMemory("u", "we met at the harbour", id=uuid4(), occurred_at=at)
+    assert decode_memory(encode_memory(item)) == (item, None)
+
+
 async def test_an_async_write_with_an_idempotency_key_is_a_replayable_job(
     memories: MemoryService,
 ) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from membank_server.domain.model import MetadataCondition, SearchFilter
+from membank_server.domain.retrieval import FusionMethod, Retrieval, RetrievalChoice, SearchMode
 from membank_server.services.inputs import MemoryPatch, NewMemory, RecallQuery
 from membank_server.services.memories import MemoryService
 from membank_server.services.recall_cache import RecallCache, normalize_query, replayable
@@ -97,3 +98,20 @@ def test_specs_round_trip_for_warmup() -> None:
     back = replayable("u1", msgspec.json.encode(_spec(q)))
     assert back == RecallQuery("u1", "what food?", None, 7, 0.2, filters)
     assert normalize_query("Ünïcode\u0301  X") == normalize_query("ünïcode\u0301 x")
+
+
+async def test_the_retrieval_is_part_of_the_key_and_of_the_replay(parts: tuple) -> None:  # type: ignore[type-arg]
+    svc, _, _, popular, _ = parts
+    await svc.remember(NewMemory("u1", "the door code is 4471"))
+    lexical = RetrievalChoice(mode=SearchMode.LEXICAL)
+    assert (await svc.recall(RecallQuery("u1", "door 4471", retrieval=lexical)))[1] == "miss"
+    assert (await svc.recall(RecallQuery("u1", "door 4471", retrieval=lexical)))[1] == "hit"
+    # The server's defaults, said or not, are one search; another mode or knob is another.
+    assert (await svc.recall(RecallQuery("u1", "door 4471")))[1] == "miss"
+    said = RetrievalChoice.of(Retrieval())
+    assert (await svc.recall(RecallQuery("u1", "door 4471", retrieval=said)))[1] == "hit"
+    rrf = RetrievalChoice(fusion=FusionMethod.RRF)
+    assert (await svc.recall(RecallQuery("u1", "door 4471", retrieval=rrf)))[1] == "miss"
+    # What warmup replays keeps the retrieval the search had.
+    user, body = popular.seen[0]
+    assert replayable(user, body).retrieval.mode is SearchMode.LEXICAL

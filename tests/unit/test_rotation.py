@@ -20,6 +20,7 @@ from membank_server.security.encrypted_store import EncryptedStore
 from membank_server.services.inputs import MemoryPatch, NewMemory, RecallQuery
 from membank_server.services.memories import MemoryService
 from membank_server.services.rotation import DataKeyRotation, RotationStatus
+from membank_server.services.search import WordAnalyzer
 from tests.unit.fakes import FakeEmbedder, InMemoryStore
 
 __all__: list[str] = []
@@ -61,7 +62,9 @@ def inner() -> YieldingStore:
 
 @pytest.fixture
 def store(inner: YieldingStore, keys_file: Path) -> EncryptedStore:
-    return EncryptedStore(inner, KeyRing.from_file(keys_file), metadata_keys=["diagnosis"])
+    return EncryptedStore(
+        inner, KeyRing.from_file(keys_file), metadata_keys=["diagnosis"], analyzer=WordAnalyzer()
+    )
 
 
 @pytest.fixture
@@ -231,7 +234,7 @@ class _FailingStore(EncryptedStore):
 
 
 async def test_a_failed_run_is_reported_and_raised(inner: YieldingStore, keys_file: Path) -> None:
-    store = _FailingStore(inner, KeyRing.from_file(keys_file))
+    store = _FailingStore(inner, KeyRing.from_file(keys_file), analyzer=WordAnalyzer())
     days = itertools.count(1)
     rotation = DataKeyRotation(
         store,

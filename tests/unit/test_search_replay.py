@@ -9,6 +9,7 @@ import msgspec
 
 from membank_server.api.schemas import SearchBody
 from membank_server.domain.model import MetadataCondition, SearchFilter
+from membank_server.domain.retrieval import FusionMethod, RetrievalChoice, SearchMode
 from membank_server.services.inputs import RecallQuery
 
 _FULL = RecallQuery(
@@ -30,6 +31,20 @@ _FULL = RecallQuery(
             MetadataCondition("level", gte=1.0),
             MetadataCondition("anything"),
         ),
+        occurred_after=datetime(2024, 1, 1, tzinfo=UTC),
+        occurred_before=datetime(2024, 6, 1, tzinfo=UTC),
+    ),
+    retrieval=RetrievalChoice(
+        mode=SearchMode.LEXICAL,
+        fusion=FusionMethod.WEIGHTED,
+        rrf_k=20,
+        dense_depth=30,
+        lexical_depth=40,
+        dense_weight=0.25,
+        recency_weight=0.1,
+        recency_half_life_days=7.0,
+        rerank=True,
+        explain=True,
     ),
 )
 
@@ -43,7 +58,9 @@ def test_every_field_of_a_search_survives_its_replay() -> None:
     # A field added to the query or its filters must be set here, and survive.
     for name in (f.name for f in dataclasses.fields(SearchFilter)):
         assert getattr(_FULL.filters, name) != getattr(SearchFilter(), name), name
-    for name in ("query", "limit", "min_score", "filters"):
+    for name in (f.name for f in dataclasses.fields(RetrievalChoice)):
+        assert getattr(_FULL.retrieval, name) is not None, name
+    for name in ("query", "limit", "min_score", "filters", "retrieval"):
         assert getattr(_FULL, name) != getattr(RecallQuery("alice"), name), name
     assert _replayed(_FULL) == _FULL
 
