@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Router, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -27,6 +27,7 @@ from membank_server.api.controllers import (
 )
 from membank_server.api.edge import EdgeMiddleware
 from membank_server.api.errors import exception_handlers
+from membank_server.api.observe import ObserveController
 from membank_server.api.openapi import state_server_rules
 from membank_server.api.ops import collection, ready
 from membank_server.api.security import SecurityMiddleware
@@ -34,7 +35,12 @@ from membank_server.api.tenancy import Tenancy, admin_only, audit_note, principa
 from membank_server.config import Settings
 from membank_server.domain.errors import NotEnabled
 from membank_server.lifecycle import shutdown_report
-from membank_server.observability.metrics import start_metrics_listener
+from membank_server.observability.metrics import (
+    REQUEST_BUCKETS,
+    multiprocess_dir,
+    scrape,
+    start_metrics_listener,
+)
 from membank_server.services.container import Services
 
 __all__ = ["create_app"]
@@ -47,6 +53,12 @@ class _Metrics(PrometheusController):
     path = "/metrics"
     include_in_schema = False
     guards = [admin_only]
+
+    @get()
+    async def get(self) -> Response[bytes]:
+        # Every worker's metrics, the process tree and the census (see observability).
+        body, content_type = scrape()
+        return Response(body, headers={"Content-Type": content_type})
 
 
 class _PublicMetrics(_Metrics):
@@ -124,6 +136,8 @@ def dependencies(services: Services) -> dict[str, Provide]:
         "rotation": _enabled(
             services.rotation, "field encryption is off (security.encryption.enabled=false)"
         ),
+        "observe": _enabled(services.observe, "this server was built without its history"),
+        "tunables": _enabled(services.tunables, "this server was built without tunables"),
     }
 
 
@@ -133,7 +147,9 @@ def create_app(services: Services, settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         address = settings.server.metrics_address
-        close_listener = start_metrics_listener(address) if address else None
+        # With several workers the supervisor serves it (`membank serve`), once.
+        own = address is not None and multiprocess_dir() is None
+        close_listener = start_metrics_listener(address) if address and own else None
         try:
             async with _recording_failure(), services.running() as started:
                 if started.admin_key is not None:
@@ -150,6 +166,7 @@ def create_app(services: Services, settings: Settings) -> Litestar:
             SearchController,
             CacheController,
             AdminController,
+            ObserveController,
             collection,
             whoami,
         ],
@@ -167,7 +184,11 @@ def create_app(services: Services, settings: Settings) -> Litestar:
         security=[{"apiKey": []}],
     )
     prometheus = PrometheusConfig(
-        app_name="membank", prefix="membank", group_path=True, exclude=["/metrics"]
+        app_name="membank",
+        prefix="membank",
+        group_path=True,
+        exclude=["/metrics"],
+        buckets=REQUEST_BUCKETS,
     )
     sec = settings.security
     security = SecurityMiddleware(sec, services.access, services.throttle, services.audit)

@@ -9,6 +9,7 @@ audit log to read).
 from __future__ import annotations
 
 from membank_server.bootstrap._caches import build_recall_cache
+from membank_server.bootstrap._observe import build_history, build_observe
 from membank_server.bootstrap._security import (
     add_data_key,
     build_audit_log,
@@ -28,7 +29,7 @@ from membank_server.bootstrap._stores import (
 )
 from membank_server.config import Settings
 from membank_server.domain.ports import Embedder, MemoryStore
-from membank_server.domain.telemetry import NullTelemetry, Telemetry
+from membank_server.domain.telemetry import MetricsReader, NullTelemetry, Telemetry
 from membank_server.services.access import AccessService
 from membank_server.services.audit import AuditTrail
 from membank_server.services.cache_admin import CacheAdmin
@@ -40,6 +41,7 @@ from membank_server.services.memories import MemoryService
 from membank_server.services.quotas import Quotas
 from membank_server.services.readiness import Readiness
 from membank_server.services.tasks import Background
+from membank_server.services.timed_store import timed_store
 from membank_server.services.upkeep import Upkeep
 from membank_server.services.warmup import CacheWarmer, WarmupPlan, WarmupService
 
@@ -49,6 +51,7 @@ __all__ = [
     "build_audit_log",
     "build_embedder",
     "build_folder_lock",
+    "build_history",
     "build_key_ring",
     "build_key_store",
     "build_recall_cache",
@@ -80,8 +83,12 @@ def build_services(
     store: MemoryStore | None = None,
     embedder: Embedder | None = None,
     telemetry: Telemetry | None = None,
+    reader: MetricsReader | None = None,
 ) -> Services:
-    """Build every service of one process; pass an adapter to override the configured one."""
+    """Build every service of one process; pass an adapter to override the configured one.
+
+    ``reader`` reads back what ``telemetry`` recorded (the same object in the server).
+    """
     telemetry = telemetry or NullTelemetry()
     tasks = Background()
     store = store or build_store(settings, telemetry.storage_event)
@@ -103,7 +110,7 @@ def build_services(
     )
     idempotency = IdempotencyIds(access.keys if access is not None else None)
     memories = MemoryService(
-        store,
+        timed_store(store, telemetry),
         embedder,
         limits_of(settings),
         telemetry,
@@ -128,6 +135,10 @@ def build_services(
     )
     warmup = WarmupService(warmer, plan, tasks)
     audit_log = build_audit_log(settings)
+    history = build_history(settings)
+    sampler, observe, tunables = build_observe(
+        settings, memories, telemetry, reader or NullTelemetry(), recall_cache, history
+    )
     return Services(
         memories=memories,
         collection=CollectionService(memories),
@@ -149,8 +160,12 @@ def build_services(
             recall_cache=recall_cache,
             throttle=build_throttle(settings) if sec.auth else None,
             configured_admin_key=sec.admin_key,
+            history=history,
         ),
         idempotency=idempotency,
         access=access,
         rotation=rotation,
+        sampler=sampler,
+        observe=observe,
+        tunables=tunables,
     )

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from membank_server.config._base import SECRET_KEYS, URL_SECRET, MiB, Section, masked_tree
+from membank_server.config._observe import ObserveSettings, SloSettings, check_observe
 from membank_server.config._process import (
     CacheSettings,
     EmbedderSettings,
@@ -55,12 +56,14 @@ __all__ = [
     "LimitSettings",
     "LockoutSettings",
     "MiB",
+    "ObserveSettings",
     "PostgresSettings",
     "QdrantSettings",
     "RateLimitSettings",
     "SecuritySettings",
     "ServerSettings",
     "Settings",
+    "SloSettings",
     "StorageSettings",
     "load_settings",
     "masked",
@@ -99,6 +102,7 @@ class Settings(Section):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
+    observe: ObserveSettings = msgspec.field(default_factory=ObserveSettings)
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
@@ -203,6 +207,7 @@ def load_settings(
     check_process(settings.server, settings.limits, settings.cache, settings.embedder)
     check_storage(settings.storage, settings.server.workers)
     check_security(settings)
+    check_observe(settings.observe, settings.storage.postgres.dsn)
     return settings
 
 

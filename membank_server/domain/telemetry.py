@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-__all__ = ["NullTelemetry", "Telemetry"]
+from membank_server.domain.observe import Census, Totals
+
+__all__ = ["MetricsReader", "NullTelemetry", "Telemetry"]
 
 
 class Telemetry(Protocol):
@@ -33,6 +36,26 @@ class Telemetry(Protocol):
         time its cache look-up took."""
         ...
 
+    def store_operation(self, operation: str, seconds: float, outcome: str) -> None:
+        """One call to the store (``search``, ``upsert``...): ``ok``, ``error`` or
+        ``unavailable``."""
+        ...
+
+    def gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        """This process's share of a gauge summed over workers: ``pool`` (pool, state),
+        ``l1`` (what), ``queue`` and ``queue_max`` (queue)."""
+        ...
+
+    def census(self, census: Census) -> None:
+        """The last count of users, disk and the largest tenants."""
+        ...
+
+
+class MetricsReader(Protocol):
+    """Reads back what the server measured, every worker added up."""
+
+    def totals(self) -> Totals: ...
+
 
 class NullTelemetry:
     """Telemetry that records nothing (unit tests, the CLI)."""
@@ -54,3 +77,15 @@ class NullTelemetry:
 
     def cached_search(self, outcome: str, seconds: float) -> None:
         return None
+
+    def store_operation(self, operation: str, seconds: float, outcome: str) -> None:
+        return None
+
+    def gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        return None
+
+    def census(self, census: Census) -> None:
+        return None
+
+    def totals(self) -> Totals:
+        return Totals(datetime.now(UTC), 0, 0, 0, (), 0.0, 0)

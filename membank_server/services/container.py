@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from membank_server.domain.observe import HistoryStore
 from membank_server.domain.ports import AuditLog, Embedder, FolderLock, Throttle
 from membank_server.services.access import AccessService
 from membank_server.services.audit import AuditTrail
@@ -21,9 +22,12 @@ from membank_server.services.cache_admin import CacheAdmin
 from membank_server.services.collection import CollectionService
 from membank_server.services.idempotency import IdempotencyIds
 from membank_server.services.memories import MemoryService
+from membank_server.services.observe import ObserveService
 from membank_server.services.readiness import Readiness
 from membank_server.services.recall_cache import RecallCache
+from membank_server.services.sampler import Sampler
 from membank_server.services.tasks import Background
+from membank_server.services.tunables import TunableService
 from membank_server.services.upkeep import Upkeep
 from membank_server.services.warmup import WarmupService
 
@@ -50,6 +54,8 @@ class Resources:
     throttle: Throttle | None = None
     #: ``security.admin_key``: restored if revoked, other admin keys untouched.
     configured_admin_key: str | None = field(default=None, repr=False)
+    #: The server's own history (samples, SLI windows, tuning journal).
+    history: HistoryStore | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,10 @@ class Services:
     access: AccessService | None = None
     #: Data-key rotation; None without field encryption.
     rotation: DataKeyRotation | None = None
+    #: The server's view of itself; None when built without (unit tests).
+    sampler: Sampler | None = None
+    observe: ObserveService | None = None
+    tunables: TunableService | None = None
 
     @property
     def throttle(self) -> Throttle | None:
@@ -104,6 +114,10 @@ class Services:
                 stack.push_async_callback(r.throttle.aclose)
             stack.push_async_callback(self.readiness.close_store)
             await self.readiness.open_store()
+            if r.history is not None:
+                # Before the tasks: closed after the sampler stops.
+                await r.history.start()
+                stack.push_async_callback(r.history.aclose)
             if r.recall_cache is not None:
                 stack.push_async_callback(r.recall_cache.aclose)
             stack.push_async_callback(r.embedder.aclose)
@@ -111,4 +125,6 @@ class Services:
             stack.push_async_callback(self.warmup.aclose)
             self.readiness.load_embedder()
             self.upkeep.start()
+            if self.sampler is not None:
+                self.sampler.start(self.tasks)
             yield Started(created)
