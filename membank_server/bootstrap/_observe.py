@@ -54,16 +54,25 @@ def _single(store: MemoryStore) -> MemoryStore:
     return store
 
 
-def _census(store: MemoryStore) -> StoreCensus:
-    from membank_server.storage.census import EdgeCensus, NoCensus, PgCensus
-    from membank_server.storage.edge import EdgeStore
-    from membank_server.storage.pgvector import PgVectorStore
-
+def _census(settings: Settings, store: MemoryStore) -> StoreCensus:
+    # Only the modules of the store in use: another store's driver costs memory.
+    s = settings.storage
+    kind = s.hybrid.primary if s.backend is StoreKind.HYBRID else s.backend
     single = _single(store)
-    if isinstance(single, EdgeStore):
-        return EdgeCensus(single)
-    if isinstance(single, PgVectorStore):
-        return PgCensus(single)
+    if kind is StoreKind.EDGE:
+        from membank_server.storage.census import EdgeCensus
+        from membank_server.storage.edge import EdgeStore
+
+        if isinstance(single, EdgeStore):
+            return EdgeCensus(single)
+    if kind is StoreKind.PGVECTOR:
+        from membank_server.storage.census_pg import PgCensus
+        from membank_server.storage.pgvector import PgVectorStore
+
+        if isinstance(single, PgVectorStore):
+            return PgCensus(single)
+    from membank_server.storage.census import NoCensus
+
     return NoCensus()
 
 
@@ -156,7 +165,7 @@ def build_observe(
         history,
         reader,
         memories,
-        _census(store),
+        _census(settings, store),
         telemetry,
         backend=str(settings.storage.backend.value),
         dimension=memories.embedder.dimension,

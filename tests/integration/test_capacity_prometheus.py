@@ -25,10 +25,10 @@ HOURS = 72
 #: metric name in the query -> value at hour h
 SERIES = {
     "membank_memories": lambda h: 10_000 + 100 * h,
-    "process_resident_memory_bytes": lambda h: 400e6 + 1e5 * h,
+    "membank_process_resident_memory_bytes": lambda h: 400e6 + 1e5 * h,
     "membank_requests_total": lambda h: 5 + h % 24 / 4,
     "membank_request_duration_seconds_bucket": lambda h: 12.5,
-    "process_cpu_seconds_total": lambda h: 20 + h % 24,
+    "membank_process_cpu_seconds_total": lambda h: 20 + h % 24,
     "membank_requests_error_total": lambda h: 0.01,
 }
 
