@@ -101,7 +101,9 @@ class ProcessTreeCollector(Collector):
             "membank_process_open_fds", "Open files of the server's processes", value=p.open_fds
         )
         yield GaugeMetricFamily(
-            "membank_processes", "Processes of the server", value=len(p.processes)
+            "membank_processes",
+            "Processes of the server (supervisor, workers, their helpers)",
+            value=len(p.processes),
         )
         conns = GaugeMetricFamily(
             "membank_open_connections",
