@@ -92,6 +92,8 @@ def test_the_tuner_fixes_a_tiny_cache_and_rolls_back_a_bad_change(tiny_l1: Serve
     kept = next(e for e in steps if e["action"] == "kept")
     assert kept["tunable"] == "cache.l1_max_entries" and kept["old"] == 2 and kept["new"] == 1002
     assert kept["after"] < kept["before"]  # p99 went down: why it was kept
+    print(f"kept {kept['tunable']} {kept['old']:g} -> {kept['new']:g}: p99 {kept['before']:.1f}"
+          f" -> {kept['after']:.1f} ms")  # fmt: skip
     assert steps[-1]["action"] == "ended"
     # The server journals what it applied, by session.
     applied = [e for e in journal if e["action"] == "applied" and e["session"] == first]
@@ -105,6 +107,8 @@ def test_the_tuner_fixes_a_tiny_cache_and_rolls_back_a_bad_change(tiny_l1: Serve
         rolled = [e for e in _decisions(http, second) if e["action"] == "rolled_back"]
     assert second != first and len(rolled) == 1
     assert rolled[0]["new"] == 2 and rolled[0]["after"] > rolled[0]["before"]
+    print(f"rolled back {rolled[0]['tunable']} -> 2: p99 {rolled[0]['before']:.1f}"
+          f" -> {rolled[0]['after']:.1f} ms")  # fmt: skip
 
     args = ["tune", "history", "--url", tiny_l1.url, "--api-key", ADMIN_KEY]
     table = CliRunner().invoke(app, args)
