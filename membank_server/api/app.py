@@ -41,6 +41,7 @@ from membank_server.observability.metrics import (
     scrape,
     start_metrics_listener,
 )
+from membank_server.observability.tracing import Tracing, build_tracing
 from membank_server.services.container import Services
 
 __all__ = ["create_app"]
@@ -141,8 +142,16 @@ def dependencies(services: Services) -> dict[str, Provide]:
     }
 
 
-def create_app(services: Services, settings: Settings) -> Litestar:
-    """Build the app around the services, which its lifespan starts and stops."""
+def create_app(
+    services: Services, settings: Settings, *, tracing: Tracing | None = None
+) -> Litestar:
+    """Build the app around the services, which its lifespan starts and stops.
+
+    ``tracing`` replaces the one ``observe.tracing`` would build (tests export in memory).
+    """
+    o = settings.observe
+    if tracing is None and o.tracing:
+        tracing = build_tracing(o.tracing_endpoint, o.tracing_sample)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -158,6 +167,8 @@ def create_app(services: Services, settings: Settings) -> Litestar:
         finally:
             if close_listener is not None:
                 close_listener()
+            if tracing is not None:
+                tracing.shutdown()  # the last spans, flushed
 
     v1 = Router(
         path="/",
@@ -206,7 +217,12 @@ def create_app(services: Services, settings: Settings) -> Litestar:
             }
         ),
         exception_handlers=exception_handlers,
-        middleware=[edge, prometheus.middleware, security],
+        middleware=[
+            edge,
+            *(tracing.middleware if tracing else []),
+            prometheus.middleware,
+            security,
+        ],
         cors_config=cors,
         openapi_config=OpenAPIConfig(
             title="membank",

@@ -43,6 +43,12 @@ class ObserveSettings(Section):
     #: Seconds between two counts of users and of the largest tenants (a scan of an index).
     census_seconds: float = 300.0
     slo: SloSettings = msgspec.field(default_factory=SloSettings)
+    #: OpenTelemetry traces, one span per request (needs the ``tracing`` extra).
+    tracing: bool = False
+    #: An OTLP/HTTP collector's traces endpoint.
+    tracing_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    #: Share of requests traced.
+    tracing_sample: float = 1.0
     #: Tuner bounds by tunable name: [minimum, maximum, step] (see GET /v1/admin/tunables).
     tunables: dict[str, list[float]] = msgspec.field(default_factory=dict)
 
@@ -61,6 +67,15 @@ def check_observe(observe: ObserveSettings, pg_dsn: str | None) -> None:
     ):
         if value <= 0:
             raise ConfigError(f"setting observe.{name} must be positive, got {value}")
+    if not 0 < observe.tracing_sample <= 1:
+        raise ConfigError(
+            f"setting observe.tracing_sample must be in (0, 1], got {observe.tracing_sample}"
+        )
+    if not observe.tracing_endpoint.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"setting observe.tracing_endpoint must be an http(s) URL, got "
+            f"{observe.tracing_endpoint!r}"
+        )
     if observe.history == "postgres" and not pg_dsn:
         raise ConfigError("setting observe.history=postgres needs storage.postgres.dsn")
     observe.slo.to_domain()

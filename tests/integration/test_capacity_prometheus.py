@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +21,7 @@ from typer.testing import CliRunner
 from membank_cli.app import app
 from membank_cli.capacity.prometheus import QUERIES, PrometheusHistory
 from membank_server.domain.errors import InvalidInput, Unavailable
+from tests.support.loopback import serve_on_loopback
 
 START = 1_780_000_000.0
 HOURS = 72
@@ -83,12 +83,8 @@ def prometheus() -> Iterator[str]:
     _Prometheus.queries = []
     _Prometheus.refuse = False
     _Prometheus.missing = frozenset()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Prometheus)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_on_loopback(_Prometheus) as url:
+        yield url
 
 
 def test_samples_come_from_query_range(prometheus: str) -> None:
