@@ -3,12 +3,13 @@
 The tuner reads the server's cumulative totals at the start and the end of a
 window and works from their difference: requests and their latency histogram
 (p95, p99 interpolated as the server does), CPU used against the CPUs it has,
-resident memory against its limit, and each cache level's hit ratio.
+resident memory against its limit, each cache level's hit ratio, and how full the job
+queue is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from membank_server.domain.errors import MembankError
@@ -35,6 +36,9 @@ class Window:
     memory_share: float
     #: Cache level -> hits / (hits + misses) in the window (None: no look-up).
     hit_ratio: dict[str, float | None]
+    #: Queue -> how full it is at the end (items waiting / its limit); only the
+    #: ingestion pipeline's ``jobs`` queue, when the server has one.
+    queues: dict[str, float] = field(default_factory=dict)
 
     def objective(self, name: str) -> float | None:
         if name == "p99":
@@ -74,6 +78,11 @@ def window_of(before: dict[str, Any], after: dict[str, Any], seconds: float) -> 
         rss_bytes=after["rss_bytes"],
         memory_share=after["rss_bytes"] / limit,
         hit_ratio=_hits(before["cache"], after["cache"]),
+        queues=(
+            {"jobs": after["queue_depth"] / after["queue_capacity"]}
+            if after.get("queue_capacity")
+            else {}
+        ),
     )
 
 

@@ -47,7 +47,7 @@ def bottlenecks(w: Window, t: Thresholds, queues: dict[str, float] | None = None
     for level, ratio in sorted(w.hit_ratio.items()):
         if ratio is not None and ratio < t.hit_ratio:
             found.append(f"cache {level} hit ratio {ratio:.2f} (< {t.hit_ratio:.2f})")
-    for queue, share in sorted((queues or {}).items()):
+    for queue, share in sorted((w.queues if queues is None else queues).items()):
         if share > t.queue:
             found.append(f"queue {queue} {share:.0%} full (> {t.queue:.0%})")
     return found
@@ -90,10 +90,14 @@ def propose(
     if w.memory_share > t.memory:
         reason = f"memory {w.memory_share:.0%} > {t.memory:.0%}"
         wanted.append(("cache.l1_max_bytes", False, reason))
-    for queue, share in (queues or {}).items():
+    for queue, share in (w.queues if queues is None else queues).items():
         if share > t.queue:
             reason = f"queue {queue} {share:.0%} full"
-            wanted += [("embedder.batch_size", True, reason), ("server.workers", True, reason)]
+            wanted += [
+                ("jobs.embed_store.max", True, reason),
+                ("embedder.batch_size", True, reason),
+                ("server.workers", True, reason),
+            ]
     proposals: list[Proposal] = []
     seen: set[str] = set()
     for name, up, reason in wanted:

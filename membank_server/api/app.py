@@ -27,6 +27,8 @@ from membank_server.api.controllers import (
 )
 from membank_server.api.edge import EdgeMiddleware
 from membank_server.api.errors import exception_handlers
+from membank_server.api.job_schemas import state_extraction_rules
+from membank_server.api.jobs import ExtractController, JobController
 from membank_server.api.observe import ObserveController
 from membank_server.api.openapi import state_server_rules
 from membank_server.api.ops import collection, ready
@@ -139,6 +141,8 @@ def dependencies(services: Services) -> dict[str, Provide]:
         ),
         "observe": _enabled(services.observe, "this server was built without its history"),
         "tunables": _enabled(services.tunables, "this server was built without tunables"),
+        "jobs": _value(services.jobs),
+        "extraction": _value(services.extraction),
     }
 
 
@@ -174,6 +178,8 @@ def create_app(
         path="/",
         route_handlers=[
             MemoryController,
+            ExtractController,
+            JobController,
             SearchController,
             CacheController,
             AdminController,
@@ -248,4 +254,8 @@ def create_app(
         edge.allow[route.path] = edge.allow[route.path_format] = methods
     memories = services.memories
     state_server_rules(app.openapi_schema, memories.embedder.dimension, memories.limits)
+    if (extraction := services.extraction) is not None:
+        state_extraction_rules(
+            app.openapi_schema, extraction.max_messages, extraction.message_max_chars
+        )
     return app

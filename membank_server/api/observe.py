@@ -57,6 +57,8 @@ class SampleRead(msgspec.Struct, kw_only=True):
     errors_per_s: float
     backend: str
     dimension: int
+    queue_depth: int = 0
+    job_workers: int = 0
 
     @classmethod
     def of(cls, s: Sample) -> SampleRead:
@@ -117,6 +119,10 @@ class TotalsRead(msgspec.Struct, kw_only=True):
     cache: dict[str, dict[str, int]]
     memory_limit_bytes: int
     cpus: int
+    #: Job items waiting, the queue's limit (0: no pipeline) and the job workers running.
+    queue_depth: int = 0
+    queue_capacity: int = 0
+    job_workers: int = 0
 
 
 class TenantRead(msgspec.Struct, kw_only=True):
@@ -226,7 +232,8 @@ class ObserveController(Controller):
             client_errors=t.client_errors, latency_bounds_ms=list(LATENCY_BUCKETS_MS),
             latency=list(t.latency), cpu_seconds=t.cpu_seconds, rss_bytes=t.rss_bytes,
             in_flight=t.in_flight, cache={k: dict(v) for k, v in t.cache.items()},
-            memory_limit_bytes=t.memory_limit_bytes, cpus=t.cpus,
+            memory_limit_bytes=t.memory_limit_bytes, cpus=t.cpus, queue_depth=t.queue_depth,
+            queue_capacity=t.queue_capacity, job_workers=t.job_workers,
         )  # fmt: skip
 
     @get(

@@ -9,6 +9,12 @@ audit log to read).
 from __future__ import annotations
 
 from membank_server.bootstrap._caches import build_recall_cache
+from membank_server.bootstrap._jobs import (
+    batched,
+    build_job_queue,
+    build_language_model,
+    build_pipeline,
+)
 from membank_server.bootstrap._observe import build_history, build_observe
 from membank_server.bootstrap._security import (
     add_data_key,
@@ -28,7 +34,7 @@ from membank_server.bootstrap._stores import (
     embedding_dimension,
 )
 from membank_server.config import Settings
-from membank_server.domain.ports import Embedder, MemoryStore
+from membank_server.domain.ports import Embedder, JobQueue, LanguageModel, MemoryStore
 from membank_server.domain.telemetry import MetricsReader, NullTelemetry, Telemetry
 from membank_server.services.access import AccessService
 from membank_server.services.audit import AuditTrail
@@ -36,7 +42,7 @@ from membank_server.services.cache_admin import CacheAdmin
 from membank_server.services.collection import CollectionService
 from membank_server.services.container import Resources, Services
 from membank_server.services.idempotency import IdempotencyIds
-from membank_server.services.inputs import Limits
+from membank_server.services.inputs import NOTE_KEY, Limits
 from membank_server.services.memories import MemoryService
 from membank_server.services.quotas import Quotas
 from membank_server.services.readiness import Readiness
@@ -52,8 +58,10 @@ __all__ = [
     "build_embedder",
     "build_folder_lock",
     "build_history",
+    "build_job_queue",
     "build_key_ring",
     "build_key_store",
+    "build_language_model",
     "build_recall_cache",
     "build_services",
     "build_single_store",
@@ -84,6 +92,8 @@ def build_services(
     embedder: Embedder | None = None,
     telemetry: Telemetry | None = None,
     reader: MetricsReader | None = None,
+    job_queue: JobQueue | None = None,
+    language_model: LanguageModel | None = None,
 ) -> Services:
     """Build every service of one process; pass an adapter to override the configured one.
 
@@ -97,10 +107,10 @@ def build_services(
     if ring is not None:
         from membank_server.security.encrypted_store import EncryptedStore
 
-        store = sealed = EncryptedStore(
-            store, ring, metadata_keys=settings.security.encryption.metadata_keys
-        )
-    embedder = embedder or build_embedder(settings)
+        # An extraction's reason quotes the conversation: sealed like content.
+        keys = [*settings.security.encryption.metadata_keys, NOTE_KEY]
+        store = sealed = EncryptedStore(store, ring, metadata_keys=keys)
+    embedder = batched(settings, embedder or build_embedder(settings), telemetry)
     recall_cache, lock = build_recall_cache(settings, telemetry, ring)
     sec, lim, c = settings.security, settings.limits, settings.cache
     access = (
@@ -135,10 +145,16 @@ def build_services(
     )
     warmup = WarmupService(warmer, plan, tasks)
     audit_log = build_audit_log(settings)
+    if ring is not None and job_queue is None:
+        from membank_server.security.encrypted_queue import EncryptedJobQueue
+
+        job_queue = EncryptedJobQueue(build_job_queue(settings), ring)
+    pipeline = build_pipeline(settings, memories, telemetry, job_queue, language_model, idempotency)
     history = build_history(settings)
     sampler, observe, tunables = build_observe(
-        settings, memories, telemetry, reader or NullTelemetry(), recall_cache, history
-    )
+        settings, memories, telemetry, reader or NullTelemetry(), recall_cache, history,
+        pipeline.workers,
+    )  # fmt: skip
     return Services(
         memories=memories,
         collection=CollectionService(memories),
@@ -161,6 +177,8 @@ def build_services(
             throttle=build_throttle(settings) if sec.auth else None,
             configured_admin_key=sec.admin_key,
             history=history,
+            job_queue=pipeline.queue,
+            language_model=pipeline.model,
         ),
         idempotency=idempotency,
         access=access,
@@ -168,4 +186,7 @@ def build_services(
         sampler=sampler,
         observe=observe,
         tunables=tunables,
+        jobs=pipeline.jobs,
+        workers=pipeline.workers,
+        extraction=pipeline.extraction,
     )

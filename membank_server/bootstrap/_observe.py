@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from membank_server.config import Settings
+from membank_server.domain.jobs import JobKind
 from membank_server.domain.observe import HistoryStore, StoreCensus
 from membank_server.domain.ports import MemoryStore
 from membank_server.domain.storage import StoreKind
@@ -19,6 +21,7 @@ from membank_server.services.observe import ObserveService
 from membank_server.services.recall_cache import RecallCache
 from membank_server.services.sampler import Sampler
 from membank_server.services.tunables import Knob, TunableService
+from membank_server.services.workers import WorkerPool, Workers
 
 if TYPE_CHECKING:
     from membank_server.cache.local import LocalCache
@@ -86,7 +89,20 @@ def _local_level(recall: RecallCache | None) -> LocalCache | None:
     return next((c for c in levels if isinstance(c, LocalCache)), None)
 
 
-def _knobs(settings: Settings, store: MemoryStore, recall: RecallCache | None) -> list[Knob]:
+def _pool_knob(pool: WorkerPool) -> tuple[Callable[[], float], Callable[[float], None]]:
+    """A job pool's most workers, live: lowered, the extra workers finish and retire."""
+
+    def write(value: float) -> None:
+        pool.config = replace(pool.config, max=max(int(value), pool.config.min))
+        if pool.size > pool.config.max:
+            pool.resize(pool.config.max)
+
+    return (lambda: float(pool.config.max)), write
+
+
+def _knobs(
+    settings: Settings, store: MemoryStore, recall: RecallCache | None, workers: Workers | None
+) -> list[Knob]:
     from membank_server.storage.knobs import search_ef_knob
 
     o, s = settings.observe, settings.storage
@@ -121,6 +137,10 @@ def _knobs(settings: Settings, store: MemoryStore, recall: RecallCache | None) -
 
         knob("cache.search_ttl", lambda: float(recall.search_ttl or 0), set_search_ttl,
              Bounds(10, 86_400, 60), "seconds a cached search result lives", False)  # fmt: skip
+    for kind, pool in (workers.pools if workers is not None else {}).items():
+        if kind in (JobKind.EMBED, JobKind.EXTRACT):
+            knob(f"jobs.{kind.value}.max", *_pool_knob(pool), Bounds(1, 64, 1),
+                 f"most {kind.value} job workers of each server worker")  # fmt: skip
     knob("embedder.batch_size", lambda: float(settings.embedder.batch_size), None,
          Bounds(1, 256, 8), "texts embedded per batch (restart)")  # fmt: skip
     if StoreKind.PGVECTOR in s.kinds:
@@ -158,6 +178,7 @@ def build_observe(
     reader: MetricsReader,
     recall: RecallCache | None,
     history: HistoryStore,
+    workers: Workers | None = None,
 ) -> tuple[Sampler, ObserveService, TunableService]:
     o = settings.observe
     store = memories.store
@@ -176,4 +197,4 @@ def build_observe(
         refresh=_refresher(telemetry, store, recall),
     )
     observe = ObserveService(sampler, reader, o.slo.to_domain())
-    return sampler, observe, TunableService(_knobs(settings, store, recall), history)
+    return sampler, observe, TunableService(_knobs(settings, store, recall, workers), history)

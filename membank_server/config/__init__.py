@@ -20,6 +20,13 @@ from typing import Any
 import msgspec
 
 from membank_server.config._base import SECRET_KEYS, URL_SECRET, MiB, Section, masked_tree
+from membank_server.config._jobs import (
+    BatcherSettings,
+    JobsSettings,
+    LlmSettings,
+    check_jobs,
+    job_backend,
+)
 from membank_server.config._observe import ObserveSettings, SloSettings, check_observe
 from membank_server.config._process import (
     CacheSettings,
@@ -45,15 +52,19 @@ from membank_server.config._storage import (
     check_storage,
 )
 from membank_server.domain.errors import ConfigError
+from membank_server.domain.storage import StoreKind
 
 __all__ = [
     "AuditSettings",
+    "BatcherSettings",
     "CacheSettings",
     "EdgeSettings",
     "EmbedderSettings",
     "EncryptionSettings",
     "HybridSettings",
+    "JobsSettings",
     "LimitSettings",
+    "LlmSettings",
     "LockoutSettings",
     "MiB",
     "ObserveSettings",
@@ -65,6 +76,7 @@ __all__ = [
     "Settings",
     "SloSettings",
     "StorageSettings",
+    "job_backend",
     "load_settings",
     "masked",
     "masked_tree",
@@ -103,6 +115,8 @@ class Settings(Section):
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
     observe: ObserveSettings = msgspec.field(default_factory=ObserveSettings)
+    jobs: JobsSettings = msgspec.field(default_factory=JobsSettings)
+    llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
@@ -208,6 +222,14 @@ def load_settings(
     check_storage(settings.storage, settings.server.workers)
     check_security(settings)
     check_observe(settings.observe, settings.storage.postgres.dsn)
+    check_jobs(settings.jobs, settings.llm)
+    job_backend(
+        settings.jobs,
+        settings.cache.l3_url,
+        settings.storage.postgres.dsn,
+        StoreKind.PGVECTOR in settings.storage.kinds,
+        settings.server.workers,
+    )
     return settings
 
 

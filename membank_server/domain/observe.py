@@ -70,6 +70,11 @@ class Totals:
     #: The memory the server may use (the cgroup's limit, else the machine's), and CPUs.
     memory_limit_bytes: int = 0
     cpus: int = 1
+    #: Job items waiting (pending or running, every kind), the queue's limit
+    #: (``jobs.queue_max_items``; 0 without a pipeline), and the job workers running.
+    queue_depth: int = 0
+    queue_capacity: int = 0
+    job_workers: int = 0
 
 
 @dataclass(frozen=True, slots=True)

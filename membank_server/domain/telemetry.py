@@ -27,6 +27,10 @@ class Telemetry(Protocol):
         """One look-up in one cache level: ``hit``, ``miss`` or ``error``."""
         ...
 
+    def cache_level_seconds(self, level: str, seconds: float) -> None:
+        """How long one read of one cache level took (a hit, a miss or a failure)."""
+        ...
+
     def storage_event(self, kind: str, fields: dict[str, Any]) -> None:
         """A composite store's routing choice, fallback or outbox work."""
         ...
@@ -43,11 +47,27 @@ class Telemetry(Protocol):
 
     def gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
         """This process's share of a gauge summed over workers: ``pool`` (pool, state),
-        ``l1`` (what), ``queue`` and ``queue_max`` (queue)."""
+        ``l1`` (what); or ``queue_max`` (no label), the job queue's limit."""
         ...
 
     def census(self, census: Census) -> None:
         """The last count of users, disk and the largest tenants."""
+        ...
+
+    def job_pool(self, kind: str, workers: int, waiting: int) -> None:
+        """A worker pool's size and its kind's items waiting in the queue, as last seen."""
+        ...
+
+    def job_batch(self, kind: str, items: int, waited: float) -> None:
+        """A worker took ``items`` items; the oldest had waited ``waited`` seconds."""
+        ...
+
+    def job_items(self, kind: str, outcome: str, count: int) -> None:
+        """Items that ended ``done``, ``dead`` or went back to ``retry``."""
+        ...
+
+    def embed_batch(self, lane: str, texts: int, waited: float) -> None:
+        """The batcher ran ``texts`` texts of calls that had waited up to ``waited`` s."""
         ...
 
 
@@ -78,6 +98,9 @@ class NullTelemetry:
     def cached_search(self, outcome: str, seconds: float) -> None:
         return None
 
+    def cache_level_seconds(self, level: str, seconds: float) -> None:
+        return None
+
     def store_operation(self, operation: str, seconds: float, outcome: str) -> None:
         return None
 
@@ -89,3 +112,15 @@ class NullTelemetry:
 
     def totals(self) -> Totals:
         return Totals(datetime.now(UTC), 0, 0, 0, (), 0.0, 0)
+
+    def job_pool(self, kind: str, workers: int, waiting: int) -> None:
+        return None
+
+    def job_batch(self, kind: str, items: int, waited: float) -> None:
+        return None
+
+    def job_items(self, kind: str, outcome: str, count: int) -> None:
+        return None
+
+    def embed_batch(self, lane: str, texts: int, waited: float) -> None:
+        return None

@@ -12,7 +12,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from membank_server.domain.capacity import SAMPLE_FIELDS, Sample
+from membank_server.domain.capacity import ADDED_COLUMNS, SAMPLE_FIELDS, Sample
 from membank_server.domain.observe import RequestWindow, TuningEvent
 from membank_server.history._rows import (
     TUNING_FIELDS,
@@ -54,7 +54,14 @@ def _migrations(schema: str) -> list[Migration]:
                 " before double precision, after double precision, note text NOT NULL)",
                 f"CREATE TABLE {m} (name text PRIMARY KEY, value bytea NOT NULL)",
             ),
-        )
+        ),
+        Migration(
+            2,
+            tuple(
+                f"ALTER TABLE {s} ADD COLUMN {column} {kind.replace('INTEGER', 'bigint')}"
+                for column, kind in ADDED_COLUMNS.items()
+            ),
+        ),
     ]
 
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from membank_server.domain.capacity import SAMPLE_FIELDS, SQLITE_SCHEMA, Sample
+from membank_server.domain.capacity import ADDED_COLUMNS, SAMPLE_FIELDS, SQLITE_SCHEMA, Sample
 from membank_server.domain.errors import StorageUnavailable
 from membank_server.domain.observe import RequestWindow, TuningEvent
 from membank_server.history._rows import (
@@ -66,6 +66,10 @@ class SqliteHistoryStore:
             with db:
                 for statement in _SCHEMA:
                     db.execute(statement)
+                have = {row[1] for row in db.execute("PRAGMA table_info(samples)")}
+                for column, kind in ADDED_COLUMNS.items():
+                    if column not in have:  # a history from before the column
+                        db.execute(f"ALTER TABLE samples ADD COLUMN {column} {kind}")
             self._db = db
 
         await self._run(open_, "open")

@@ -41,6 +41,7 @@ from prometheus_client.registry import Collector
 
 from membank_server.domain.observe import LATENCY_BUCKETS_MS, Census, Totals
 from membank_server.observability.census import CensusCollector, publish_census
+from membank_server.observability.pipeline import PipelineMetrics
 from membank_server.observability.process import ProcessTreeCollector, machine, process_tree
 
 __all__ = [
@@ -153,6 +154,12 @@ def _metrics() -> dict[str, Any]:
         "lookup": Histogram(
             "membank_cache_lookup_seconds", "Result cache look-up time", buckets=_FAST
         ),
+        "level_time": Histogram(
+            "membank_cache_level_seconds",
+            "Time of one read of one cache level (l1, l2, l3), hit or miss",
+            ["level"],
+            buckets=_FAST,
+        ),
         "storage": Counter(
             "membank_storage_events",
             "Routing choices, fallbacks and outbox work of a hybrid store",
@@ -164,27 +171,24 @@ def _metrics() -> dict[str, Any]:
             ["pool", "state"],
             multiprocess_mode="livesum",
         ),
+        "queue_max": Gauge(
+            "membank_job_queue_capacity",
+            "Job items the queue holds at most (jobs.queue_max_items)",
+            multiprocess_mode="livemax",
+        ),
         "l1": Gauge(
             "membank_cache_l1_size",
             "In-process cache held (entries, bytes) and its limits, all workers",
             ["what"],
             multiprocess_mode="livesum",
         ),
-        "queue": Gauge(
-            "membank_queue_depth", "Jobs waiting, by queue", ["queue"], multiprocess_mode="livesum"
-        ),
-        "queue_max": Gauge(
-            "membank_queue_capacity",
-            "Most jobs a queue holds, by queue",
-            ["queue"],
-            multiprocess_mode="livesum",
-        ),
     }
 
 
-class PrometheusTelemetry:
-    """The :class:`~membank_server.domain.telemetry.Telemetry` port on prometheus_client,
-    and the server's totals read back from the same metrics."""
+class PrometheusTelemetry(PipelineMetrics):
+    """The :class:`~membank_server.domain.telemetry.Telemetry` port on prometheus_client
+    (the job pipeline's metrics in :class:`PipelineMetrics`), and the server's totals
+    read back from the same metrics."""
 
     def __init__(self) -> None:
         self._m = _metrics()
@@ -213,14 +217,18 @@ class PrometheusTelemetry:
         routine = kind in ("route", "outbox_enqueued", "outbox_applied")
         _log.log(logging.DEBUG if routine else logging.WARNING, "storage %s: %s", kind, fields)
 
+    def cache_level_seconds(self, level: str, seconds: float) -> None:
+        self._m["level_time"].labels(level).observe(seconds)
+
     def cached_search(self, outcome: str, seconds: float) -> None:
         self._m["cached"].labels(outcome).inc()
         self._m["lookup"].observe(seconds)
 
     def gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
         """Set one of this process's gauges: ``pool`` (pool, state), ``l1`` (what),
-        ``queue`` and ``queue_max`` (queue)."""
-        self._m[name].labels(*labels).set(value)
+        ``queue_max`` (no label)."""
+        gauge = self._m[name]
+        (gauge.labels(*labels) if labels else gauge).set(value)
 
     def census(self, census: Census) -> None:
         publish_census(census)
@@ -236,6 +244,7 @@ def read_totals(families: Any, process: tuple[float, int]) -> Totals:
     buckets: dict[float, float] = {}
     cache: dict[str, dict[str, int]] = {}
     in_flight = 0.0
+    queue = {"depth": 0.0, "capacity": 0.0, "workers": 0.0}
     for family in families:
         for s in family.samples:
             labels = s.labels
@@ -256,6 +265,12 @@ def read_totals(families: Any, process: tuple[float, int]) -> Totals:
                 level[labels["outcome"]] = level.get(labels["outcome"], 0) + int(s.value)
             elif s.name == "membank_requests_in_progress":
                 in_flight += s.value
+            elif s.name == "membank_job_queue_depth":
+                queue["depth"] += s.value
+            elif s.name == "membank_job_workers":
+                queue["workers"] += s.value
+            elif s.name == "membank_job_queue_capacity":
+                queue["capacity"] = max(queue["capacity"], s.value)
     cumulative = [buckets.get(ms / 1000, 0.0) for ms in LATENCY_BUCKETS_MS]
     cumulative.append(buckets.get(float("inf"), cumulative[-1] if cumulative else 0.0))
     latency = tuple(round(c - (cumulative[i - 1] if i else 0.0)) for i, c in enumerate(cumulative))
@@ -273,6 +288,9 @@ def read_totals(families: Any, process: tuple[float, int]) -> Totals:
         cache=cache,
         memory_limit_bytes=memory,
         cpus=cpus,
+        queue_depth=int(queue["depth"]),
+        queue_capacity=int(queue["capacity"]),
+        job_workers=int(queue["workers"]),
     )
 
 

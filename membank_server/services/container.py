@@ -15,12 +15,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from membank_server.domain.observe import HistoryStore
-from membank_server.domain.ports import AuditLog, Embedder, FolderLock, Throttle
+from membank_server.domain.ports import (
+    AuditLog,
+    Embedder,
+    FolderLock,
+    JobQueue,
+    LanguageModel,
+    Throttle,
+)
 from membank_server.services.access import AccessService
 from membank_server.services.audit import AuditTrail
 from membank_server.services.cache_admin import CacheAdmin
 from membank_server.services.collection import CollectionService
+from membank_server.services.extraction import ExtractionService
 from membank_server.services.idempotency import IdempotencyIds
+from membank_server.services.jobs import JobService
 from membank_server.services.memories import MemoryService
 from membank_server.services.observe import ObserveService
 from membank_server.services.readiness import Readiness
@@ -30,11 +39,15 @@ from membank_server.services.tasks import Background
 from membank_server.services.tunables import TunableService
 from membank_server.services.upkeep import Upkeep
 from membank_server.services.warmup import WarmupService
+from membank_server.services.workers import Workers
 
 if TYPE_CHECKING:
     from membank_server.services.rotation import DataKeyRotation
 
 __all__ = ["Resources", "Services", "Started"]
+
+#: How often jobs finished longer ago than ``jobs.keep_seconds`` are forgotten.
+_PURGE_JOBS_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,8 @@ class Resources:
     configured_admin_key: str | None = field(default=None, repr=False)
     #: The server's own history (samples, SLI windows, tuning journal).
     history: HistoryStore | None = None
+    job_queue: JobQueue | None = None
+    language_model: LanguageModel | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,10 @@ class Services:
     sampler: Sampler | None = None
     observe: ObserveService | None = None
     tunables: TunableService | None = None
+    #: Asynchronous jobs, their worker pools, and fact extraction.
+    jobs: JobService | None = None
+    workers: Workers | None = None
+    extraction: ExtractionService | None = None
 
     @property
     def throttle(self) -> Throttle | None:
@@ -118,6 +137,12 @@ class Services:
                 # Before the tasks: closed after the sampler stops.
                 await r.history.start()
                 stack.push_async_callback(r.history.aclose)
+            if r.job_queue is not None:
+                await r.job_queue.start()
+                stack.push_async_callback(r.job_queue.aclose)
+            if r.language_model is not None:
+                await r.language_model.start()
+                stack.push_async_callback(r.language_model.aclose)
             if r.recall_cache is not None:
                 stack.push_async_callback(r.recall_cache.aclose)
             stack.push_async_callback(r.embedder.aclose)
@@ -127,4 +152,10 @@ class Services:
             self.upkeep.start()
             if self.sampler is not None:
                 self.sampler.start(self.tasks)
+            if self.workers is not None:
+                # Closed first: workers stop before the queue, the embedder and the store.
+                await self.workers.start()
+                stack.push_async_callback(self.workers.aclose)
+            if self.jobs is not None:
+                self.tasks.every(_PURGE_JOBS_SECONDS, self.jobs.purge_finished, "purging old jobs")
             yield Started(created)

@@ -140,6 +140,8 @@ class Sampler:
             errors_per_s=window.server_errors / seconds,
             backend=self._backend,
             dimension=self._dimension,
+            queue_depth=totals.queue_depth,
+            job_workers=totals.job_workers,
         )
         stored = RequestWindow(
             at, window.seconds, window.requests, window.server_errors, window.client_errors,

@@ -9,7 +9,10 @@ one ``membank capacity plan --history FILE`` reads.
 from __future__ import annotations
 
 import asyncio
+import re
+import sqlite3
 from collections.abc import AsyncIterator, Callable
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from membank_cli.capacity.sqlite import SqliteHistory
-from membank_server.domain.capacity import Sample
+from membank_server.domain.capacity import SQLITE_SCHEMA, Sample
 from membank_server.domain.observe import HistoryStore, RequestWindow, TuningEvent
 from membank_server.history.pg import PgHistoryStore
 from membank_server.history.sqlite import SqliteHistoryStore
@@ -30,6 +33,7 @@ def _sample(minute: int, memories: int = 100) -> Sample:
         at=T0 + timedelta(minutes=minute), memories=memories, users=3, disk_bytes=10_000,
         rss_bytes=400_000_000, rps=1.5, p95_ms=12.0 if minute else None, p99_ms=20.0,
         cpu_percent=3.0, errors_per_s=0.0, backend="edge", dimension=384,
+        queue_depth=5 * minute, job_workers=4,
     )  # fmt: skip
 
 
@@ -103,3 +107,30 @@ async def test_the_sqlite_history_is_what_capacity_plan_reads(tmp_path: Path) ->
         await store.aclose()
     read = await SqliteHistory(tmp_path / "h.sqlite").samples(None)
     assert read == [_sample(0), _sample(1), _sample(2)]
+
+
+async def test_a_history_from_before_the_queue_columns_is_read_and_migrated(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    old_schema = re.sub(r",\s*queue_depth[^,]*,\s*job_workers[^\n]*", "", SQLITE_SCHEMA)
+    assert "queue_depth" not in old_schema
+    old = _sample(0)
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(old_schema)
+        db.execute(
+            "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (old.at.timestamp(), 100, 3, 10_000, 400_000_000, 1.5, None, 20.0, 3.0, 0.0,
+             "edge", 384),
+        )  # fmt: skip
+    # capacity plan reads it as it is (read-only): no queue figures, 0.
+    as_before = replace(old, queue_depth=0, job_workers=0)
+    assert await SqliteHistory(path).samples(None) == [as_before]
+    # A server opening it adds the columns and writes new samples in full.
+    store = SqliteHistoryStore(path)
+    await store.start()
+    try:
+        assert await store.add(_sample(1), _window(1, 1))
+        assert await store.samples(None) == [as_before, _sample(1)]
+    finally:
+        await store.aclose()

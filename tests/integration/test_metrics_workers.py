@@ -103,6 +103,7 @@ def test_two_workers_count_every_request_and_carry_the_metric_names(
         )
         assert _value(metrics, r"membank_embedding_seconds_count") >= 1
         assert _value(metrics, r'membank_cache_lookups_total\{level="l1"') >= SEARCHES
+        assert _value(metrics, r'membank_cache_level_seconds_count\{level="l1"') >= SEARCHES
         assert (
             _value(metrics, r"membank_processes") >= 3
         )  # the supervisor, two workers (and helpers)
@@ -113,12 +114,25 @@ def test_two_workers_count_every_request_and_carry_the_metric_names(
         assert _value(metrics, r"membank_disk_bytes") > 0
         assert _value(metrics, r"membank_tenant_memories") == WRITES
         assert _value(metrics, r"membank_memories") == WRITES
+        # The ingestion pipeline: one pool a kind in each worker, at its minimum (1),
+        # added up; the shared queue's depth and limit are not.
+        for kind in ("embed_store", "extract", "reindex", "delete_user"):
+            assert _value(metrics, rf'membank_job_workers\{{kind="{kind}"\}}') == 2
+            assert _value(metrics, rf'membank_job_queue_depth\{{kind="{kind}"\}}') == 0
+        assert _value(metrics, r"membank_job_queue_capacity") == 200_000
         assert "user-0" not in metrics
     with s.client() as http:
         sli = http.get("/v1/admin/sli", params={"window": "1h"}).json()
         samples = http.get("/v1/admin/history").json()["samples"]
+        totals = http.get("/v1/admin/totals").json()
+    assert (totals["job_workers"], totals["queue_depth"], totals["queue_capacity"]) == (
+        8,
+        0,
+        200_000,
+    )
     # The SLIs and the history (PostgreSQL here) are the whole server's too.
     # Scrapes and probes are not traffic.
     assert (sli["requests"], sli["client_errors"]) == (WRITES + MISSES + SEARCHES, MISSES)
     assert samples and samples[-1]["memories"] == WRITES and samples[-1]["backend"] == "pgvector"
+    assert (samples[-1]["job_workers"], samples[-1]["queue_depth"]) == (8, 0)
     assert len({x["at"] for x in samples}) == len(samples)  # one sample a moment, not one a worker

@@ -46,7 +46,10 @@ def _totals(at: int, requests: int, in_bucket_3: int, cpu: float) -> Totals:
     latency = [0] * N
     latency[3] = in_bucket_3  # (5, 7.5] ms
     latency[-2] = requests - in_bucket_3  # (5, 10] s
-    return Totals(T0 + timedelta(seconds=at), requests, 2, 0, tuple(latency), cpu, 500_000_000)
+    return Totals(
+        T0 + timedelta(seconds=at), requests, 2, 0, tuple(latency), cpu, 500_000_000,
+        queue_depth=at, queue_capacity=1000, job_workers=3,
+    )  # fmt: skip
 
 
 async def _store_with(users: dict[str, int]) -> InMemoryStore:
@@ -84,6 +87,7 @@ async def test_a_tick_keeps_the_window_since_the_last_one() -> None:
     assert sample.rps == 10.0 and sample.cpu_percent == 50.0 and sample.errors_per_s == 0
     assert sample.p95_ms is not None and sample.p95_ms <= 7.5 < 5000 <= (sample.p99_ms or 0)
     assert (sample.memories, sample.users, sample.disk_bytes) == (3, 3, 4096)
+    assert (sample.queue_depth, sample.job_workers) == (60, 3)  # the pipeline, as last seen
     assert sample.at == datetime.fromtimestamp(60, UTC)
     # What came since: the live window, not in the history yet.
     live = sampler.live_window()

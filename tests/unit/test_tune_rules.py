@@ -77,6 +77,21 @@ def test_a_queue_more_than_80_percent_full_is_a_bottleneck() -> None:
     ]
 
 
+def test_the_job_queue_fill_comes_from_the_totals_and_asks_for_more_job_workers() -> None:
+    before = {"requests": 0, "server_errors": 0, "latency": [0] * N, "cpu_seconds": 0.0,
+              "rss_bytes": 100, "memory_limit_bytes": 1000, "cpus": 2, "cache": {}}  # fmt: skip
+    after = {**before, "queue_depth": 900, "queue_capacity": 1000, "job_workers": 2}
+    w = window_of(before, after, 1.0)
+    assert w.queues == {"jobs": 0.9}
+    assert bottlenecks(w, _thresholds()) == ["queue jobs 90% full (> 80%)"]
+    pools = [_tunable("jobs.embed_store.max", 8, 1, 64, 1), *TUNABLES]
+    first = propose(w, pools)[0]
+    assert (first.tunable, first.old, first.new) == ("jobs.embed_store.max", 8, 16)
+    # A server without a pipeline (or an older one) reports no queue.
+    assert window_of(before, before, 1.0).queues == {}
+    assert window_of(before, {**after, "queue_depth": 100}, 1.0).queues == {"jobs": 0.1}
+
+
 def test_windows_from_two_totals_and_which_objective_is_better() -> None:
     before = {"requests": 100, "server_errors": 0, "latency": [0] * N, "cpu_seconds": 1.0,
               "rss_bytes": 100, "memory_limit_bytes": 1000, "cpus": 2,
