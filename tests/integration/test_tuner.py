@@ -126,3 +126,14 @@ def test_a_change_that_takes_a_restart_is_refused_live(tiny_l1: ServerProcess) -
     assert refused.status_code == 409 and "restart" in refused.json()["error"]["message"]
     assert out_of_bounds.status_code == 422 and "within" in out_of_bounds.json()["error"]["message"]
     assert unknown.status_code == 404
+
+
+def test_a_job_pool_grows_live(tiny_l1: ServerProcess) -> None:
+    with tiny_l1.client() as http:
+        tunables = {t["name"]: t for t in http.get("/v1/admin/tunables").json()}
+        pool = tunables["jobs.embed_store.max"]
+        assert pool["live"] and pool["value"] == 8  # jobs.embed_store.max's default
+        grown = http.put("/v1/admin/tunables/jobs.embed_store.max", json={"value": 12})
+        assert grown.status_code == 200, grown.text
+        tunables = {t["name"]: t for t in http.get("/v1/admin/tunables").json()}
+    assert tunables["jobs.embed_store.max"]["value"] == 12
