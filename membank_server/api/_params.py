@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 
 from membank_server.domain.errors import InvalidInput
 
-__all__ = ["duration", "instant"]
+__all__ = ["DURATION_PATTERN", "duration", "instant"]
 
-_DURATION = re.compile(r"^(\d{1,7})([smhdw])$(?!\n)")
+#: What a duration parameter takes, in the schema too: a positive count and a unit.
+DURATION_PATTERN = r"^([1-9][0-9]{0,6})([smhdw])$(?!\n)"
+_DURATION = re.compile(DURATION_PATTERN)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
 
@@ -30,6 +32,6 @@ def instant(text: str | None, name: str) -> datetime | None:
 def duration(text: str, name: str) -> timedelta:
     """``90s``, ``15m``, ``1h``, ``7d`` or ``2w``."""
     found = _DURATION.match(text)
-    if found is None or int(found[1]) == 0:
+    if found is None:
         raise InvalidInput(f"{name}: a duration such as 90s, 15m, 1h, 7d or 2w, not {text!r}")
     return timedelta(seconds=int(found[1]) * _UNITS[found[2]])

@@ -17,7 +17,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
-from membank_server.api._params import duration, instant
+from membank_server.api._params import DURATION_PATTERN, duration, instant
 from membank_server.api.errors import responses
 from membank_server.api.tenancy import admin_only, audit_note
 from membank_server.domain.capacity import Sample
@@ -214,7 +214,10 @@ class ObserveController(Controller):
         self,
         observe: Observe,
         window: Annotated[
-            str, QueryParameter(description="90s, 15m, 1h, 7d or 2w", max_length=16)
+            str,
+            QueryParameter(
+                description="90s, 15m, 1h, 7d or 2w", max_length=16, pattern=DURATION_PATTERN
+            ),
         ] = "1h",
     ) -> SliRead:
         return SliRead.of(await observe.sli(duration(window, "window")))

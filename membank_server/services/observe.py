@@ -37,10 +37,12 @@ class ObserveService:
         return await self.history.samples(since)
 
     async def sli(self, window: timedelta) -> SliReport:
-        """The SLIs of the last ``window``: the kept windows plus what came since the
-        last sample."""
-        if not timedelta(0) < window <= MAX_WINDOW:
-            raise InvalidInput(f"window must be between 1 s and {MAX_WINDOW.days} days")
+        """The SLIs of the last ``window`` (at most :data:`MAX_WINDOW`: a longer one
+        reads that much, and the report says the seconds it covers): the kept windows
+        plus what came since the last sample."""
+        if window <= timedelta(0):
+            raise InvalidInput("window must be positive")
+        window = min(window, MAX_WINDOW)
         now = datetime.now(UTC)
         kept = await self.history.windows(now - window)
         live = self._sampler.live_window()

@@ -46,15 +46,19 @@ class TunableService:
 
         Raises:
             NotFound: no such tunable.
-            InvalidInput: the value is outside its bounds, or not whole for a count.
-            Conflict: it takes a restart: propose it, do not apply it.
+            Conflict: the value is outside the bounds the server was configured with,
+                or not whole for a count (a valid number this tunable refuses); or it
+                takes a restart: propose it, do not apply it.
         """
         knob = self._knobs.get(name)
         if knob is None:
             raise NotFound(f"no tunable {name!r}: one of {', '.join(self._knobs)}")
         if knob.integer and value != int(value):
-            raise InvalidInput(f"{name} takes a whole number, not {value:g}")
-        knob.bounds.check(name, value)
+            raise Conflict(f"{name} takes a whole number, not {value:g}")
+        try:
+            knob.bounds.check(name, value)
+        except InvalidInput as exc:
+            raise Conflict(exc.message) from exc
         if knob.write is None:
             raise Conflict(f"{name} takes a restart: change the setting and restart the server")
         old = knob.read()
