@@ -15,6 +15,8 @@ from membank_cli.capacity import command as capacity
 from membank_cli.eval import cli as eval_cli
 from membank_cli.loadtest.command import loadtest
 from membank_cli.serve import serve
+from membank_cli.sli.command import sli
+from membank_cli.tune import command as tune
 
 __all__ = ["app", "main"]
 
@@ -48,6 +50,7 @@ def _root(ctx: typer.Context, config: Path | None = ConfigOption) -> None:
 
 app.command()(serve)
 app.command(name="loadtest")(loadtest)
+app.command(name="sli")(sli)
 app.add_typer(bench.cli, name="bench")
 app.add_typer(collection.cli, name="collection")
 app.add_typer(config.cli, name="config")
@@ -58,6 +61,7 @@ app.add_typer(keys.cli, name="keys")
 app.add_typer(jobs.cli, name="jobs")
 app.add_typer(capacity.cli, name="capacity")
 app.add_typer(eval_cli, name="eval")
+app.add_typer(tune.cli, name="tune")
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -66,8 +68,7 @@ def serve(
         "server_header": False,
     }
     if s.workers > 1:
-        # The supervisor starts and stops the workers; each worker's exit is its own.
-        uvicorn.run(_APP, **options)
+        _run_workers(options, s.metrics_address)
         return
     server = _Server(uvicorn.Config(_APP, **options))
     server.run()
@@ -76,6 +77,24 @@ def serve(
     if not shutdown_report.clean:
         # A shutdown that cut requests off or failed to close a store is not clean.
         raise typer.Exit(1)
+
+
+def _run_workers(options: dict[str, Any], metrics_address: str | None) -> None:
+    """uvicorn's supervisor and its workers, with metrics in prometheus-client's
+    multiprocess mode: one fresh folder every worker writes its metrics to, added up by
+    whoever answers /metrics (a worker, or the supervisor's listener)."""
+    folder = tempfile.mkdtemp(prefix="membank-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    from membank_server.observability.metrics import start_metrics_listener
+
+    close = start_metrics_listener(metrics_address) if metrics_address else None
+    try:
+        # The supervisor starts and stops the workers; each worker's exit is its own.
+        uvicorn.run(_APP, **options)
+    finally:
+        if close is not None:
+            close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class _Server(uvicorn.Server):

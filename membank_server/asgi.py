@@ -21,4 +21,6 @@ def create_app() -> Litestar:
     settings = load_settings()
     configure_logging(settings.server.log_level, settings.server.log_json)
     redactor.add_secrets(*secret_values(settings))
-    return _create_app(build_services(settings, telemetry=PrometheusTelemetry()), settings)
+    telemetry = PrometheusTelemetry()
+    services = build_services(settings, telemetry=telemetry, reader=telemetry)
+    return _create_app(services, settings)

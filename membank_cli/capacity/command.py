@@ -128,7 +128,10 @@ def plan(
         table_ = load_prices(prices)
         samples = app.run(lambda: source.samples(datetime.now(UTC) - lookback))
         if not samples:
-            app.abort(f"no samples in the history ({source.label}) for the last {since}")
+            app.abort(
+                f"no samples in the history ({source.label}) for the last {since}: a server "
+                "samples itself every observe.sample_seconds; until it has, plan on --simulate"
+            )
         forecasts = forecast_samples(samples, max(days, _SEARCH_DAYS), confidence=confidence)
         last = samples[-1]
         backend = target_backend or (last.backend if last.backend in BACKENDS else "qdrant")

@@ -3,8 +3,9 @@
 One ``query_range`` per field of :class:`~membank_server.domain.capacity.Sample`,
 from :data:`QUERIES` (``{sel}`` is the label selector given with
 ``--prometheus-selector``, e.g. ``job="membank"``), one point an hour by default.
-Fields with no series (``membank_users`` and ``membank_disk_bytes`` until the
-server exports them) read as 0, and the source says so in ``notes``.
+Fields with no series (``membank_users`` and ``membank_disk_bytes`` before the
+first census of a server, or from a store that cannot tell) read as 0, and the
+source says so in ``notes``.
 """
 
 from __future__ import annotations
@@ -20,19 +21,19 @@ from membank_server.domain.errors import InvalidInput, Unavailable
 __all__ = ["QUERIES", "PrometheusHistory"]
 
 #: Sample field -> PromQL; ``<sel>`` becomes ``{selector}`` (or nothing). The request
-#: metrics are Litestar's (prefix ``membank``; ``requests_error_total`` counts requests
-#: that raised), the process ones prometheus_client's default collector.
+#: metrics are Litestar's (prefix ``membank``; ``requests_error_total`` counts 5xx
+#: answers), the process ones membank's own (the supervisor and every worker).
 QUERIES: dict[str, str] = {
     "memories": "max(membank_memories<sel>)",
     "users": "max(membank_users<sel>)",
     "disk_bytes": "sum(membank_disk_bytes<sel>)",
-    "rss_bytes": "sum(process_resident_memory_bytes<sel>)",
+    "rss_bytes": "sum(membank_process_resident_memory_bytes<sel>)",
     "rps": "sum(rate(membank_requests_total<sel>[5m]))",
     "p95_ms": "1000 * histogram_quantile(0.95, sum by (le) "
     "(rate(membank_request_duration_seconds_bucket<sel>[5m])))",
     "p99_ms": "1000 * histogram_quantile(0.99, sum by (le) "
     "(rate(membank_request_duration_seconds_bucket<sel>[5m])))",
-    "cpu_percent": "100 * sum(rate(process_cpu_seconds_total<sel>[5m]))",
+    "cpu_percent": "100 * sum(rate(membank_process_cpu_seconds_total<sel>[5m]))",
     "errors_per_s": "sum(rate(membank_requests_error_total<sel>[5m]))",
 }
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from membank_server.domain.capacity import SAMPLE_FIELDS, Sample
+from membank_server.domain.capacity import ADDED_COLUMNS, SAMPLE_FIELDS, Sample
 from membank_server.domain.errors import ConfigError, InvalidInput, Unavailable
 
 __all__ = ["HISTORY_PATH", "ServerHistory", "sample_from_json"]
@@ -28,7 +28,7 @@ def sample_from_json(item: dict[str, Any]) -> Sample:
         InvalidInput: a field is missing or of the wrong type.
     """
     try:
-        values = {f: item[f] for f in SAMPLE_FIELDS}
+        values = {f: item[f] for f in SAMPLE_FIELDS if f in item or f not in ADDED_COLUMNS}
         values["at"] = datetime.fromisoformat(str(values["at"]))
         if values["at"].tzinfo is None:
             raise ValueError("at has no UTC offset")

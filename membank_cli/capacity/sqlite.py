@@ -12,14 +12,14 @@ from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
-from membank_server.domain.capacity import SAMPLE_FIELDS, SQLITE_SCHEMA, Sample
+from membank_server.domain.capacity import ADDED_COLUMNS, SAMPLE_FIELDS, SQLITE_SCHEMA, Sample
 from membank_server.domain.errors import ConfigError
 
 __all__ = ["SqliteHistory", "write_samples"]
 
 
-def _sample(row: sqlite3.Row) -> Sample:
-    values = dict(zip(SAMPLE_FIELDS, row, strict=True))
+def _sample(fields: tuple[str, ...], row: sqlite3.Row) -> Sample:
+    values = dict(zip(fields, row, strict=True))
     values["at"] = datetime.fromtimestamp(float(values["at"]), UTC)
     return Sample(**values)
 
@@ -37,13 +37,16 @@ class SqliteHistory:
             raise ConfigError(f"history file {self.path} does not exist")
         try:
             with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as db:
+                have = {row[1] for row in db.execute("PRAGMA table_info(samples)")}
+                # A file from before the added columns reads them as their default.
+                fields = tuple(f for f in SAMPLE_FIELDS if f in have or f not in ADDED_COLUMNS)
                 rows = db.execute(
-                    f"SELECT {', '.join(SAMPLE_FIELDS)} FROM samples WHERE at >= ? ORDER BY at",
+                    f"SELECT {', '.join(fields)} FROM samples WHERE at >= ? ORDER BY at",
                     (since.timestamp() if since else float("-inf"),),
                 ).fetchall()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"history file {self.path} is not a membank history: {exc}") from exc
-        return [_sample(r) for r in rows]
+        return [_sample(fields, r) for r in rows]
 
     async def samples(self, since: datetime | None) -> list[Sample]:
         return await asyncio.to_thread(self._read, since)

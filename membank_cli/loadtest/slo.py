@@ -1,6 +1,7 @@
 """Service level objectives and the verdict of a run against them.
 
-The defaults are the design's: availability 99.9 %, p95 < 50 ms, p99 < 100 ms,
+The objectives are :class:`membank_server.domain.slo.Slo` (the server's SLIs use the same);
+the defaults are the design's: availability 99.9 %, p95 < 50 ms, p99 < 100 ms,
 error rate < 0.1 %, throughput > 1,000 requests/s, all over every request of the
 run. A scenario may override some (``[scenarios.X.slo]`` in its file, where the
 design's figure cannot apply, as for batches of 50), and a TOML file given with
@@ -15,7 +16,6 @@ design's figure cannot apply, as for batches of 50), and a TOML file given with
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,35 +24,9 @@ from typing import Any
 
 from membank_cli.loadtest.report import Summary
 from membank_server.domain.errors import ConfigError
+from membank_server.domain.slo import Slo
 
 __all__ = ["Check", "Slo", "Verdict", "load_slo", "verdict"]
-
-
-@dataclass(frozen=True)
-class Slo:
-    availability: float = 0.999
-    error_rate: float = 0.001
-    p95_ms: float = 50.0
-    p99_ms: float = 100.0
-    min_rps: float = 1000.0
-
-    def merged(self, overrides: Mapping[str, Any], source: str) -> Slo:
-        """These objectives with ``overrides`` (from ``source``, named in errors) applied."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown SLO {unknown[0]!r} (known: {', '.join(sorted(known))})"
-            )
-        values: dict[str, float] = {}
-        for name, value in overrides.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"{source}: SLO {name} must be a number >= 0, got {value!r}")
-            values[name] = float(value)
-        slo = dataclasses.replace(self, **values)
-        if slo.availability > 1 or slo.error_rate > 1:
-            raise ConfigError(f"{source}: availability and error_rate are shares between 0 and 1")
-        return slo
 
 
 def load_slo(path: Path | None, scenario_overrides: Mapping[str, Any] | None = None) -> Slo:

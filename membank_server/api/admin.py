@@ -12,10 +12,11 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from membank_server.api._params import instant
 from membank_server.api.errors import responses
 from membank_server.api.schemas import IdStr
 from membank_server.api.tenancy import admin_only, audit_note, principal_of
-from membank_server.domain.errors import Conflict, InvalidInput
+from membank_server.domain.errors import Conflict
 from membank_server.domain.model import USER_ID_PATTERN
 from membank_server.domain.security import ApiKey, Role, Scope
 from membank_server.services.access import AccessService, KeySpec
@@ -127,20 +128,6 @@ class WhoAmI(msgspec.Struct, kw_only=True):
     scope: Scope
     user_id: str | None
     team: str | None
-
-
-def _instant(text: str | None, name: str) -> datetime | None:
-    """A query time as the schema says (RFC 3339 with an offset): not a bare number,
-    which a lax conversion would take for a Unix timestamp."""
-    if text is None:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None or not text[:4].isdigit():
-        raise InvalidInput(f"{name}: an RFC 3339 time with an offset, e.g. 2026-01-01T00:00:00Z")
-    return when
 
 
 def _audit(request: Request[Any, Any, Any], target: str, **details: Any) -> None:
@@ -263,7 +250,7 @@ class AdminController(Controller):
         ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 100,
     ) -> list[AuditRead]:
-        entries = await audit_trail.read(since=_instant(since, "since"), limit=limit)
+        entries = await audit_trail.read(since=instant(since, "since"), limit=limit)
         return [AuditRead(**dataclasses.asdict(e)) for e in entries]
 
     @get(

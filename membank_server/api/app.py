@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Router, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -30,6 +30,7 @@ from membank_server.api.errors import exception_handlers
 from membank_server.api.http_metrics import HttpMetrics
 from membank_server.api.job_schemas import state_extraction_rules
 from membank_server.api.jobs import ExtractController, JobController
+from membank_server.api.observe import ObserveController
 from membank_server.api.openapi import state_server_rules
 from membank_server.api.ops import collection, ready
 from membank_server.api.security import SecurityMiddleware
@@ -37,7 +38,13 @@ from membank_server.api.tenancy import Tenancy, admin_only, audit_note, principa
 from membank_server.config import Settings
 from membank_server.domain.errors import NotEnabled
 from membank_server.lifecycle import shutdown_report
-from membank_server.observability.metrics import start_metrics_listener
+from membank_server.observability.metrics import (
+    REQUEST_BUCKETS,
+    multiprocess_dir,
+    scrape,
+    start_metrics_listener,
+)
+from membank_server.observability.tracing import Tracing, build_tracing
 from membank_server.services.container import Services
 
 __all__ = ["create_app"]
@@ -50,6 +57,12 @@ class _Metrics(PrometheusController):
     path = "/metrics"
     include_in_schema = False
     guards = [admin_only]
+
+    @get()
+    async def get(self) -> Response[bytes]:
+        # Every worker's metrics, the process tree and the census (see observability).
+        body, content_type = scrape()
+        return Response(body, headers={"Content-Type": content_type})
 
 
 class _PublicMetrics(_Metrics):
@@ -130,18 +143,30 @@ def dependencies(services: Services) -> dict[str, Provide]:
         "rotation": _enabled(
             services.rotation, "field encryption is off (security.encryption.enabled=false)"
         ),
+        "observe": _enabled(services.observe, "this server was built without its history"),
+        "tunables": _enabled(services.tunables, "this server was built without tunables"),
         "jobs": _value(services.jobs),
         "extraction": _value(services.extraction),
     }
 
 
-def create_app(services: Services, settings: Settings) -> Litestar:
-    """Build the app around the services, which its lifespan starts and stops."""
+def create_app(
+    services: Services, settings: Settings, *, tracing: Tracing | None = None
+) -> Litestar:
+    """Build the app around the services, which its lifespan starts and stops.
+
+    ``tracing`` replaces the one ``observe.tracing`` would build (tests export in memory).
+    """
+    o = settings.observe
+    if tracing is None and o.tracing:
+        tracing = build_tracing(o.tracing_endpoint, o.tracing_sample)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         address = settings.server.metrics_address
-        close_listener = start_metrics_listener(address) if address else None
+        # With several workers the supervisor serves it (`membank serve`), once.
+        own = address is not None and multiprocess_dir() is None
+        close_listener = start_metrics_listener(address) if address and own else None
         try:
             async with _recording_failure(), services.running() as started:
                 if started.admin_key is not None:
@@ -150,6 +175,8 @@ def create_app(services: Services, settings: Settings) -> Litestar:
         finally:
             if close_listener is not None:
                 close_listener()
+            if tracing is not None:
+                tracing.shutdown()  # the last spans, flushed
 
     v1 = Router(
         path="/",
@@ -160,6 +187,7 @@ def create_app(services: Services, settings: Settings) -> Litestar:
             SearchController,
             CacheController,
             AdminController,
+            ObserveController,
             collection,
             whoami,
         ],
@@ -176,7 +204,12 @@ def create_app(services: Services, settings: Settings) -> Litestar:
         after_request=mark_backend,
         security=[{"apiKey": []}],
     )
-    prometheus = HttpMetrics(app_name="membank", prefix="membank", exclude=("/metrics",))
+    prometheus = HttpMetrics(
+        app_name="membank",
+        prefix="membank",
+        exclude=("/metrics",),
+        buckets=tuple(float(b) for b in REQUEST_BUCKETS),
+    )
     sec = settings.security
     security = SecurityMiddleware(sec, services.access, services.throttle, services.audit)
     metrics = _PublicMetrics if sec.metrics_public else _Metrics
@@ -193,7 +226,7 @@ def create_app(services: Services, settings: Settings) -> Litestar:
             }
         ),
         exception_handlers=exception_handlers,
-        middleware=[edge, prometheus, security],
+        middleware=[edge, *(tracing.middleware if tracing else []), prometheus, security],
         cors_config=cors,
         openapi_config=OpenAPIConfig(
             title="membank",

@@ -27,11 +27,18 @@ _LABELS = ["method", "path", "status_code", "app_name"]
 
 
 @functools.cache
-def _metrics(prefix: str) -> tuple[Counter, Histogram, Gauge, Counter]:
+def _metrics(
+    prefix: str, buckets: tuple[float, ...]
+) -> tuple[Counter, Histogram, Gauge, Counter]:
     # Registered once per process in the default registry that /metrics serves.
     return (
         Counter(f"{prefix}_requests_total", "Total requests", _LABELS),
-        Histogram(f"{prefix}_request_duration_seconds", "Request duration, in seconds", _LABELS),
+        Histogram(
+            f"{prefix}_request_duration_seconds",
+            "Request duration, in seconds",
+            _LABELS,
+            buckets=buckets,
+        ),
         Gauge(
             f"{prefix}_requests_in_progress",
             "Total requests currently in progress",
@@ -45,10 +52,16 @@ def _metrics(prefix: str) -> tuple[Counter, Histogram, Gauge, Counter]:
 class HttpMetrics(ASGIMiddleware):
     """Counts, times and gauges every HTTP request but those under ``exclude``."""
 
-    def __init__(self, app_name: str, prefix: str, exclude: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        app_name: str,
+        prefix: str,
+        exclude: tuple[str, ...],
+        buckets: tuple[float, ...] = Histogram.DEFAULT_BUCKETS,
+    ) -> None:
         self.app_name = app_name
         self.exclude = exclude
-        self._count, self._time, self._progress, self._errors = _metrics(prefix)
+        self._count, self._time, self._progress, self._errors = _metrics(prefix, buckets)
         self._done: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._running: dict[tuple[str, str], Any] = {}
 

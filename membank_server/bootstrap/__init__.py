@@ -15,6 +15,7 @@ from membank_server.bootstrap._jobs import (
     build_language_model,
     build_pipeline,
 )
+from membank_server.bootstrap._observe import build_history, build_observe
 from membank_server.bootstrap._search import (
     build_lexical,
     build_reranker,
@@ -40,7 +41,7 @@ from membank_server.bootstrap._stores import (
 )
 from membank_server.config import Settings
 from membank_server.domain.ports import Embedder, JobQueue, LanguageModel, MemoryStore
-from membank_server.domain.telemetry import NullTelemetry, Telemetry
+from membank_server.domain.telemetry import MetricsReader, NullTelemetry, Telemetry
 from membank_server.services.access import AccessService
 from membank_server.services.audit import AuditTrail
 from membank_server.services.cache_admin import CacheAdmin
@@ -52,6 +53,7 @@ from membank_server.services.memories import MemoryService
 from membank_server.services.quotas import Quotas
 from membank_server.services.readiness import Readiness
 from membank_server.services.tasks import Background
+from membank_server.services.timed_store import timed_store
 from membank_server.services.upkeep import Upkeep
 from membank_server.services.warmup import CacheWarmer, WarmupPlan, WarmupService
 
@@ -61,6 +63,7 @@ __all__ = [
     "build_audit_log",
     "build_embedder",
     "build_folder_lock",
+    "build_history",
     "build_job_queue",
     "build_key_ring",
     "build_key_store",
@@ -98,10 +101,14 @@ def build_services(
     store: MemoryStore | None = None,
     embedder: Embedder | None = None,
     telemetry: Telemetry | None = None,
+    reader: MetricsReader | None = None,
     job_queue: JobQueue | None = None,
     language_model: LanguageModel | None = None,
 ) -> Services:
-    """Build every service of one process; pass an adapter to override the configured one."""
+    """Build every service of one process; pass an adapter to override the configured one.
+
+    ``reader`` reads back what ``telemetry`` recorded (the same object in the server).
+    """
     telemetry = telemetry or NullTelemetry()
     tasks = Background()
     store = store or build_store(settings, telemetry.storage_event)
@@ -126,7 +133,7 @@ def build_services(
     idempotency = IdempotencyIds(access.keys if access is not None else None)
     reranker = build_reranker(settings)
     memories = MemoryService(
-        store,
+        timed_store(store, telemetry),
         embedder,
         limits_of(settings),
         telemetry,
@@ -157,6 +164,11 @@ def build_services(
 
         job_queue = EncryptedJobQueue(build_job_queue(settings), ring)
     pipeline = build_pipeline(settings, memories, telemetry, job_queue, language_model, idempotency)
+    history = build_history(settings)
+    sampler, observe, tunables = build_observe(
+        settings, memories, telemetry, reader or NullTelemetry(), recall_cache, history,
+        pipeline.workers,
+    )  # fmt: skip
     return Services(
         memories=memories,
         collection=CollectionService(memories),
@@ -179,12 +191,16 @@ def build_services(
             throttle=build_throttle(settings) if sec.auth else None,
             reranker=reranker,
             configured_admin_key=sec.admin_key,
+            history=history,
             job_queue=pipeline.queue,
             language_model=pipeline.model,
         ),
         idempotency=idempotency,
         access=access,
         rotation=rotation,
+        sampler=sampler,
+        observe=observe,
+        tunables=tunables,
         jobs=pipeline.jobs,
         workers=pipeline.workers,
         extraction=pipeline.extraction,

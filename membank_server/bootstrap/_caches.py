@@ -91,7 +91,7 @@ def build_recall_cache(
             search_ttl = None
     stats = CacheStats(telemetry)
     recall = RecallCache(
-        TieredCache(levels, on_event=stats.level),
+        TieredCache(levels, on_event=stats.level, on_time=telemetry.cache_level_seconds),
         generations,
         popular,
         search_ttl=search_ttl,

@@ -141,6 +141,7 @@ def build_pipeline(
         queue, pools, queue_max_items=j.queue_max_items, scale_up=j.scale_up,
         scale_down=j.scale_down, interval=j.scale_interval_seconds,
     )  # fmt: skip
+    telemetry.gauge("queue_max", (), j.queue_max_items)  # "queue > 80 % full" reads it
     jobs = JobService(
         queue,
         memories,

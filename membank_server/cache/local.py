@@ -82,6 +82,7 @@ class LocalCache:
         self.max_bytes = max_bytes
         self.default_ttl = default_ttl
         self._clock = clock
+        self._policy = policy
         self._data: cachetools.Cache[str, _Entry] = _POLICIES[policy](
             maxsize=math.inf if max_bytes is None else max_bytes, getsizeof=_weight
         )
@@ -145,6 +146,28 @@ class LocalCache:
         self._data.clear()
         self._expiries.clear()
 
+    def resize(self, *, max_entries: int | None = None, max_bytes: int | None = None) -> None:
+        """New bounds, at once (the tuner's change): entries over them are evicted by policy."""
+        if max_entries is not None:
+            if max_entries < 1:
+                raise ValueError("max_entries must be at least 1")
+            self.max_entries = max_entries
+        if max_bytes is not None:
+            if max_bytes < 0:
+                raise ValueError("max_bytes must not be negative")
+            self.max_bytes = max_bytes
+        old = self._data
+        self._data = _POLICIES[self._policy](
+            maxsize=math.inf if self.max_bytes is None else self.max_bytes, getsizeof=_weight
+        )
+        for key in list(old):
+            entry = self._peek_in(old, key)
+            if entry is None or len(entry.value) > (self._data.maxsize or 0):
+                continue
+            while len(self._data) >= self.max_entries:
+                self._data.popitem()
+            self._data[key] = entry
+
     def _get(self, key: str) -> bytes | None:
         entry = self._data.get(key)
         if entry is None:
@@ -156,9 +179,13 @@ class LocalCache:
 
     def _peek(self, key: str) -> _Entry | None:
         """The entry under ``key`` without counting a use (which LRU/LFU would)."""
-        if key not in self._data:
+        return self._peek_in(self._data, key)
+
+    @staticmethod
+    def _peek_in(data: cachetools.Cache[str, _Entry], key: str) -> _Entry | None:
+        if key not in data:
             return None
-        return cachetools.Cache.__getitem__(self._data, key)
+        return cachetools.Cache.__getitem__(data, key)
 
     def _expire(self) -> None:
         now = self._clock()

@@ -16,6 +16,7 @@ hit/miss counters and hit rates are made of.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from membank_server.domain.errors import CacheUnavailable
@@ -25,6 +26,10 @@ __all__ = ["TieredCache"]
 
 
 def _ignore(level: str, outcome: str) -> None:
+    return None
+
+
+def _untimed(level: str, seconds: float) -> None:
     return None
 
 
@@ -38,17 +43,21 @@ class TieredCache:
         on_event: Called with (level name, ``hit`` | ``miss`` | ``error``) for every
             level consulted per key, and with ``error`` for a failed write
             (promotions included).
+        on_time: Called with (level name, seconds) for every read of a level (one
+            ``get`` or ``get_many``), failed ones included.
     """
 
     def __init__(
         self,
         levels: Sequence[Cache],
         on_event: Callable[[str, str], None] | None = None,
+        on_time: Callable[[str, float], None] | None = None,
     ) -> None:
         if not levels:
             raise ValueError("a tiered cache needs at least one level")
         self.levels = tuple(levels)
         self._on_event = _ignore if on_event is None else on_event
+        self._on_time = _untimed if on_time is None else on_time
 
     @property
     def name(self) -> str:
@@ -56,11 +65,14 @@ class TieredCache:
 
     async def get(self, key: str) -> bytes | None:
         for i, level in enumerate(self.levels):
+            started = time.perf_counter()
             try:
                 value = await level.get(key)
             except CacheUnavailable:
                 self._on_event(level.name, "error")
                 continue
+            finally:
+                self._on_time(level.name, time.perf_counter() - started)
             if value is None:
                 self._on_event(level.name, "miss")
                 continue
@@ -75,12 +87,15 @@ class TieredCache:
             wanted = list(dict.fromkeys(k for k in keys if k not in found))
             if not wanted:
                 break
+            started = time.perf_counter()
             try:
                 values = await level.get_many(wanted)
             except CacheUnavailable:
                 for _ in wanted:
                     self._on_event(level.name, "error")
                 continue
+            finally:
+                self._on_time(level.name, time.perf_counter() - started)
             hits = {k: v for k, v in zip(wanted, values, strict=True) if v is not None}
             for k in wanted:
                 self._on_event(level.name, "hit" if k in hits else "miss")

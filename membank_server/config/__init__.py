@@ -27,6 +27,7 @@ from membank_server.config._jobs import (
     check_jobs,
     job_backend,
 )
+from membank_server.config._observe import ObserveSettings, SloSettings, check_observe
 from membank_server.config._process import (
     CacheSettings,
     EmbedderSettings,
@@ -67,6 +68,7 @@ __all__ = [
     "LlmSettings",
     "LockoutSettings",
     "MiB",
+    "ObserveSettings",
     "PostgresSettings",
     "QdrantSettings",
     "RateLimitSettings",
@@ -74,6 +76,7 @@ __all__ = [
     "SecuritySettings",
     "ServerSettings",
     "Settings",
+    "SloSettings",
     "StorageSettings",
     "job_backend",
     "load_settings",
@@ -113,6 +116,7 @@ class Settings(Section):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
+    observe: ObserveSettings = msgspec.field(default_factory=ObserveSettings)
     jobs: JobsSettings = msgspec.field(default_factory=JobsSettings)
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
@@ -221,6 +225,7 @@ def load_settings(
     check_storage(settings.storage, settings.server.workers)
     check_security(settings)
     check_search(settings.search)
+    check_observe(settings.observe, settings.storage.postgres.dsn)
     check_jobs(settings.jobs, settings.llm)
     job_backend(
         settings.jobs,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["SAMPLE_FIELDS", "SQLITE_SCHEMA", "HistorySource", "Sample"]
+__all__ = ["ADDED_COLUMNS", "SAMPLE_FIELDS", "SQLITE_SCHEMA", "HistorySource", "Sample"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,8 @@ class Sample:
         errors_per_s: 5xx answers per second over the interval.
         backend: ``storage.backend`` of the server (edge, qdrant, pgvector, hybrid).
         dimension: Vector size of the collection.
+        queue_depth: Job items waiting (pending or running) in the ingestion queue.
+        job_workers: Job workers running, all server workers.
     """
 
     at: datetime
@@ -53,10 +55,18 @@ class Sample:
     errors_per_s: float
     backend: str
     dimension: int
+    queue_depth: int = 0
+    job_workers: int = 0
 
 
 #: Field names in order: the SQLite columns and the JSON keys.
 SAMPLE_FIELDS: tuple[str, ...] = tuple(Sample.__dataclass_fields__)
+#: Columns added since the first schema, with their SQL type: a history written
+#: before them gets them (0) when a server opens it, and reads as 0 otherwise.
+ADDED_COLUMNS: dict[str, str] = {
+    "queue_depth": "INTEGER NOT NULL DEFAULT 0",
+    "job_workers": "INTEGER NOT NULL DEFAULT 0",
+}
 
 SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -71,7 +81,9 @@ CREATE TABLE IF NOT EXISTS samples (
     cpu_percent  REAL    NOT NULL,
     errors_per_s REAL    NOT NULL,
     backend      TEXT    NOT NULL,
-    dimension    INTEGER NOT NULL
+    dimension    INTEGER NOT NULL,
+    queue_depth  INTEGER NOT NULL DEFAULT 0,
+    job_workers  INTEGER NOT NULL DEFAULT 0
 )
 """
 

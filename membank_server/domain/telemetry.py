@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-__all__ = ["NullTelemetry", "Telemetry"]
+from membank_server.domain.observe import Census, Totals
+
+__all__ = ["MetricsReader", "NullTelemetry", "Telemetry"]
 
 
 class Telemetry(Protocol):
@@ -24,6 +27,10 @@ class Telemetry(Protocol):
         """One look-up in one cache level: ``hit``, ``miss`` or ``error``."""
         ...
 
+    def cache_level_seconds(self, level: str, seconds: float) -> None:
+        """How long one read of one cache level took (a hit, a miss or a failure)."""
+        ...
+
     def storage_event(self, kind: str, fields: dict[str, Any]) -> None:
         """A composite store's routing choice, fallback or outbox work."""
         ...
@@ -31,6 +38,20 @@ class Telemetry(Protocol):
     def cached_search(self, outcome: str, seconds: float) -> None:
         """One search through the result cache (``hit``/``miss``/``bypass``), and the
         time its cache look-up took."""
+        ...
+
+    def store_operation(self, operation: str, seconds: float, outcome: str) -> None:
+        """One call to the store (``search``, ``upsert``...): ``ok``, ``error`` or
+        ``unavailable``."""
+        ...
+
+    def gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        """This process's share of a gauge summed over workers: ``pool`` (pool, state),
+        ``l1`` (what); or ``queue_max`` (no label), the job queue's limit."""
+        ...
+
+    def census(self, census: Census) -> None:
+        """The last count of users, disk and the largest tenants."""
         ...
 
     def job_pool(self, kind: str, workers: int, waiting: int) -> None:
@@ -48,6 +69,12 @@ class Telemetry(Protocol):
     def embed_batch(self, lane: str, texts: int, waited: float) -> None:
         """The batcher ran ``texts`` texts of calls that had waited up to ``waited`` s."""
         ...
+
+
+class MetricsReader(Protocol):
+    """Reads back what the server measured, every worker added up."""
+
+    def totals(self) -> Totals: ...
 
 
 class NullTelemetry:
@@ -70,6 +97,21 @@ class NullTelemetry:
 
     def cached_search(self, outcome: str, seconds: float) -> None:
         return None
+
+    def cache_level_seconds(self, level: str, seconds: float) -> None:
+        return None
+
+    def store_operation(self, operation: str, seconds: float, outcome: str) -> None:
+        return None
+
+    def gauge(self, name: str, labels: tuple[str, ...], value: float) -> None:
+        return None
+
+    def census(self, census: Census) -> None:
+        return None
+
+    def totals(self) -> Totals:
+        return Totals(datetime.now(UTC), 0, 0, 0, (), 0.0, 0)
 
     def job_pool(self, kind: str, workers: int, waiting: int) -> None:
         return None

@@ -16,9 +16,19 @@ _SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 @functools.cache
 def _metrics() -> dict[str, Any]:
     return {
-        "workers": Gauge("membank_job_workers", "Workers of a job kind's pool", ["kind"]),
+        # Every server worker has its own pools (summed) over one shared queue (the
+        # latest count any of them made).
+        "workers": Gauge(
+            "membank_job_workers",
+            "Workers of a job kind's pool, all server workers",
+            ["kind"],
+            multiprocess_mode="livesum",
+        ),
         "waiting": Gauge(
-            "membank_job_queue_depth", "Items of a job kind waiting (pending or running)", ["kind"]
+            "membank_job_queue_depth",
+            "Items of a job kind waiting (pending or running)",
+            ["kind"],
+            multiprocess_mode="livemostrecent",
         ),
         "batch": Histogram(
             "membank_job_batch_items", "Items a worker took at once", ["kind"], buckets=_SIZES

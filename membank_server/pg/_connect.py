@@ -175,6 +175,14 @@ class Database:
         except DRIVER_ERRORS as exc:
             raise self._translate(exc, "close the pool") from exc
 
+    def pool_usage(self) -> tuple[int, int, int] | None:
+        """Connections in use, idle, and the most allowed; None while the pool is closed."""
+        pool = self._pool
+        if pool is None:
+            return None
+        size, idle = pool.get_size(), pool.get_idle_size()
+        return size - idle, idle, pool.get_max_size()
+
     # -- work --------------------------------------------------------------
 
     async def run(

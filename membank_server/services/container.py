@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from membank_server.domain.observe import HistoryStore
 from membank_server.domain.ports import (
     AuditLog,
     Embedder,
@@ -31,9 +32,12 @@ from membank_server.services.extraction import ExtractionService
 from membank_server.services.idempotency import IdempotencyIds
 from membank_server.services.jobs import JobService
 from membank_server.services.memories import MemoryService
+from membank_server.services.observe import ObserveService
 from membank_server.services.readiness import Readiness
 from membank_server.services.recall_cache import RecallCache
+from membank_server.services.sampler import Sampler
 from membank_server.services.tasks import Background
+from membank_server.services.tunables import TunableService
 from membank_server.services.upkeep import Upkeep
 from membank_server.services.warmup import WarmupService
 from membank_server.services.workers import Workers
@@ -65,6 +69,8 @@ class Resources:
     reranker: Reranker | None = None
     #: ``security.admin_key``: restored if revoked, other admin keys untouched.
     configured_admin_key: str | None = field(default=None, repr=False)
+    #: The server's own history (samples, SLI windows, tuning journal).
+    history: HistoryStore | None = None
     job_queue: JobQueue | None = None
     language_model: LanguageModel | None = None
 
@@ -87,6 +93,10 @@ class Services:
     access: AccessService | None = None
     #: Data-key rotation; None without field encryption.
     rotation: DataKeyRotation | None = None
+    #: The server's view of itself; None when built without (unit tests).
+    sampler: Sampler | None = None
+    observe: ObserveService | None = None
+    tunables: TunableService | None = None
     #: Asynchronous jobs, their worker pools, and fact extraction.
     jobs: JobService | None = None
     workers: Workers | None = None
@@ -125,6 +135,10 @@ class Services:
                 stack.push_async_callback(r.throttle.aclose)
             stack.push_async_callback(self.readiness.close_store)
             await self.readiness.open_store()
+            if r.history is not None:
+                # Before the tasks: closed after the sampler stops.
+                await r.history.start()
+                stack.push_async_callback(r.history.aclose)
             if r.job_queue is not None:
                 await r.job_queue.start()
                 stack.push_async_callback(r.job_queue.aclose)
@@ -140,6 +154,8 @@ class Services:
             stack.push_async_callback(self.warmup.aclose)
             self.readiness.load_embedder()
             self.upkeep.start()
+            if self.sampler is not None:
+                self.sampler.start(self.tasks)
             if self.workers is not None:
                 # Closed first: workers stop before the queue, the embedder and the store.
                 await self.workers.start()

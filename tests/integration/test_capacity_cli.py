@@ -99,13 +99,14 @@ def test_operator_mistakes_are_one_line() -> None:
         assert needle in " ".join(err.split()), (args, err)
 
 
-def test_a_server_without_the_history_endpoint_says_so(tmp_path: Path) -> None:
+def test_a_new_servers_empty_history_says_so_and_names_the_way_out(tmp_path: Path) -> None:
+    # (A server without the history endpoint: test_capacity_sources, over a 404.)
     server = ServerProcess(tmp_path / "data").start()
     try:
         code, _, err = _plan("--url", server.url, "--api-key", ADMIN_KEY)
     finally:
         server.stop()
-    assert code == 2 and "/v1/admin/history" in err and "--simulate" in err
+    assert code == 1 and "no samples in the history" in err and "--simulate" in err
 
 
 def test_the_command_line_does_not_load_the_forecasting_libraries() -> None:

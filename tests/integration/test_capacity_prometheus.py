@@ -10,32 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from typer.testing import CliRunner
 
+from membank_cli.app import app
 from membank_cli.capacity.prometheus import QUERIES, PrometheusHistory
 from membank_server.domain.errors import InvalidInput, Unavailable
+from tests.support.loopback import serve_on_loopback
 
 START = 1_780_000_000.0
 HOURS = 72
 #: metric name in the query -> value at hour h
 SERIES = {
     "membank_memories": lambda h: 10_000 + 100 * h,
-    "process_resident_memory_bytes": lambda h: 400e6 + 1e5 * h,
+    "membank_process_resident_memory_bytes": lambda h: 400e6 + 1e5 * h,
     "membank_requests_total": lambda h: 5 + h % 24 / 4,
     "membank_request_duration_seconds_bucket": lambda h: 12.5,
-    "process_cpu_seconds_total": lambda h: 20 + h % 24,
+    "membank_process_cpu_seconds_total": lambda h: 20 + h % 24,
     "membank_requests_error_total": lambda h: 0.01,
+    "membank_users": lambda h: 500 + h,
+    "membank_disk_bytes": lambda h: 200e6 + 2e5 * h,
 }
 
 
 class _Prometheus(BaseHTTPRequestHandler):
     queries: list[dict[str, list[str]]] = []
     refuse = False
+    missing: frozenset[str] = frozenset()
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -51,6 +57,8 @@ class _Prometheus(BaseHTTPRequestHandler):
         name = next(
             (n for n in SERIES if n + "{" in query or n + "[" in query or n + ")" in query), None
         )
+        if name in self.missing:
+            name = None
         result = []
         if name:
             step = int(params["step"][0].rstrip("s"))
@@ -74,15 +82,13 @@ class _Prometheus(BaseHTTPRequestHandler):
 def prometheus() -> Iterator[str]:
     _Prometheus.queries = []
     _Prometheus.refuse = False
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Prometheus)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    _Prometheus.missing = frozenset()
+    with serve_on_loopback(_Prometheus) as url:
+        yield url
 
 
 def test_samples_come_from_query_range(prometheus: str) -> None:
+    _Prometheus.missing = frozenset({"membank_users", "membank_disk_bytes"})
     source = PrometheusHistory(prometheus, selector='job="membank"', dimension=384)
     samples = asyncio.run(source.samples(None))
     assert len(samples) == HOURS
@@ -96,7 +102,7 @@ def test_samples_come_from_query_range(prometheus: str) -> None:
     assert len(sent) == len(QUERIES)
     assert all('{job="membank"}' in q for q in sent)
     assert all(q["step"] == ["3600s"] for q in _Prometheus.queries)
-    # membank does not export users or disk yet: read as 0, and said.
+    # Before a server's first census there are no users or disk series: read as 0, and said.
     assert samples[0].users == 0 and samples[0].disk_bytes == 0
     assert source.notes and "disk_bytes" in source.notes[0] and "users" in source.notes[0]
 
@@ -118,3 +124,21 @@ async def _no_memories(url: str) -> None:
         await PrometheusHistory(url).samples(None)
     finally:
         SERIES["membank_memories"] = saved
+
+
+def test_capacity_plan_reads_prometheus(prometheus: str, tmp_path: Path) -> None:
+    chart = tmp_path / "plan.png"
+    result = CliRunner().invoke(
+        app,
+        ["capacity", "plan", "--prometheus", prometheus, "--prometheus-selector", 'job="membank"',
+         "--format", "json", "--chart", str(chart)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["source"] == f"Prometheus at {prometheus}" and plan["simulated"] is False
+    assert "no Prometheus series" not in result.stderr  # users and disk are exported now
+    assert plan["forecasts"]["memories"]["growth_pct_per_day"] > 0
+    assert plan["recommendation"]["instance"] and chart.stat().st_size > 10_000
+    sent = {q["query"][0] for q in _Prometheus.queries}
+    assert 'max(membank_users{job="membank"})' in sent
+    assert 'sum(membank_disk_bytes{job="membank"})' in sent

@@ -312,3 +312,51 @@ class ListPopular:
             counts[item] = counts.get(item, 0) + 1
         ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:k]
         return [(u, q, float(n)) for (u, q), n in ranked]
+
+
+class ListHistory:
+    """The history port in lists: first sample of a moment wins, as the real ones do."""
+
+    where = "memory"
+
+    def __init__(self) -> None:
+        from membank_server.domain.capacity import Sample
+        from membank_server.domain.observe import RequestWindow, TuningEvent
+
+        self.kept: list[tuple[Sample, RequestWindow]] = []
+        self.events: list[TuningEvent] = []
+        self.pruned: list[datetime] = []
+        self._secrets: dict[str, bytes] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    async def add(self, sample, window):  # type: ignore[no-untyped-def]
+        if any(s.at == sample.at for s, _ in self.kept):
+            return False
+        self.kept.append((sample, window))
+        return True
+
+    async def samples(self, since):  # type: ignore[no-untyped-def]
+        return [s for s, _ in self.kept if since is None or s.at >= since]
+
+    async def windows(self, since):  # type: ignore[no-untyped-def]
+        return [w for _, w in self.kept if w.at > since]
+
+    async def prune(self, before: datetime) -> int:
+        self.pruned.append(before)
+        gone = [k for k in self.kept if k[0].at < before]
+        self.kept = [k for k in self.kept if k[0].at >= before]
+        return len(gone)
+
+    async def add_tuning(self, event):  # type: ignore[no-untyped-def]
+        self.events.append(event)
+
+    async def tuning(self, limit: int):  # type: ignore[no-untyped-def]
+        return self.events[-limit:]
+
+    async def secret(self, name: str) -> bytes:
+        return self._secrets.setdefault(name, hashlib.sha256(name.encode()).digest())

@@ -118,6 +118,19 @@ async def test_a_level_that_is_down_is_a_miss_and_never_an_error() -> None:
     ]
 
 
+async def test_every_read_of_a_level_is_timed_failed_ones_too() -> None:
+    timed: list[tuple[str, float]] = []
+    l1, l3 = LocalCache(name="l1"), LocalCache(name="l3")
+    tiered = TieredCache([l1, DownCache("l2"), l3], on_time=lambda n, s: timed.append((n, s)))
+    await l3.set("k", b"v")
+    assert await tiered.get("k") == b"v"  # l1 miss, l2 down, l3 hit
+    assert [n for n, _ in timed] == ["l1", "l2", "l3"]
+    timed.clear()
+    assert await tiered.get_many(["k", "x"]) == [b"v", None]  # l1 has k now
+    assert [n for n, _ in timed] == ["l1", "l2", "l3"]  # one read a level, for "x"
+    assert all(seconds >= 0 for _, seconds in timed)
+
+
 async def test_a_bug_in_a_level_is_not_swallowed() -> None:
     tiered = TieredCache([LocalCache(), DownCache("l2", RuntimeError("bug"))])
     with pytest.raises(RuntimeError, match="bug"):
