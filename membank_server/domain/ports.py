@@ -8,6 +8,17 @@ from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from membank_server.domain.backup import BackupTarget
+from membank_server.domain.backup_ports import (
+    BackupAlerts,
+    BackupArchive,
+    BackupReader,
+    BackupWriter,
+    DatabaseDump,
+    DurableCounts,
+    SealedFields,
+    Snapshot,
+    Snapshots,
+)
 from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
@@ -24,8 +35,14 @@ from membank_server.domain.security import ApiKey, AuditEntry, RateDecision
 
 __all__ = [
     "AuditLog",
+    "BackupAlerts",
+    "BackupArchive",
+    "BackupReader",
     "BackupTarget",
+    "BackupWriter",
     "Cache",
+    "DatabaseDump",
+    "DurableCounts",
     "Embedder",
     "FolderLock",
     "Generations",
@@ -33,6 +50,9 @@ __all__ = [
     "MemoryStore",
     "PopularQueries",
     "Resealable",
+    "SealedFields",
+    "Snapshot",
+    "Snapshots",
     "SpaceAware",
     "Throttle",
 ]
@@ -285,6 +305,10 @@ class KeyStore(Protocol):
     async def remove_member(self, team: str, user_id: str) -> bool: ...
 
     async def members(self, team: str) -> list[str]: ...
+
+    async def memberships(self) -> list[tuple[str, str]]:
+        """Every (team, user_id) membership, sorted (a backup)."""
+        ...
 
     async def is_member(self, team: str, user_id: str) -> bool: ...
 

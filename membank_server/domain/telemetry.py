@@ -33,6 +33,10 @@ class Telemetry(Protocol):
         time its cache look-up took."""
         ...
 
+    def backup(self, outcome: str, seconds: float, stored_bytes: int, memories: int) -> None:
+        """One backup run (``success`` or ``failure``): how long, bytes stored, memories."""
+        ...
+
 
 class NullTelemetry:
     """Telemetry that records nothing (unit tests, the CLI)."""
@@ -53,4 +57,7 @@ class NullTelemetry:
         return None
 
     def cached_search(self, outcome: str, seconds: float) -> None:
+        return None
+
+    def backup(self, outcome: str, seconds: float, stored_bytes: int, memories: int) -> None:
         return None
