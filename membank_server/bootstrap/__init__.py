@@ -8,7 +8,15 @@ audit log to read).
 
 from __future__ import annotations
 
-from membank_server.bootstrap._caches import build_recall_cache
+from membank_server.bootstrap._backups import (
+    build_backup_archive,
+    build_backup_scheduler,
+    build_backup_service,
+    retention_of,
+    scratch_store,
+    snapshot_store,
+)
+from membank_server.bootstrap._caches import build_durable_counts, build_recall_cache
 from membank_server.bootstrap._security import (
     add_data_key,
     build_audit_log,
@@ -27,7 +35,7 @@ from membank_server.bootstrap._stores import (
     embedding_dimension,
 )
 from membank_server.config import Settings
-from membank_server.domain.ports import Embedder, MemoryStore
+from membank_server.domain.ports import DurableCounts, Embedder, MemoryStore, SealedFields
 from membank_server.domain.telemetry import NullTelemetry, Telemetry
 from membank_server.services.access import AccessService
 from membank_server.services.audit import AuditTrail
@@ -47,19 +55,27 @@ __all__ = [
     "SINGLE_STORES",
     "add_data_key",
     "build_audit_log",
+    "build_backup_archive",
+    "build_backup_scheduler",
+    "build_backup_service",
+    "build_durable_counts",
     "build_embedder",
     "build_folder_lock",
     "build_key_ring",
     "build_key_store",
     "build_recall_cache",
+    "build_sealing",
     "build_services",
     "build_single_store",
     "build_store",
     "build_throttle",
     "embedding_dimension",
     "limits_of",
+    "retention_of",
     "retire_data_keys",
+    "scratch_store",
     "security_dir",
+    "snapshot_store",
 ]
 
 
@@ -84,7 +100,7 @@ def build_services(
     """Build every service of one process; pass an adapter to override the configured one."""
     telemetry = telemetry or NullTelemetry()
     tasks = Background()
-    store = store or build_store(settings, telemetry.storage_event)
+    store = raw = store or build_store(settings, telemetry.storage_event)
     ring = build_key_ring(settings)
     sealed = None
     if ring is not None:
@@ -128,6 +144,19 @@ def build_services(
     )
     warmup = WarmupService(warmer, plan, tasks)
     audit_log = build_audit_log(settings)
+    redis = c.enabled and bool(c.redis_url)
+    popular = recall_cache.popular if recall_cache is not None else None
+    backups = build_backup_service(
+        settings,
+        raw,
+        embedder=embedder.model,
+        dimension=embedding_dimension(settings),
+        keys=access.keys if access is not None else None,
+        audit=audit_log,
+        counts=popular if isinstance(popular, DurableCounts) else None,
+        sealed=sealed,
+        telemetry=telemetry,
+    )
     return Services(
         memories=memories,
         collection=CollectionService(memories),
@@ -153,4 +182,16 @@ def build_services(
         idempotency=idempotency,
         access=access,
         rotation=rotation,
+        backups=backups,
+        backup_schedule=build_backup_scheduler(settings, backups, lock if redis else None),
     )
+
+
+def build_sealing(settings: Settings, store: MemoryStore) -> SealedFields | None:
+    """Field encryption's view of ``store`` (its data keys), when encryption is on."""
+    ring = build_key_ring(settings)
+    if ring is None:
+        return None
+    from membank_server.security.encrypted_store import EncryptedStore
+
+    return EncryptedStore(store, ring, metadata_keys=settings.security.encryption.metadata_keys)

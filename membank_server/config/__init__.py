@@ -19,7 +19,8 @@ from typing import Any
 
 import msgspec
 
-from membank_server.config._base import SECRET_KEYS, URL_SECRET, MiB, Section, masked_tree
+from membank_server.config._backup import BackupS3Settings, BackupSettings, check_backup
+from membank_server.config._base import URL_SECRET, MiB, Section, is_secret, masked_tree
 from membank_server.config._process import (
     CacheSettings,
     EmbedderSettings,
@@ -47,6 +48,8 @@ from membank_server.domain.errors import ConfigError
 
 __all__ = [
     "AuditSettings",
+    "BackupS3Settings",
+    "BackupSettings",
     "CacheSettings",
     "EdgeSettings",
     "EmbedderSettings",
@@ -99,6 +102,7 @@ class Settings(Section):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
+    backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
@@ -203,6 +207,7 @@ def load_settings(
     check_process(settings.server, settings.limits, settings.cache, settings.embedder)
     check_storage(settings.storage, settings.server.workers)
     check_security(settings)
+    check_backup(settings.backup)
     return settings
 
 
@@ -219,7 +224,7 @@ def secret_values(settings: Settings) -> list[str]:
     def walk(node: Any, secret: bool) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
-                walk(v, secret or k == "keys" or k.endswith(SECRET_KEYS))
+                walk(v, secret or is_secret(k))
         elif isinstance(node, list):
             for v in node:
                 walk(v, secret)

@@ -28,6 +28,8 @@ from membank_server.services.upkeep import Upkeep
 from membank_server.services.warmup import WarmupService
 
 if TYPE_CHECKING:
+    from membank_server.services.backup import BackupService
+    from membank_server.services.backup_schedule import BackupScheduler
     from membank_server.services.rotation import DataKeyRotation
 
 __all__ = ["Resources", "Services", "Started"]
@@ -70,6 +72,9 @@ class Services:
     access: AccessService | None = None
     #: Data-key rotation; None without field encryption.
     rotation: DataKeyRotation | None = None
+    #: Backups of this process's data, and the scheduled ones.
+    backups: BackupService | None = None
+    backup_schedule: BackupScheduler | None = None
 
     @property
     def throttle(self) -> Throttle | None:
@@ -109,6 +114,9 @@ class Services:
             stack.push_async_callback(r.embedder.aclose)
             stack.push_async_callback(self.tasks.aclose)
             stack.push_async_callback(self.warmup.aclose)
+            if self.backup_schedule is not None:
+                await self.backup_schedule.start()
+                stack.push_async_callback(self.backup_schedule.aclose)
             self.readiness.load_embedder()
             self.upkeep.start()
             yield Started(created)
