@@ -17,6 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from membank_server.api.admin import AdminController, whoami
+from membank_server.api.backups import BackupController
 from membank_server.api.cache import CacheController
 from membank_server.api.controllers import (
     BatchController,
@@ -124,6 +125,10 @@ def dependencies(services: Services) -> dict[str, Provide]:
         "rotation": _enabled(
             services.rotation, "field encryption is off (security.encryption.enabled=false)"
         ),
+        "backups": _enabled(services.backups, "backups are not built in this process"),
+        "backup_schedule": _enabled(
+            services.backup_schedule, "backups are not built in this process"
+        ),
     }
 
 
@@ -150,6 +155,7 @@ def create_app(services: Services, settings: Settings) -> Litestar:
             SearchController,
             CacheController,
             AdminController,
+            BackupController,
             collection,
             whoami,
         ],
