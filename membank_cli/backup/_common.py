@@ -75,8 +75,9 @@ class _Count(ProgressColumn):
 
 
 @contextmanager
-def progress_bars(console: Console) -> Iterator[Tick]:
-    """One bar per phase, with its rate and ETA; updates as ``tick(phase, done, total, stored)``."""
+def progress_bars(console: Console, *, show: bool = True) -> Iterator[Tick]:
+    """One bar per phase, with its rate and ETA; updates as ``tick(phase, done, total, stored)``.
+    ``show=False`` (``--json``): no bars, so stdout holds the JSON document alone."""
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description:<22}"),
@@ -86,6 +87,7 @@ def progress_bars(console: Console) -> Iterator[Tick]:
         TimeRemainingColumn(),
         TimeElapsedColumn(),
         console=console,
+        disable=not show,
     ) as bars:
         tasks: dict[str, TaskID] = {}
         last: list[str] = []

@@ -45,7 +45,7 @@ def restore(
     async def work() -> RestoreReport:
         store = await app.store_of(into)
         service = await app.backups(store, extras="write")
-        with progress_bars(app.console) as tick:
+        with progress_bars(app.console, show=not as_json) as tick:
             return await service.restore(
                 backup_id,
                 into=store,

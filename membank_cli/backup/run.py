@@ -86,7 +86,7 @@ def run(
         server = app.settings.server
         url = f"http://{server.host}:{server.port}"
         app.warning(f"the data folder is in use: the server at {url} runs the backup")
-    with progress_bars(app.console) as tick:
+    with progress_bars(app.console, show=not as_json) as tick:
         if url is not None:
             try:
                 done = _remote(url, key, incremental, target, tick)

@@ -30,7 +30,7 @@ def verify(
 
     async def work() -> VerifyReport:
         service = await app.backups()
-        with progress_bars(app.console) as tick:
+        with progress_bars(app.console, show=not as_json) as tick:
             return await service.verify(
                 backup_id,
                 deep=deep,
