@@ -173,6 +173,19 @@ def test_run_through_the_server_verify_and_restore_into_pgvector(
         local = _cli(cli_env, "backup", "run", "--target", str(folder), "--json")
         assert local.returncode == 0, local.stderr
         assert json.loads(local.stdout)["records"] == len(USERS) * 120
+        newer = _cli(cli_env, "backup", "run", "--target", str(folder), "--json")
+        assert newer.returncode == 0, newer.stderr
+        older_id, newer_id = json.loads(local.stdout)["id"], json.loads(newer.stdout)["id"]
+        prune = ["backup", "prune", "--keep-last", "1", "--keep-daily", "0", "--keep-weekly", "0",
+                 "--keep-monthly", "0", "--target", str(folder), "--json"]  # fmt: skip
+        dry = _cli(cli_env, *prune, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert json.loads(dry.stdout)["delete"] == [older_id]
+        assert (folder / older_id / "manifest.json").exists()
+        pruned = _cli(cli_env, *prune)
+        assert pruned.returncode == 0, pruned.stderr
+        assert [k["id"] for k in json.loads(pruned.stdout)["keep"]] == [newer_id]
+        assert not (folder / older_id).exists()
 
         listed = _cli(cli_env, "backup", "list", "--target", s3_target, "--json")
         assert listed.returncode == 0, listed.stderr
@@ -221,6 +234,21 @@ def test_run_through_the_server_verify_and_restore_into_pgvector(
     finally:
         moved.stop()
     assert after == before
+    # A backup of the PostgreSQL store: one snapshot, and pg_dump's custom format with it.
+    on_pg = {
+        **cli_env,
+        **pg,
+        "MEMBANK_STORAGE__BACKEND": "pgvector",
+        "MEMBANK_STORAGE__EDGE__PATH": str(tmp_path / "data-pg"),
+        "MEMBANK_BACKUP__PG_BIN": os.environ["MBTEST_PG_BIN"],
+    }
+    ran_pg = _cli(on_pg, "backup", "run", "--target", str(folder), "--json")
+    assert ran_pg.returncode == 0, ran_pg.stderr
+    pg_backup = json.loads(ran_pg.stdout)
+    assert pg_backup["records"] == len(USERS) * 120
+    assert "pg_dump" in pg_backup["sections"]
+    checked_pg = _cli(on_pg, "backup", "verify", pg_backup["id"], "--target", str(folder))
+    assert checked_pg.returncode == 0, checked_pg.stderr
     assert found_after == found_before
     assert sum(len(m["history"]["items"]) for m in after.values()) == len(after) + 15 * len(USERS)
     assert {m["metadata"]["email"] for m in after.values()} == {f"{u}@example.org" for u in USERS}
