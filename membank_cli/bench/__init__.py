@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typer
 
+from membank_cli.bench.backup import backup
 from membank_cli.bench.cache import cache
 from membank_cli.bench.compare import compare
 from membank_cli.bench.search import search
@@ -17,8 +18,9 @@ from membank_cli.bench.search import search
 __all__ = ["cli"]
 
 cli = typer.Typer(
-    help="Measure membank on this machine: search, cache, compare.", no_args_is_help=True
+    help="Measure membank on this machine: search, cache, compare, backup.", no_args_is_help=True
 )
 cli.command(name="search")(search)
 cli.command(name="cache")(cache)
 cli.command(name="compare")(compare)
+cli.command(name="backup")(backup)

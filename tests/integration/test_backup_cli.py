@@ -252,3 +252,11 @@ def test_run_through_the_server_verify_and_restore_into_pgvector(
     assert found_after == found_before
     assert sum(len(m["history"]["items"]) for m in after.values()) == len(after) + 15 * len(USERS)
     assert {m["metadata"]["email"] for m in after.values()} == {f"{u}@example.org" for u in USERS}
+
+
+def test_bench_backup_prints_its_figures() -> None:
+    ran = _cli({}, "bench", "backup", "--memories", "300", "--users", "7", "--json")
+    assert ran.returncode == 0, ran.stderr
+    figures = json.loads(ran.stdout)
+    assert figures["memories"] == 300 and figures["dimension"] == DIM
+    assert figures["stored_bytes"] > 0 and figures["restore_seconds"] > 0
