@@ -203,6 +203,11 @@ def test_run_through_the_server_verify_and_restore_into_pgvector(
         )  # fmt: skip
         assert wrong.returncode != 0
         assert "key" in wrong.stderr.lower() and "Traceback" not in wrong.stderr
+        for secret in (
+            Path(other_key).read_text(),
+            Path(env["MEMBANK_BACKUP__KEY_FILE"]).read_text(),
+        ):
+            assert secret not in wrong.stderr + wrong.stdout
         raw = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
         assert b"example.org" not in raw and b"fact 3 of" not in raw
     finally:
