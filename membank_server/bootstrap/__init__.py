@@ -17,6 +17,12 @@ from membank_server.bootstrap._backups import (
     snapshot_store,
 )
 from membank_server.bootstrap._caches import build_durable_counts, build_recall_cache
+from membank_server.bootstrap._jobs import (
+    batched,
+    build_job_queue,
+    build_language_model,
+    build_pipeline,
+)
 from membank_server.bootstrap._security import (
     add_data_key,
     build_audit_log,
@@ -35,7 +41,14 @@ from membank_server.bootstrap._stores import (
     embedding_dimension,
 )
 from membank_server.config import Settings
-from membank_server.domain.ports import DurableCounts, Embedder, MemoryStore, SealedFields
+from membank_server.domain.ports import (
+    DurableCounts,
+    Embedder,
+    JobQueue,
+    LanguageModel,
+    MemoryStore,
+    SealedFields,
+)
 from membank_server.domain.telemetry import NullTelemetry, Telemetry
 from membank_server.services.access import AccessService
 from membank_server.services.audit import AuditTrail
@@ -43,7 +56,7 @@ from membank_server.services.cache_admin import CacheAdmin
 from membank_server.services.collection import CollectionService
 from membank_server.services.container import Resources, Services
 from membank_server.services.idempotency import IdempotencyIds
-from membank_server.services.inputs import Limits
+from membank_server.services.inputs import NOTE_KEY, Limits
 from membank_server.services.memories import MemoryService
 from membank_server.services.quotas import Quotas
 from membank_server.services.readiness import Readiness
@@ -61,8 +74,10 @@ __all__ = [
     "build_durable_counts",
     "build_embedder",
     "build_folder_lock",
+    "build_job_queue",
     "build_key_ring",
     "build_key_store",
+    "build_language_model",
     "build_recall_cache",
     "build_sealing",
     "build_services",
@@ -96,6 +111,8 @@ def build_services(
     store: MemoryStore | None = None,
     embedder: Embedder | None = None,
     telemetry: Telemetry | None = None,
+    job_queue: JobQueue | None = None,
+    language_model: LanguageModel | None = None,
 ) -> Services:
     """Build every service of one process; pass an adapter to override the configured one."""
     telemetry = telemetry or NullTelemetry()
@@ -106,10 +123,10 @@ def build_services(
     if ring is not None:
         from membank_server.security.encrypted_store import EncryptedStore
 
-        store = sealed = EncryptedStore(
-            store, ring, metadata_keys=settings.security.encryption.metadata_keys
-        )
-    embedder = embedder or build_embedder(settings)
+        # An extraction's reason quotes the conversation: sealed like content.
+        keys = [*settings.security.encryption.metadata_keys, NOTE_KEY]
+        store = sealed = EncryptedStore(store, ring, metadata_keys=keys)
+    embedder = batched(settings, embedder or build_embedder(settings), telemetry)
     recall_cache, lock = build_recall_cache(settings, telemetry, ring)
     sec, lim, c = settings.security, settings.limits, settings.cache
     access = (
@@ -157,6 +174,11 @@ def build_services(
         sealed=sealed,
         telemetry=telemetry,
     )
+    if ring is not None and job_queue is None:
+        from membank_server.security.encrypted_queue import EncryptedJobQueue
+
+        job_queue = EncryptedJobQueue(build_job_queue(settings), ring)
+    pipeline = build_pipeline(settings, memories, telemetry, job_queue, language_model, idempotency)
     return Services(
         memories=memories,
         collection=CollectionService(memories),
@@ -178,12 +200,17 @@ def build_services(
             recall_cache=recall_cache,
             throttle=build_throttle(settings) if sec.auth else None,
             configured_admin_key=sec.admin_key,
+            job_queue=pipeline.queue,
+            language_model=pipeline.model,
         ),
         idempotency=idempotency,
         access=access,
         rotation=rotation,
         backups=backups,
         backup_schedule=build_backup_scheduler(settings, backups, lock if redis else None),
+        jobs=pipeline.jobs,
+        workers=pipeline.workers,
+        extraction=pipeline.extraction,
     )
 
 

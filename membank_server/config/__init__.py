@@ -21,6 +21,13 @@ import msgspec
 
 from membank_server.config._backup import BackupS3Settings, BackupSettings, check_backup
 from membank_server.config._base import URL_SECRET, MiB, Section, is_secret, masked_tree
+from membank_server.config._jobs import (
+    BatcherSettings,
+    JobsSettings,
+    LlmSettings,
+    check_jobs,
+    job_backend,
+)
 from membank_server.config._process import (
     CacheSettings,
     EmbedderSettings,
@@ -45,17 +52,21 @@ from membank_server.config._storage import (
     check_storage,
 )
 from membank_server.domain.errors import ConfigError
+from membank_server.domain.storage import StoreKind
 
 __all__ = [
     "AuditSettings",
     "BackupS3Settings",
     "BackupSettings",
+    "BatcherSettings",
     "CacheSettings",
     "EdgeSettings",
     "EmbedderSettings",
     "EncryptionSettings",
     "HybridSettings",
+    "JobsSettings",
     "LimitSettings",
+    "LlmSettings",
     "LockoutSettings",
     "MiB",
     "PostgresSettings",
@@ -65,6 +76,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StorageSettings",
+    "job_backend",
     "load_settings",
     "masked",
     "masked_tree",
@@ -103,6 +115,8 @@ class Settings(Section):
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
     backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
+    jobs: JobsSettings = msgspec.field(default_factory=JobsSettings)
+    llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
@@ -208,6 +222,14 @@ def load_settings(
     check_storage(settings.storage, settings.server.workers)
     check_security(settings)
     check_backup(settings.backup)
+    check_jobs(settings.jobs, settings.llm)
+    job_backend(
+        settings.jobs,
+        settings.cache.l3_url,
+        settings.storage.postgres.dsn,
+        StoreKind.PGVECTOR in settings.storage.kinds,
+        settings.server.workers,
+    )
     return settings
 
 

@@ -20,6 +20,8 @@ from membank_server.domain.backup_ports import (
     Snapshots,
 )
 from membank_server.domain.integrity import IntegrityReport
+from membank_server.domain.jobs import JobQueue
+from membank_server.domain.llm import LanguageModel
 from membank_server.domain.model import (
     CollectionInfo,
     DiskState,
@@ -46,7 +48,9 @@ __all__ = [
     "Embedder",
     "FolderLock",
     "Generations",
+    "JobQueue",
     "KeyStore",
+    "LanguageModel",
     "MemoryStore",
     "PopularQueries",
     "Resealable",

@@ -1,4 +1,4 @@
-"""``membank bench search|cache``: a tiny search bench end to end, and what is refused."""
+"""``membank bench search|cache|fairness``: tiny benches end to end, and what is refused."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -13,21 +14,26 @@ from typer.testing import CliRunner
 from membank_cli.app import app
 
 
-def test_search_measures_every_phase_on_a_server_it_starts() -> None:
+def _bench(verb: str, *args: str) -> Any:
+    """Run ``membank bench VERB --json ARGS`` in a clean environment; its JSON."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMBANK_")}
     result = subprocess.run(
-        [
-            *(sys.executable, "-m", "membank_cli", "bench", "search", "--json"),
-            *("--n", "1500", "--users", "20", "--embed-n", "50"),
-            *("--searches", "60", "--text-searches", "10", "--concurrency", "2"),
-        ],
+        [sys.executable, "-m", "membank_cli", "bench", verb, "--json", *args],
         capture_output=True,
         text=True,
         timeout=300,
         env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_search_measures_every_phase_on_a_server_it_starts() -> None:
+    report = _bench(
+        "search",
+        *("--n", "1500", "--users", "20", "--embed-n", "50"),
+        *("--searches", "60", "--text-searches", "10", "--concurrency", "2"),
+    )
     assert (report["n"], report["users"]) == (1500, 20)
     [run] = report["runs"]
     assert run["backend"] == "edge" and run["server_rss_mib"] > 0
@@ -41,6 +47,18 @@ def test_search_measures_every_phase_on_a_server_it_starts() -> None:
     assert [phases[p]["count"] for p in phases] == [1500, 50, 60, 10]
     for name in ("search, vector (c=2)", "search, text (c=2)"):
         assert 0 < phases[name]["p50_ms"] <= phases[name]["p99_ms"]
+
+
+def test_fairness_measures_both_tenants_on_a_server_it_starts() -> None:
+    report = _bench(
+        "fairness", *("--seconds", "2", "--quiet-memories", "40", "--batch-items", "40")
+    )
+    for phase in ("alone", "loaded"):
+        figures = report[phase]
+        assert figures["searches"] > 0
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert report["noisy_batches_done"] >= 1 and report["noisy_reads_done"] >= 1
+    assert report["rss_before_batch_mib"] > 0 and report["rss_after_load_mib"] > 0
 
 
 @pytest.mark.parametrize(
