@@ -123,9 +123,7 @@ def build_services(
     if ring is not None:
         from membank_server.security.encrypted_store import EncryptedStore
 
-        # An extraction's reason quotes the conversation: sealed like content.
-        keys = [*settings.security.encryption.metadata_keys, NOTE_KEY]
-        store = sealed = EncryptedStore(store, ring, metadata_keys=keys)
+        store = sealed = EncryptedStore(store, ring, metadata_keys=_sealed_metadata(settings))
     embedder = batched(settings, embedder or build_embedder(settings), telemetry)
     recall_cache, lock = build_recall_cache(settings, telemetry, ring)
     sec, lim, c = settings.security, settings.limits, settings.cache
@@ -221,4 +219,10 @@ def build_sealing(settings: Settings, store: MemoryStore) -> SealedFields | None
         return None
     from membank_server.security.encrypted_store import EncryptedStore
 
-    return EncryptedStore(store, ring, metadata_keys=settings.security.encryption.metadata_keys)
+    return EncryptedStore(store, ring, metadata_keys=_sealed_metadata(settings))
+
+
+def _sealed_metadata(settings: Settings) -> list[str]:
+    """The metadata keys field encryption seals: the configured ones, and an
+    extraction's reason (it quotes the conversation: sealed like content)."""
+    return [*settings.security.encryption.metadata_keys, NOTE_KEY]
