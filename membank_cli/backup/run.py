@@ -30,11 +30,9 @@ def _local(app: Application, incremental: bool, target: str | None, tick: Tick) 
     return app.run(work).summary()
 
 
-def _remote(
-    url: str, key: str | None, incremental: bool, target: str | None, tick: Tick
-) -> dict[str, Any]:
+def _remote(url: str, key: str | None, incremental: bool, tick: Tick) -> dict[str, Any]:
     """Run it in the server, reading its stream of progress lines (``api/backups.py``)."""
-    body = {"incremental": incremental, "target": target}
+    body = {"incremental": incremental}
     timeout = httpx.Timeout(30.0, read=600.0)
     with (
         reaching(url),
@@ -86,10 +84,15 @@ def run(
         server = app.settings.server
         url = f"http://{server.host}:{server.port}"
         app.warning(f"the data folder is in use: the server at {url} runs the backup")
+    if url is not None and target is not None:
+        app.abort(
+            "a server backs up to its own backup.target: set it in the server's settings "
+            "rather than --target (or stop the server and run the backup here)"
+        )
     with progress_bars(app.console, show=not as_json) as tick:
         if url is not None:
             try:
-                done = _remote(url, key, incremental, target, tick)
+                done = _remote(url, key, incremental, tick)
             except MembankError as exc:
                 app.abort(exc)
         else:

@@ -34,9 +34,7 @@ from membank_server.domain.backup import BackupInfo
 from membank_server.domain.backup_ports import BackupSource
 from membank_server.domain.errors import (
     BackupNotFound,
-    ConfigError,
     Conflict,
-    InvalidInput,
     MembankError,
     NotEnabled,
 )
@@ -150,18 +148,6 @@ class BackupService:
     def busy(self) -> bool:
         """A backup is running in this process."""
         return self._running.locked()
-
-    async def check_target(self, target: str | None) -> None:
-        """Refuse a target that names no kind of target, before a backup starts.
-
-        Raises:
-            InvalidInput: the URL is not ``s3://bucket/prefix``, ``file:///path`` or a path.
-        """
-        try:
-            async with self.archive(target):
-                return
-        except ConfigError as exc:
-            raise InvalidInput(exc.message, {"field": "target"}) from exc
 
     async def list(self, target: str | None = None) -> builtins.list[BackupInfo]:
         async with self.archive(target) as archive:

@@ -124,14 +124,15 @@ def test_run_through_the_server_verify_and_restore_into_pgvector(
         "MEMBANK_BACKUP__S3__RETRIES": "1",
     }
     assert _cli(env, "keys", "generate-data-key").returncode == 0
-    server = ServerProcess(tmp_path / "data", env=env).start()
+    s3_target = f"s3://{s3.bucket}/cli-{uuid.uuid4().hex}"
+    server = ServerProcess(tmp_path / "data", env={**env, "MEMBANK_BACKUP__TARGET": s3_target})
+    server.start()
     cli_env = {
         **env,
         "MEMBANK_STORAGE__EDGE__PATH": str(server.data_dir),
         "MEMBANK_SERVER__PORT": str(server.port),
         "MEMBANK_API_KEY": ADMIN_KEY,
     }
-    s3_target = f"s3://{s3.bucket}/cli-{uuid.uuid4().hex}"
     folder = tmp_path / "backups"
     try:
         with server.client() as http:
@@ -164,28 +165,14 @@ def test_run_through_the_server_verify_and_restore_into_pgvector(
             found_before = _top10(http)
         assert len(before) == len(USERS) * 115
 
-        ran = _cli(cli_env, "backup", "run", "--target", s3_target, "--json")
+        ran = _cli(cli_env, "backup", "run", "--json")  # to the server's backup.target
         assert ran.returncode == 0, ran.stderr
         assert "the server at" in ran.stderr  # the data folder is the server's
         done = json.loads(ran.stdout)
         assert done["records"] == len(USERS) * 120  # tombstones too
         assert done["users"] == len(USERS)
-        local = _cli(cli_env, "backup", "run", "--target", str(folder), "--json")
-        assert local.returncode == 0, local.stderr
-        assert json.loads(local.stdout)["records"] == len(USERS) * 120
-        newer = _cli(cli_env, "backup", "run", "--target", str(folder), "--json")
-        assert newer.returncode == 0, newer.stderr
-        older_id, newer_id = json.loads(local.stdout)["id"], json.loads(newer.stdout)["id"]
-        prune = ["backup", "prune", "--keep-last", "1", "--keep-daily", "0", "--keep-weekly", "0",
-                 "--keep-monthly", "0", "--target", str(folder), "--json"]  # fmt: skip
-        dry = _cli(cli_env, *prune, "--dry-run")
-        assert dry.returncode == 0, dry.stderr
-        assert json.loads(dry.stdout)["delete"] == [older_id]
-        assert (folder / older_id / "manifest.json").exists()
-        pruned = _cli(cli_env, *prune)
-        assert pruned.returncode == 0, pruned.stderr
-        assert [k["id"] for k in json.loads(pruned.stdout)["keep"]] == [newer_id]
-        assert not (folder / older_id).exists()
+        elsewhere = _cli(cli_env, "backup", "run", "--target", str(folder))
+        assert elsewhere.returncode != 0 and "backup.target" in elsewhere.stderr
 
         listed = _cli(cli_env, "backup", "list", "--target", s3_target, "--json")
         assert listed.returncode == 0, listed.stderr
@@ -208,10 +195,29 @@ def test_run_through_the_server_verify_and_restore_into_pgvector(
             Path(env["MEMBANK_BACKUP__KEY_FILE"]).read_text(),
         ):
             assert secret not in wrong.stderr + wrong.stdout
-        raw = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
-        assert b"example.org" not in raw and b"fact 3 of" not in raw
     finally:
         server.stop()
+
+    # The server stopped: the backup runs here, to a local folder; then prune.
+    local = _cli(cli_env, "backup", "run", "--target", str(folder), "--json")
+    assert local.returncode == 0, local.stderr
+    assert json.loads(local.stdout)["records"] == len(USERS) * 120
+    newer = _cli(cli_env, "backup", "run", "--target", str(folder), "--json")
+    assert newer.returncode == 0, newer.stderr
+    older_id, newer_id = json.loads(local.stdout)["id"], json.loads(newer.stdout)["id"]
+    prune = ["backup", "prune", "--keep-last", "1", "--keep-daily", "0", "--keep-weekly", "0",
+             "--keep-monthly", "0", "--target", str(folder), "--json"]  # fmt: skip
+    dry = _cli(cli_env, *prune, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["delete"] == [older_id]
+    assert (folder / older_id / "manifest.json").exists()
+    pruned = _cli(cli_env, *prune)
+    assert pruned.returncode == 0, pruned.stderr
+    assert [k["id"] for k in json.loads(pruned.stdout)["keep"]] == [newer_id]
+    assert not (folder / older_id).exists()
+
+    raw = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    assert b"example.org" not in raw and b"fact 3 of" not in raw
 
     pg = {
         "MEMBANK_STORAGE__POSTGRES__DSN": pg_dsn,
