@@ -71,7 +71,7 @@ def _weight(i: int) -> float:
     return ((i * 2654435761) % 1000) / 1000 - 0.5
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)
 def _weights(dimension: int) -> tuple[float, ...]:
     return tuple(_weight(i) for i in range(dimension))
 
@@ -79,11 +79,10 @@ def _weights(dimension: int) -> tuple[float, ...]:
 def vector_figures(vector: Sequence[float]) -> list[float]:
     """Two weighted sums of the vector's unit-length components, and its length.
 
-    Plain sums, not ``math.fsum``: figures are compared within a tolerance far above
-    the rounding of a few hundred float64 additions, and this runs on every record a
-    store writes or reads back (fsum cost ten times more, and dominated a scan).
-    """
-    norm = math.sqrt(sum(map(operator.mul, vector, vector)))
+    Plain float64 sums in C (about 25 us for 384 components, a seventh of exact
+    ``fsum`` over generators: this runs for every record written): their rounding
+    error, around 1e-14, is far inside the tolerance a read allows."""
+    norm = math.hypot(*vector)
     if norm == 0 or not math.isfinite(norm):
         return [0.0, 0.0, norm]
     return [
