@@ -24,15 +24,17 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import typer
 
 from membank_cli.output import Output
 from membank_server import bootstrap
 from membank_server.config import Settings, load_settings
-from membank_server.domain.errors import MembankError
+from membank_server.domain.errors import ConfigError, MembankError, StorageUnavailable
 from membank_server.domain.ports import AuditLog, Embedder, KeyStore, MemoryStore
+from membank_server.domain.storage import StoreKind
+from membank_server.services.backup import BackupService
 from membank_server.services.memories import MemoryService
 
 __all__ = ["Application", "ConfigOption"]
@@ -189,6 +191,65 @@ class Application(Output):
             return await self.started(log)
         self._exits.push_async_callback(log.aclose)
         return log
+
+    # Backups -------------------------------------------------------------------------
+
+    def data_folder_in_use(self) -> bool:
+        """Whether another process (a running server) owns the embedded data folder."""
+        lock = bootstrap.build_folder_lock(self.settings)
+        if lock is None:
+            return False
+        try:
+            lock.acquire()
+        except StorageUnavailable:
+            return True
+        lock.release()
+        return False
+
+    async def store_of(self, kind: str | None) -> MemoryStore:
+        """A store to restore into: the configured one, or the single store ``kind``
+        (its settings as configured), an embedded one's data folder locked first."""
+        if kind is None:
+            return await self.store()
+        try:
+            chosen = StoreKind(kind)
+        except ValueError:
+            raise ConfigError(f"no store of kind {kind!r}: edge, qdrant or pgvector") from None
+        lock = bootstrap.build_folder_lock(self.settings, {chosen})
+        if lock is not None:
+            lock.acquire()
+            self._exits.callback(lock.release)
+        return await self.single_store(kind)
+
+    async def backups(
+        self, store: MemoryStore | None = None, *, extras: Literal["read", "write"] | None = None
+    ) -> BackupService:
+        """The backup service of the settings over ``store`` (None: only to list, check
+        and prune backups). ``extras`` opens what a backup holds besides memories (the
+        key store, the audit log, Redis's counts; field encryption's keys): to ``read``
+        them for a backup, or to ``write`` them in a restore."""
+        s = self.settings
+        keys = audit = counts = sealed = None
+        if extras is not None:
+            if s.security.auth:
+                keys = await self.key_store()
+            audit = await self.audit_log(append=extras == "write")
+            built = bootstrap.build_durable_counts(s)
+            if built is not None:
+                counts, cache = built
+                self._exits.push_async_callback(cache.aclose)
+            if store is not None:
+                sealed = bootstrap.build_sealing(s, store)
+        return bootstrap.build_backup_service(
+            s,
+            store,
+            embedder=self.embedder().model,
+            dimension=bootstrap.embedding_dimension(s),
+            keys=keys,
+            audit=audit,
+            counts=counts,
+            sealed=sealed,
+        )
 
     def lock_data_folder(self) -> None:
         """Take the data folder for this process until it exits (``membank serve``)."""

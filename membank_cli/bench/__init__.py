@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import typer
 
+from membank_cli.bench.backup import backup
 from membank_cli.bench.cache import cache
 from membank_cli.bench.compare import compare
 from membank_cli.bench.fairness import fairness
@@ -20,12 +21,13 @@ from membank_cli.bench.search import search
 __all__ = ["cli"]
 
 cli = typer.Typer(
-    help="Measure membank on this machine: search, cache, hotpath, compare, fairness, ingest.",
+    help="Measure membank here: search, cache, hotpath, compare, fairness, ingest, backup.",
     no_args_is_help=True,
 )
 cli.command(name="search")(search)
 cli.command(name="cache")(cache)
 cli.command(name="compare")(compare)
+cli.command(name="backup")(backup)
 cli.command(name="fairness")(fairness)
 cli.command(name="ingest")(ingest)
 cli.command(name="hotpath")(hotpath)

@@ -17,6 +17,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusController
 
 from membank_server.api.admin import AdminController, whoami
+from membank_server.api.backups import BackupController
 from membank_server.api.cache import CacheController
 from membank_server.api.controllers import (
     BatchController,
@@ -145,6 +146,10 @@ def dependencies(services: Services) -> dict[str, Provide]:
         ),
         "observe": _enabled(services.observe, "this server was built without its history"),
         "tunables": _enabled(services.tunables, "this server was built without tunables"),
+        "backups": _enabled(services.backups, "backups are not built in this process"),
+        "backup_schedule": _enabled(
+            services.backup_schedule, "backups are not built in this process"
+        ),
         "jobs": _value(services.jobs),
         "extraction": _value(services.extraction),
     }
@@ -188,6 +193,7 @@ def create_app(
             CacheController,
             AdminController,
             ObserveController,
+            BackupController,
             collection,
             whoami,
         ],

@@ -27,9 +27,7 @@ _LABELS = ["method", "path", "status_code", "app_name"]
 
 
 @functools.cache
-def _metrics(
-    prefix: str, buckets: tuple[float, ...]
-) -> tuple[Counter, Histogram, Gauge, Counter]:
+def _metrics(prefix: str, buckets: tuple[float, ...]) -> tuple[Counter, Histogram, Gauge, Counter]:
     # Registered once per process in the default registry that /metrics serves.
     return (
         Counter(f"{prefix}_requests_total", "Total requests", _LABELS),

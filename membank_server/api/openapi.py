@@ -38,7 +38,7 @@ NO_NUL = "^[^\\u0000]*$"
 
 _INPUTS = (
     "MemoryCreate", "MemoryUpdate", "BatchCreate", "SearchBody", "SearchFilters",
-    "MetadataOp", "KeyCreate", "WarmupBody", "TunableChange", "TuningEventBody",
+    "MetadataOp", "KeyCreate", "WarmupBody", "TunableChange", "TuningEventBody", "BackupRun",
 )  # fmt: skip
 _JSON = "JsonValue"
 

@@ -9,7 +9,7 @@
   format (sections of JSON Lines in zstd parts of bounded size, ``manifest.json`` last,
   described in :mod:`~membank_server.archive.manifest` and ``docs/backup-format.md``).
 - :mod:`~membank_server.archive.catalog`: list, load, delete backups, resolve chains.
-- :mod:`~membank_server.archive.retention`: which backups a prune keeps.
+- which backups a prune keeps is :mod:`membank_server.domain.retention` (pure policy).
 
 Nothing is imported here, so a local backup never loads boto3.
 """

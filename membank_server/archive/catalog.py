@@ -119,5 +119,5 @@ def _info(m: Manifest) -> BackupInfo:
         parent=m.parent,
         stored_bytes=m.stored_bytes,
         memories=m.records("memories"),
-        users=len(m.users),
+        users=m.user_count if m.user_count is not None else len(m.users),
     )

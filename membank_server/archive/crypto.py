@@ -43,6 +43,7 @@ __all__ = [
     "PartStream",
     "corrupt_part",
     "load_backup_key",
+    "read_private_file",
 ]
 
 AES_SCHEME = "aes-256-gcm-chunked"
@@ -117,6 +118,15 @@ def load_backup_key(key: str | None = None, key_file: str | Path | None = None) 
         return None
     path = Path(key_file).expanduser()
     where = f"backup key file {path}"
+    return BackupKey.from_base64(read_private_file(path, where), where)
+
+
+def read_private_file(path: Path, where: str, limit: int = 4096) -> str:
+    """The text of a secret's file, refused unless only its owner can read it.
+
+    Raises:
+        BackupKeyError: unreadable, not a regular file, or group/world-accessible.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
@@ -130,10 +140,9 @@ def load_backup_key(key: str | None = None, key_file: str | Path | None = None) 
                 f"{where} can be read or written by others (mode {stat.S_IMODE(mode):04o}): "
                 f"chmod 600 {path}"
             )
-        text = os.read(fd, 4096).decode("ascii", errors="replace")
+        return os.read(fd, limit).decode("ascii", errors="replace")
     finally:
         os.close(fd)
-    return BackupKey.from_base64(text, where)
 
 
 class PartStream(Protocol):

@@ -105,8 +105,11 @@ class Manifest(_Struct, frozen=True, kw_only=True):
     compression: Compression
     encryption: Encryption | None = None
     sections: dict[str, SectionInfo]
-    #: Per user, records per section, as the caller counted them.
+    #: Per user, records per section, as the caller counted them. Empty in a sealed
+    #: backup, whose per-user counts are in its sealed ``users`` section instead.
     users: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+    #: How many users: ``len(users)``, or of the sealed ``users`` section.
+    user_count: int | None = None
     parts: list[PartInfo]
     status: Literal["complete"] = "complete"
     #: HMAC-SHA256 of the manifest without this field, under a key derived from the

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -242,8 +242,9 @@ class ArchiveReader:
             async for chunk in self._raw(part):
                 yield chunk
 
-    async def verify(self) -> VerifyReport:
-        """Read every part whole and check it; see the module docstring.
+    async def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Read every part whole and check it; see the module docstring. ``progress``
+        hears the stored bytes of each part checked.
 
         Raises:
             BackupCorrupt: the first part that fails, named in the message and details.
@@ -257,6 +258,8 @@ class ArchiveReader:
             else:
                 async for _ in self._records(part, any_json):
                     records += 1
+            if progress is not None:
+                progress(part.stored_bytes)
         m = self.manifest
         return VerifyReport(
             backup_id=self.backup_id,

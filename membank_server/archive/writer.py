@@ -141,6 +141,8 @@ class ArchiveWriter:
         self._sections: dict[str, SectionInfo] = {}
         self._parts: list[PartInfo] = []
         self._state: Literal["open", "committed", "aborted"] = "open"
+        #: Bytes put on the target so far (parts complete).
+        self.stored_bytes = 0
 
     async def __aenter__(self) -> ArchiveWriter:
         return self
@@ -214,6 +216,7 @@ class ArchiveWriter:
             )
             parts.append(info)
             self._parts.append(info)
+            self.stored_bytes += stored.size
             head = part.next
         summary = SectionInfo(
             kind=kind,
@@ -252,11 +255,18 @@ class ArchiveWriter:
         part.raw += len(buf)
         yield await asyncio.to_thread(coder.finish, bytes(buf))
 
-    async def commit(self, users: Mapping[str, Mapping[str, int]] | None = None) -> Manifest:
+    async def commit(
+        self,
+        users: Mapping[str, Mapping[str, int]] | None = None,
+        user_count: int | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> Manifest:
         """Put the manifest after every part: from now on the backup is complete.
 
         Args:
             users: Per user id, how many records of each section are theirs.
+            user_count: How many users, when ``users`` is left out (kept sealed).
+            settings: Added to the source's settings (what the backup found on the way).
         """
         if self._state != "open":
             raise BackupError(f"backup {self.backup_id} is {self._state}")
@@ -266,11 +276,14 @@ class ArchiveWriter:
             finished_at=datetime.now(UTC),
             kind=self._kind,
             parent=self._parent,
-            source=self._source,
+            source=msgspec.structs.replace(
+                self._source, settings={**self._source.settings, **(settings or {})}
+            ),
             compression=Compression(level=self._level),
             encryption=self._encryption,
             sections=dict(self._sections),
             users={u: dict(c) for u, c in (users or {}).items()},
+            user_count=user_count,
             parts=list(self._parts),
         )
         if self._cipher is not None:

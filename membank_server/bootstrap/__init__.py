@@ -8,7 +8,15 @@ audit log to read).
 
 from __future__ import annotations
 
-from membank_server.bootstrap._caches import build_recall_cache
+from membank_server.bootstrap._backups import (
+    build_backup_archive,
+    build_backup_scheduler,
+    build_backup_service,
+    retention_of,
+    scratch_store,
+    snapshot_store,
+)
+from membank_server.bootstrap._caches import build_durable_counts, build_recall_cache
 from membank_server.bootstrap._jobs import (
     batched,
     build_job_queue,
@@ -40,7 +48,14 @@ from membank_server.bootstrap._stores import (
     embedding_dimension,
 )
 from membank_server.config import Settings
-from membank_server.domain.ports import Embedder, JobQueue, LanguageModel, MemoryStore
+from membank_server.domain.ports import (
+    DurableCounts,
+    Embedder,
+    JobQueue,
+    LanguageModel,
+    MemoryStore,
+    SealedFields,
+)
 from membank_server.domain.telemetry import MetricsReader, NullTelemetry, Telemetry
 from membank_server.services.access import AccessService
 from membank_server.services.audit import AuditTrail
@@ -61,6 +76,10 @@ __all__ = [
     "SINGLE_STORES",
     "add_data_key",
     "build_audit_log",
+    "build_backup_archive",
+    "build_backup_scheduler",
+    "build_backup_service",
+    "build_durable_counts",
     "build_embedder",
     "build_folder_lock",
     "build_history",
@@ -71,6 +90,7 @@ __all__ = [
     "build_lexical",
     "build_recall_cache",
     "build_reranker",
+    "build_sealing",
     "build_search",
     "build_services",
     "build_single_store",
@@ -79,8 +99,11 @@ __all__ = [
     "default_retrieval",
     "embedding_dimension",
     "limits_of",
+    "retention_of",
     "retire_data_keys",
+    "scratch_store",
     "security_dir",
+    "snapshot_store",
 ]
 
 
@@ -111,16 +134,17 @@ def build_services(
     """
     telemetry = telemetry or NullTelemetry()
     tasks = Background()
-    store = store or build_store(settings, telemetry.storage_event)
+    store = raw = store or build_store(settings, telemetry.storage_event)
     ring = build_key_ring(settings)
     sealed = None
     if ring is not None:
         from membank_server.security.encrypted_store import EncryptedStore
 
-        # An extraction's reason quotes the conversation: sealed like content.
-        keys = [*settings.security.encryption.metadata_keys, NOTE_KEY]
         store = sealed = EncryptedStore(
-            store, ring, metadata_keys=keys, analyzer=build_lexical(settings).analyzer
+            store,
+            ring,
+            metadata_keys=_sealed_metadata(settings),
+            analyzer=build_lexical(settings).analyzer,
         )
     embedder = batched(settings, embedder or build_embedder(settings), telemetry)
     recall_cache, lock = build_recall_cache(settings, telemetry, ring)
@@ -159,6 +183,19 @@ def build_services(
     )
     warmup = WarmupService(warmer, plan, tasks)
     audit_log = build_audit_log(settings)
+    redis = c.enabled and bool(c.redis_url)
+    popular = recall_cache.popular if recall_cache is not None else None
+    backups = build_backup_service(
+        settings,
+        raw,
+        embedder=embedder.model,
+        dimension=embedding_dimension(settings),
+        keys=access.keys if access is not None else None,
+        audit=audit_log,
+        counts=popular if isinstance(popular, DurableCounts) else None,
+        sealed=sealed,
+        telemetry=telemetry,
+    )
     if ring is not None and job_queue is None:
         from membank_server.security.encrypted_queue import EncryptedJobQueue
 
@@ -201,7 +238,30 @@ def build_services(
         sampler=sampler,
         observe=observe,
         tunables=tunables,
+        backups=backups,
+        backup_schedule=build_backup_scheduler(settings, backups, lock if redis else None),
         jobs=pipeline.jobs,
         workers=pipeline.workers,
         extraction=pipeline.extraction,
     )
+
+
+def build_sealing(settings: Settings, store: MemoryStore) -> SealedFields | None:
+    """Field encryption's view of ``store`` (its data keys), when encryption is on."""
+    ring = build_key_ring(settings)
+    if ring is None:
+        return None
+    from membank_server.security.encrypted_store import EncryptedStore
+
+    return EncryptedStore(
+        store,
+        ring,
+        metadata_keys=_sealed_metadata(settings),
+        analyzer=build_lexical(settings).analyzer,
+    )
+
+
+def _sealed_metadata(settings: Settings) -> list[str]:
+    """The metadata keys field encryption seals: the configured ones, and an
+    extraction's reason (it quotes the conversation: sealed like content)."""
+    return [*settings.security.encryption.metadata_keys, NOTE_KEY]

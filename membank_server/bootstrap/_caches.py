@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from membank_server.config import Settings
-from membank_server.domain.ports import Cache, Generations, PopularQueries
+from membank_server.domain.ports import Cache, DurableCounts, Generations, PopularQueries
 from membank_server.domain.storage import StoreKind
 from membank_server.domain.telemetry import Telemetry
 from membank_server.services.recall_cache import CacheStats, RecallCache
 from membank_server.services.warmup import LockFactory, local_lock
 
 if TYPE_CHECKING:
+    from membank_server.cache.redis import RedisCache
     from membank_server.security.crypto import KeyRing
 
-__all__ = ["build_recall_cache"]
+__all__ = ["build_durable_counts", "build_recall_cache"]
 
 
 def build_recall_cache(
@@ -54,13 +55,7 @@ def build_recall_cache(
     if c.redis_url:
         from membank_server.cache.redis import RedisCache
 
-        l2 = RedisCache(
-            c.redis_url,
-            name="l2",
-            default_ttl=c.l2_ttl,
-            connect_timeout=c.redis_timeout,
-            timeout=c.redis_timeout,
-        )
+        l2 = _l2(settings)
         shared: list[Cache] = [l2]
         if c.l3_url:
             shared.append(
@@ -99,3 +94,30 @@ def build_recall_cache(
         stats=stats,
     )
     return recall, lock
+
+
+def build_durable_counts(settings: Settings) -> tuple[DurableCounts, Cache] | None:
+    """The popular-query counts the server keeps in Redis, for a backup or a restore
+    outside the server; with the Redis client to close. None without Redis."""
+    c = settings.cache
+    if not (c.enabled and c.redis_url):
+        return None
+    from membank_server.cache.counters import RedisPopularQueries
+
+    l2 = _l2(settings)
+    return RedisPopularQueries(l2, window_seconds=c.popular_window_seconds), l2
+
+
+def _l2(settings: Settings) -> RedisCache:
+    """The shared Redis level (L2), whose client the popular-query counts use too."""
+    from membank_server.cache.redis import RedisCache
+
+    c = settings.cache
+    assert c.redis_url
+    return RedisCache(
+        c.redis_url,
+        name="l2",
+        default_ttl=c.l2_ttl,
+        connect_timeout=c.redis_timeout,
+        timeout=c.redis_timeout,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -188,10 +188,13 @@ def build_store(settings: Settings, on_event: EventSink | None = None) -> Memory
     return RoutedStore(hybrid, threshold=policy.route_threshold, on_event=on_event)
 
 
-def build_folder_lock(settings: Settings) -> FolderLock | None:
-    """The data folder's lock when an embedded store lives there (one process only)."""
+def build_folder_lock(
+    settings: Settings, kinds: Collection[StoreKind] | None = None
+) -> FolderLock | None:
+    """The data folder's lock when an embedded store lives there (one process only);
+    ``kinds``: of these stores rather than the configured ones (a restore ``--into``)."""
     s = settings.storage
-    if not any(kind.embedded for kind in s.kinds):
+    if not any(kind.embedded for kind in (s.kinds if kinds is None else kinds)):
         return None
     from membank_server.storage.folder import FolderLock as EdgeFolderLock
 

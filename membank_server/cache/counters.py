@@ -76,6 +76,16 @@ class RedisPopularQueries:
             for member, score in await self._redis.ztop(keys, k)
         ]
 
+    async def add_counts(self, counts: Sequence[tuple[str, bytes, float]]) -> None:
+        """Add (user, query, count) rows to the current window: a restore of ``top``.
+
+        Raises:
+            CacheUnavailable: Redis cannot answer (a restore reports it, not drops it).
+        """
+        key = _window(self._window, time.time())
+        for user_id, query, n in counts:
+            await self._redis.zincrby(key, user_id.encode() + _SEP + query, n, ttl=self._window * 2)
+
     async def flush(self) -> None:
         counts, self._pending = self._pending, Counter()
         key = _window(self._window, time.time())

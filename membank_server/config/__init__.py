@@ -19,7 +19,8 @@ from typing import Any
 
 import msgspec
 
-from membank_server.config._base import SECRET_KEYS, URL_SECRET, MiB, Section, masked_tree
+from membank_server.config._backup import BackupS3Settings, BackupSettings, check_backup
+from membank_server.config._base import URL_SECRET, MiB, Section, is_secret, masked_tree
 from membank_server.config._jobs import (
     BatcherSettings,
     JobsSettings,
@@ -57,6 +58,8 @@ from membank_server.domain.storage import StoreKind
 
 __all__ = [
     "AuditSettings",
+    "BackupS3Settings",
+    "BackupSettings",
     "BatcherSettings",
     "CacheSettings",
     "EdgeSettings",
@@ -117,6 +120,7 @@ class Settings(Section):
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
     observe: ObserveSettings = msgspec.field(default_factory=ObserveSettings)
+    backup: BackupSettings = msgspec.field(default_factory=BackupSettings)
     jobs: JobsSettings = msgspec.field(default_factory=JobsSettings)
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
@@ -226,6 +230,7 @@ def load_settings(
     check_security(settings)
     check_search(settings.search)
     check_observe(settings.observe, settings.storage.postgres.dsn)
+    check_backup(settings.backup)
     check_jobs(settings.jobs, settings.llm)
     job_backend(
         settings.jobs,
@@ -250,7 +255,7 @@ def secret_values(settings: Settings) -> list[str]:
     def walk(node: Any, secret: bool) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
-                walk(v, secret or k == "keys" or k.endswith(SECRET_KEYS))
+                walk(v, secret or is_secret(k))
         elif isinstance(node, list):
             for v in node:
                 walk(v, secret)

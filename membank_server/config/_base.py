@@ -7,11 +7,31 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["SECRET_KEYS", "URL_SECRET", "MiB", "Section", "masked_tree"]
+__all__ = ["SECRET_KEYS", "URL_SECRET", "MiB", "Section", "is_secret", "masked_tree"]
 
 MiB = 1024 * 1024
-#: Setting names ending so hold secrets (``keys`` too: the data keys).
-SECRET_KEYS = ("api_key", "admin_key", "index_key", "password", "secret", "token")
+#: Setting names ending so hold secrets (``keys`` too: the data keys; ``key``: the
+#: backup key; a webhook URL may carry its token).
+SECRET_KEYS = (
+    "api_key",
+    "admin_key",
+    "index_key",
+    "password",
+    "secret",
+    "secret_key",
+    "token",
+    "passphrase",
+    "webhook_url",
+)
+#: Setting names that are secrets as a whole word.
+SECRET_NAMES = ("keys", "key")
+
+
+def is_secret(name: str) -> bool:
+    """Whether the setting ``name`` holds a secret (masked, and redacted from logs)."""
+    return name in SECRET_NAMES or name.endswith(SECRET_KEYS)
+
+
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
 URL_SECRET = re.compile(r"(://[^:/@\s]*:)([^@\s]+)@")
 
@@ -25,10 +45,7 @@ def masked_tree(section: msgspec.Struct) -> dict[str, Any]:
 
     def mask(node: Any) -> Any:
         if isinstance(node, dict):
-            return {
-                k: ("***" if v and (k == "keys" or k.endswith(SECRET_KEYS)) else mask(v))
-                for k, v in node.items()
-            }
+            return {k: ("***" if v and is_secret(k) else mask(v)) for k, v in node.items()}
         if isinstance(node, str):
             # A password inside a URL or DSN: scheme://user:password@host
             return _URL_PASSWORD.sub(r"\1***@", node)

@@ -8,6 +8,17 @@ from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from membank_server.domain.backup import BackupTarget
+from membank_server.domain.backup_ports import (
+    BackupAlerts,
+    BackupArchive,
+    BackupReader,
+    BackupWriter,
+    DatabaseDump,
+    DurableCounts,
+    SealedFields,
+    Snapshot,
+    Snapshots,
+)
 from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.jobs import JobQueue
 from membank_server.domain.llm import LanguageModel
@@ -28,8 +39,14 @@ from membank_server.domain.security import ApiKey, AuditEntry, RateDecision
 __all__ = [
     "Analyzer",
     "AuditLog",
+    "BackupAlerts",
+    "BackupArchive",
+    "BackupReader",
     "BackupTarget",
+    "BackupWriter",
     "Cache",
+    "DatabaseDump",
+    "DurableCounts",
     "Embedder",
     "FolderLock",
     "Generations",
@@ -40,6 +57,9 @@ __all__ = [
     "PopularQueries",
     "Reranker",
     "Resealable",
+    "SealedFields",
+    "Snapshot",
+    "Snapshots",
     "SpaceAware",
     "Throttle",
 ]
@@ -309,6 +329,10 @@ class KeyStore(Protocol):
     async def remove_member(self, team: str, user_id: str) -> bool: ...
 
     async def members(self, team: str) -> list[str]: ...
+
+    async def memberships(self) -> list[tuple[str, str]]:
+        """Every (team, user_id) membership, sorted (a backup)."""
+        ...
 
     async def is_member(self, team: str, user_id: str) -> bool: ...
 

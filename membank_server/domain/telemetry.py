@@ -54,6 +54,10 @@ class Telemetry(Protocol):
         """The last count of users, disk and the largest tenants."""
         ...
 
+    def backup(self, outcome: str, seconds: float, stored_bytes: int, memories: int) -> None:
+        """One backup run (``success`` or ``failure``): how long, bytes stored, memories."""
+        ...
+
     def job_pool(self, kind: str, workers: int, waiting: int) -> None:
         """A worker pool's size and its kind's items waiting in the queue, as last seen."""
         ...
@@ -112,6 +116,9 @@ class NullTelemetry:
 
     def totals(self) -> Totals:
         return Totals(datetime.now(UTC), 0, 0, 0, (), 0.0, 0)
+
+    def backup(self, outcome: str, seconds: float, stored_bytes: int, memories: int) -> None:
+        return None
 
     def job_pool(self, kind: str, workers: int, waiting: int) -> None:
         return None

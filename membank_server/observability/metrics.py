@@ -160,6 +160,20 @@ def _metrics() -> dict[str, Any]:
             ["level"],
             buckets=_FAST,
         ),
+        "backups": Counter("membank_backups", "Backup runs by outcome", ["outcome"]),
+        "backup_seconds": Histogram(
+            "membank_backup_seconds",
+            "Duration of a backup run",
+            ["outcome"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+        ),
+        "backup_bytes": Gauge("membank_backup_bytes", "Bytes stored by the last successful backup"),
+        "backup_memories": Gauge(
+            "membank_backup_memories", "Memory records in the last successful backup"
+        ),
+        "backup_last_success": Gauge(
+            "membank_backup_last_success_timestamp_seconds", "When the last backup succeeded"
+        ),
         "storage": Counter(
             "membank_storage_events",
             "Routing choices, fallbacks and outbox work of a hybrid store",
@@ -236,6 +250,14 @@ class PrometheusTelemetry(PipelineMetrics):
     def totals(self) -> Totals:
         """The whole server's cumulative figures now (every worker's, in multiprocess mode)."""
         return read_totals(registry_for_scrape().collect(), process_tree())
+
+    def backup(self, outcome: str, seconds: float, stored_bytes: int, memories: int) -> None:
+        self._m["backups"].labels(outcome).inc()
+        self._m["backup_seconds"].labels(outcome).observe(seconds)
+        if outcome == "success":
+            self._m["backup_bytes"].set(stored_bytes)
+            self._m["backup_memories"].set(memories)
+            self._m["backup_last_success"].set_to_current_time()
 
 
 def read_totals(families: Any, process: tuple[float, int]) -> Totals:

@@ -185,6 +185,26 @@ class Database:
 
     # -- work --------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def snapshot(self, what: str) -> AsyncIterator[Any]:
+        """A pooled connection in one ``REPEATABLE READ READ ONLY`` transaction for the
+        block: every statement on it sees the database as of the first (a backup).
+
+        Raises:
+            StorageUnavailable: the pool is not open, or PostgreSQL cannot answer.
+        """
+        pool = self._pool
+        if pool is None:
+            raise StorageUnavailable(f"{self.label} ({self.where}) is not open")
+        try:
+            async with (
+                pool.acquire(timeout=self.settings.connect_timeout) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                yield conn
+        except DRIVER_ERRORS as exc:
+            raise self._translate(exc, what) from exc
+
     async def run(
         self,
         what: str,

@@ -159,11 +159,13 @@ class KeyRing:
 
     # -- text fields ---------------------------------------------------------
 
-    def seal(self, plaintext: str, aad: bytes) -> str:
+    def seal(self, plaintext: str, aad: bytes, key_id: str | None = None) -> str:
+        """Seal with the active key, or the key ``key_id`` (a key check a backup keeps)."""
         keys = self._keys
+        kid = keys.active if key_id is None else key_id
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = keys.ciphers[keys.active].encrypt(nonce, plaintext.encode("utf-8"), aad)
-        return f"{_VERSION}|{keys.active}|{_b64(nonce)}|{_b64(sealed)}"
+        sealed = keys.ciphers[kid].encrypt(nonce, plaintext.encode("utf-8"), aad)
+        return f"{_VERSION}|{kid}|{_b64(nonce)}|{_b64(sealed)}"
 
     def open(self, token: str, aad: bytes) -> str:
         """The plaintext of a sealed text.

@@ -40,7 +40,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from membank_server.domain.errors import InvalidInput
+from membank_server.domain.errors import IntegrityError, InvalidInput
 from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
@@ -60,6 +60,9 @@ __all__ = ["PLAINTEXT", "EncryptedStore"]
 
 #: The ``key_usage`` entry counting records with a field that is not sealed yet.
 PLAINTEXT = "plaintext"
+#: What a backup seals with each data key (and hashes with the index key) to check
+#: that a restoring server holds the same keys.
+_KEY_CHECK = "membank-backup data key check"
 
 _Crypt = Callable[[str, str], str]  # (value, field) -> value
 
@@ -329,6 +332,38 @@ class EncryptedStore:
                     usage[key_id] = usage.get(key_id, 0) + 1
             if cursor is None:
                 return usage
+
+    # -- SealedFields: a backup keeps records as stored ---------------------------
+
+    def key_ids(self, record: MemoryRecord) -> set[str]:
+        """The data keys sealing a stored record's fields (not its plaintext ones)."""
+        return self._keys_of(record) - {PLAINTEXT}
+
+    def describe(self, key_ids: Collection[str]) -> dict[str, Any]:
+        aad = _KEY_CHECK.encode()
+        return {
+            "keys": {k: self.ring.seal(_KEY_CHECK, aad, key_id=k) for k in sorted(key_ids)},
+            "index_check": self.ring.index(_KEY_CHECK),
+            "metadata_keys": sorted(self.metadata_keys),
+        }
+
+    def missing(self, described: Mapping[str, Any]) -> list[str]:
+        problems = []
+        aad = _KEY_CHECK.encode()
+        for key_id, check in dict(described.get("keys") or {}).items():
+            try:
+                self.ring.open(str(check), aad)
+            except IntegrityError:
+                problems.append(f"data key {key_id!r} is not in this server's ring, or differs")
+        if described.get("index_check") not in (None, self.ring.index(_KEY_CHECK)):
+            problems.append("the index key differs (exact duplicates would not be found)")
+        unsealed = set(described.get("metadata_keys") or ()) - self.metadata_keys
+        if unsealed:
+            problems.append(
+                f"metadata keys {sorted(unsealed)} are sealed in the backup: list them in "
+                "security.encryption.metadata_keys"
+            )
+        return problems
 
     async def scan_stale(
         self, cursor: str | None = None, limit: int = 500

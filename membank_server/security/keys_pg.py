@@ -164,6 +164,11 @@ class PgKeyStore:
         rows = await self._run("list team members", lambda c: c.fetch(sql, team))
         return [r["user_id"] for r in rows]
 
+    async def memberships(self) -> list[tuple[str, str]]:
+        sql = f"SELECT team, user_id FROM {self._members} ORDER BY team, user_id"
+        rows = await self._run("list team memberships", lambda c: c.fetch(sql))
+        return [(r["team"], r["user_id"]) for r in rows]
+
     async def is_member(self, team: str, user_id: str) -> bool:
         sql = f"SELECT 1 FROM {self._members} WHERE team = $1 AND user_id = $2"
         row = await self._run("look up a team member", lambda c: c.fetchrow(sql, team, user_id))

@@ -197,6 +197,14 @@ class SqliteKeyStore:
         )
         return [r["user_id"] for r in rows]
 
+    async def memberships(self) -> list[tuple[str, str]]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT team, user_id FROM team_members ORDER BY team, user_id"
+            ).fetchall()
+        )
+        return [(r["team"], r["user_id"]) for r in rows]
+
     async def is_member(self, team: str, user_id: str) -> bool:
         row = await self._run(
             lambda db: db.execute(

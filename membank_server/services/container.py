@@ -43,6 +43,8 @@ from membank_server.services.warmup import WarmupService
 from membank_server.services.workers import Workers
 
 if TYPE_CHECKING:
+    from membank_server.services.backup import BackupService
+    from membank_server.services.backup_schedule import BackupScheduler
     from membank_server.services.rotation import DataKeyRotation
 
 __all__ = ["Resources", "Services", "Started"]
@@ -97,6 +99,9 @@ class Services:
     sampler: Sampler | None = None
     observe: ObserveService | None = None
     tunables: TunableService | None = None
+    #: Backups of this process's data, and the scheduled ones.
+    backups: BackupService | None = None
+    backup_schedule: BackupScheduler | None = None
     #: Asynchronous jobs, their worker pools, and fact extraction.
     jobs: JobService | None = None
     workers: Workers | None = None
@@ -152,6 +157,9 @@ class Services:
                 stack.push_async_callback(r.reranker.aclose)
             stack.push_async_callback(self.tasks.aclose)
             stack.push_async_callback(self.warmup.aclose)
+            if self.backup_schedule is not None:
+                await self.backup_schedule.start()
+                stack.push_async_callback(self.backup_schedule.aclose)
             self.readiness.load_embedder()
             self.upkeep.start()
             if self.sampler is not None:

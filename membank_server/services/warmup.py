@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from membank_server.domain.cron import cron_fields
 from membank_server.domain.errors import MembankError
 from membank_server.domain.ports import PopularQueries
 from membank_server.services.inputs import RecallQuery
@@ -163,17 +164,6 @@ class WarmupStatus:
     rounds: int
 
 
-def _cron(spec: str, trigger: Any) -> Any:
-    """A crontab line; six fields put seconds first (``*/30 * * * * *``)."""
-    fields = spec.split()
-    if len(fields) == 6:
-        second, minute, hour, day, month, dow = fields
-        return trigger(
-            second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=dow
-        )
-    return trigger.from_crontab(spec)
-
-
 @dataclass
 class WarmupService:
     """Warmup rounds of one process: at start by the plan's strategy, on a schedule,
@@ -219,7 +209,7 @@ class WarmupService:
                 self._scheduler = AsyncIOScheduler()
                 self._scheduler.add_job(
                     self._scheduled,
-                    _cron(self.plan.cron, CronTrigger),
+                    CronTrigger(**cron_fields(self.plan.cron)),
                     id="membank-warmup",
                     max_instances=1,
                     coalesce=True,

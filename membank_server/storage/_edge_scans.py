@@ -12,14 +12,14 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from membank_server.domain.model import Memory, Usage
+from membank_server.domain.model import HistoryEvent, Memory, Usage
 from membank_server.storage._checked import checked_memory, sound
 from membank_server.storage._edge_ops import edge_filter
 from membank_server.storage._edge_reads import scroll
 from membank_server.storage._edge_shard import ShardThreads
 from membank_server.storage._payload import BYTES, HISTORY, Cond, live_conditions
 
-__all__ = ["NO_HISTORY", "expired_ids", "find_by_hash", "pages", "usage"]
+__all__ = ["NO_HISTORY", "expired_ids", "find_by_hash", "histories", "pages", "usage"]
 
 # Points of earlier versions may still carry a history field until moved at open.
 NO_HISTORY = qe.PayloadSelector.Exclude([HISTORY])
@@ -87,3 +87,27 @@ async def find_by_hash(
                 out[key] = memory
         if offset is None or len(out) == len(wanted):
             return out
+
+
+async def histories(
+    threads: ShardThreads, memories: Sequence[Memory]
+) -> list[tuple[HistoryEvent, ...]]:
+    """Each memory's history up to its version, whole (a scan, a backup).
+
+    The writer applies a group's points to the shard before it commits the group's
+    history, so a scan may meet a point of a write not yet acknowledged whose events
+    are not visible yet. Such a page waits for the group to commit (a call on the
+    writer thread runs between groups) and reads those events again: a record is
+    never returned without the event of its own version.
+    """
+    history = threads.history
+    events = await threads.read(lambda _: history.read_many([str(m.id) for m in memories]))
+
+    def upto(m: Memory) -> tuple[HistoryEvent, ...]:
+        return tuple(h for h in events.get(str(m.id), ()) if h.version <= m.version)
+
+    late = [str(m.id) for m in memories if not any(h.version == m.version for h in upto(m))]
+    if late:
+        await threads.on_writer(lambda: None)
+        events.update(await threads.read(lambda _: history.read_many(late)))
+    return [upto(m) for m in memories]

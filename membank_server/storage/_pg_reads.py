@@ -16,7 +16,8 @@ another.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -34,7 +35,7 @@ from membank_server.domain.model import (
     VectorQuery,
 )
 from membank_server.lexical import LexicalIndex
-from membank_server.pg import Database
+from membank_server.pg import DRIVER_ERRORS, Database, translate
 from membank_server.storage._checked import sound
 from membank_server.storage._pg_filters import Args, filters_sql
 from membank_server.storage._pg_lexical import bm25_sql, tsquery_text
@@ -47,7 +48,7 @@ from membank_server.storage._pg_rows import (
     record_from_row,
 )
 
-__all__ = ["PgMemoryReads"]
+__all__ = ["PgMemoryReads", "PgSnapshot"]
 
 _T = TypeVar("_T")
 
@@ -169,20 +170,34 @@ class PgMemoryReads:
         row = await self._read("measure a user", lambda c: c.fetchrow(sql, user_id, now))
         return Usage(int(row["n"]), int(row["bytes"]))
 
-    async def scan(
-        self, cursor: str | None = None, limit: int = 500
-    ) -> tuple[list[MemoryRecord], str | None]:
-        """Every record in id order; the cursor is the next id, inclusive, as in ``list_page``."""
-        start = _cursor(cursor) if cursor is not None else None
-        sql = self._records_sql(
+    def _scan_sql(self) -> str:
+        return self._records_sql(
             "($1::uuid IS NULL OR m.id >= $1)", " ORDER BY m.id LIMIT $2", history=True
         )
-        rows = await self._read("scan memories", lambda c: c.fetch(sql, start, max(limit, 0) + 1))
+
+    def _page(self, rows: list[Any], limit: int) -> tuple[list[MemoryRecord], str | None]:
         # A damaged record is left out of copies and backups (logged; `verify` lists it).
         records = sound(rows[:limit], lambda r: record_from_row(r, self.dimension))
         if len(rows) > limit:
             return records, str(UUID(bytes=rows[limit]["id"].bytes))
         return records, None
+
+    async def scan(
+        self, cursor: str | None = None, limit: int = 500
+    ) -> tuple[list[MemoryRecord], str | None]:
+        """Every record in id order; the cursor is the next id, inclusive, as in ``list_page``."""
+        start = _cursor(cursor) if cursor is not None else None
+        sql = self._scan_sql()
+        rows = await self._read("scan memories", lambda c: c.fetch(sql, start, max(limit, 0) + 1))
+        return self._page(rows, limit)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[PgSnapshot]:
+        """Every record as of one instant: ``scan`` pages on one REPEATABLE READ
+        transaction, whose snapshot is exported (``token``) for ``pg_dump --snapshot``."""
+        async with self.db.snapshot("read a snapshot of the memories") as conn:
+            token = str(await conn.fetchval("SELECT pg_export_snapshot()"))
+            yield PgSnapshot(self, conn, token)
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
         if not memory_ids:
@@ -291,3 +306,19 @@ class PgMemoryReads:
         now = datetime.now(UTC)
         counted: int = await self._read("count memories", lambda c: c.fetchval(sql, user_id, now))
         return counted
+
+
+class PgSnapshot:
+    """The records of one exported snapshot, paged like ``scan`` (see ``snapshot``)."""
+
+    def __init__(self, reads: PgMemoryReads, conn: Any, token: str) -> None:
+        self._reads, self._conn, self.token = reads, conn, token
+        self._sql = reads._scan_sql()
+
+    async def scan(self, cursor: str | None, limit: int) -> tuple[list[MemoryRecord], str | None]:
+        start = _cursor(cursor) if cursor is not None else None
+        try:
+            rows = await self._conn.fetch(self._sql, start, max(limit, 0) + 1)
+        except DRIVER_ERRORS as exc:
+            raise translate(exc, "scan a snapshot", dsn=self._reads.db.dsn) from exc
+        return self._reads._page(rows, limit)

@@ -55,7 +55,14 @@ from membank_server.storage._edge_ops import (
 from membank_server.storage._edge_probe import probe_shard
 from membank_server.storage._edge_reads import query as resilient_query
 from membank_server.storage._edge_reads import retrieve
-from membank_server.storage._edge_scans import NO_HISTORY, expired_ids, find_by_hash, pages, usage
+from membank_server.storage._edge_scans import (
+    NO_HISTORY,
+    expired_ids,
+    find_by_hash,
+    histories,
+    pages,
+    usage,
+)
 from membank_server.storage._edge_search import checked_hit, dense_request, lexical_request
 from membank_server.storage._edge_shard import (
     DISTANCES,
@@ -280,20 +287,11 @@ class EdgeStore:
         points, next_offset = await self._scroll(
             offset=cursor, limit=limit, with_payload=True, with_vector=True
         )
-        history = self._history
-        events = await self._threads.read(lambda _: history.read_many([str(p.id) for p in points]))
-        records = []
         # A damaged record is left out (and logged): a copy or a backup of the store
         # carries only what is sound; `verify` lists the rest.
-        for record in sound(
-            points, lambda p: checked_record(p.id, p.payload, p.vector, **self._shape)
-        ):
-            kept = tuple(
-                h
-                for h in events.get(str(record.memory.id), ())
-                if h.version <= record.memory.version
-            )
-            records.append(dataclasses.replace(record, history=kept))
+        found = sound(points, lambda p: checked_record(p.id, p.payload, p.vector, **self._shape))
+        events = await histories(self._threads, [r.memory for r in found])
+        records = [dataclasses.replace(r, history=h) for r, h in zip(found, events, strict=True)]
         return records, str(next_offset) if next_offset is not None else None
 
     async def verify(self, progress: Callable[[int], None] | None = None) -> IntegrityReport:

@@ -59,6 +59,8 @@ class ServerProcess:
             **{k: v for k, v in os.environ.items() if not k.startswith("MEMBANK_")},
             "MEMBANK_STORAGE__EDGE__PATH": str(self.data_dir),
             "MEMBANK_SERVER__PORT": str(self.port),
+            # Backups a test asks for land beside its data, never in ./backups.
+            "MEMBANK_BACKUP__TARGET": str(self.data_dir.parent / "backups"),
             **_TEST_DEFAULTS,
             **self.env,
         }

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from membank_server.archive.retention import plan_prune
 from membank_server.domain.backup import BackupInfo, BackupStatus
 from membank_server.domain.errors import InvalidInput
+from membank_server.domain.retention import plan_prune
 
 __all__: list[str] = []
 
