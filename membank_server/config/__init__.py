@@ -201,7 +201,7 @@ def load_settings(
     except msgspec.ValidationError as exc:
         raise ConfigError(_explained(str(exc))) from exc
     check_process(settings.server, settings.limits, settings.cache, settings.embedder)
-    check_storage(settings.storage, settings.server.workers)
+    check_storage(settings.storage, settings.server)
     check_security(settings)
     return settings
 
