@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from membank_cli import audit, bench, cache, collection, config, keys, storage
+from membank_cli import audit, bench, cache, collection, config, jobs, keys, storage
 from membank_cli.application import Application, ConfigOption
 from membank_cli.capacity import command as capacity
 from membank_cli.loadtest.command import loadtest
@@ -54,6 +54,7 @@ app.add_typer(cache.cli, name="cache")
 app.add_typer(storage.cli, name="storage")
 app.add_typer(audit.cli, name="audit")
 app.add_typer(keys.cli, name="keys")
+app.add_typer(jobs.cli, name="jobs")
 app.add_typer(capacity.cli, name="capacity")
 
 

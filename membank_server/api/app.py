@@ -27,6 +27,8 @@ from membank_server.api.controllers import (
 )
 from membank_server.api.edge import EdgeMiddleware
 from membank_server.api.errors import exception_handlers
+from membank_server.api.job_schemas import state_extraction_rules
+from membank_server.api.jobs import ExtractController, JobController
 from membank_server.api.openapi import state_server_rules
 from membank_server.api.ops import collection, ready
 from membank_server.api.security import SecurityMiddleware
@@ -124,6 +126,8 @@ def dependencies(services: Services) -> dict[str, Provide]:
         "rotation": _enabled(
             services.rotation, "field encryption is off (security.encryption.enabled=false)"
         ),
+        "jobs": _value(services.jobs),
+        "extraction": _value(services.extraction),
     }
 
 
@@ -147,6 +151,8 @@ def create_app(services: Services, settings: Settings) -> Litestar:
         path="/",
         route_handlers=[
             MemoryController,
+            ExtractController,
+            JobController,
             SearchController,
             CacheController,
             AdminController,
@@ -211,4 +217,8 @@ def create_app(services: Services, settings: Settings) -> Litestar:
         edge.allow[route.path] = edge.allow[route.path_format] = methods
     memories = services.memories
     state_server_rules(app.openapi_schema, memories.embedder.dimension, memories.limits)
+    if (extraction := services.extraction) is not None:
+        state_extraction_rules(
+            app.openapi_schema, extraction.max_messages, extraction.message_max_chars
+        )
     return app

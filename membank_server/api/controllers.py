@@ -16,6 +16,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from membank_server.api.body import BodyProblem, check_json_body, check_types
 from membank_server.api.errors import error_response, responses
+from membank_server.api.job_schemas import JobRead
+from membank_server.api.jobs import ACCEPTED, Jobs, Mode, accepted, queue_of
 from membank_server.api.schemas import (
     BatchCreate,
     BatchRead,
@@ -95,7 +97,8 @@ class MemoryController(Controller):
             "201 with the new memory. An exact duplicate of a live memory of the same user "
             "answers 200 with the existing one. With `Idempotency-Key`, a replay of the same "
             "request answers as the first did and stores nothing; the key with another body "
-            "is a 409. With `id`, the call is an idempotent upsert of that memory."
+            "is a 409. With `id`, the call is an idempotent upsert of that memory. With "
+            "mode=async: 202 and a job (with `Idempotency-Key`, a replay answers the same job)."
         ),
         responses=responses(
             409,
@@ -108,7 +111,8 @@ class MemoryController(Controller):
                     data_container=MemoryRead,
                     description="an exact duplicate of a live memory: the existing one",
                     generate_examples=False,
-                )
+                ),
+                202: ACCEPTED,
             },
         ),
     )
@@ -116,12 +120,17 @@ class MemoryController(Controller):
         self,
         data: JSONBody[MemoryCreate],
         service: Memories,
+        jobs: Jobs,
         tenancy: Tenant,
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255)
         ] = None,
-    ) -> Response[MemoryRead]:
+        mode: Mode = "sync",
+    ) -> Response[MemoryRead | JobRead]:
         await tenancy.create({data.user_id})
+        if mode == "async":
+            job = await queue_of(jobs).remember_later([data.to_domain()], idempotency_key)
+            return accepted(job)  # type: ignore[return-value]
         memory, created = await service.remember(data.to_domain(), idempotency_key)
         headers = _etag(memory.version)
         if created:
@@ -221,12 +230,22 @@ class MemoryController(Controller):
         status_code=HTTP_200_OK,
         summary="Erase all of a user's memories and their history",
         operation_id="erase_user_memories",
-        responses=responses(404, 422, 503),
+        description="With mode=async: 202 and a job.",
+        responses=responses(404, 422, 503, others={202: ACCEPTED}),
         opt={"audit": "memory.erase_user"},
     )
-    async def erase_user(self, user_id: UserQuery, service: Memories, tenancy: Tenant) -> Deleted:
+    async def erase_user(
+        self,
+        user_id: UserQuery,
+        service: Memories,
+        jobs: Jobs,
+        tenancy: Tenant,
+        mode: Mode = "sync",
+    ) -> Response[Deleted | JobRead]:
         await tenancy.read(user_id)
-        return Deleted(await service.forget_user(user_id))
+        if mode == "async":
+            return accepted(await queue_of(jobs).erase_later(user_id))  # type: ignore[return-value]
+        return Response(Deleted(await service.forget_user(user_id)))
 
 
 class BatchController(Controller):
@@ -239,19 +258,32 @@ class BatchController(Controller):
         status_code=HTTP_201_CREATED,
         summary="Store many memories",
         operation_id="create_memories",
-        description="All or nothing on validation: one bad item is a 422 naming its index.",
-        responses=responses(400, 409, 413, 415, 422, 503),
+        description=(
+            "All or nothing on validation: one bad item is a 422 naming its index. With "
+            "mode=async: checked the same way, then 202 and a job; a job holds up to "
+            "jobs.job_max_items items (413 above), and a full queue answers 429."
+        ),
+        responses=responses(400, 409, 413, 415, 422, 503, others={202: ACCEPTED}),
         opt={"batch": True},
     )
     async def create_batch(
-        self, data: JSONBody[BatchCreate], service: Memories, tenancy: Tenant
-    ) -> BatchRead:
+        self,
+        data: JSONBody[BatchCreate],
+        service: Memories,
+        jobs: Jobs,
+        tenancy: Tenant,
+        mode: Mode = "sync",
+    ) -> Response[BatchRead | JobRead]:
         await tenancy.create({m.user_id for m in data.memories})
-        results = await service.remember_many([m.to_domain() for m in data.memories])
-        return BatchRead(
+        items = [m.to_domain() for m in data.memories]
+        if mode == "async":
+            return accepted(await queue_of(jobs).remember_later(items))  # type: ignore[return-value]
+        results = await service.remember_many(items)
+        read = BatchRead(
             items=[MemoryRead.of(m) for m, _ in results],
             created=sum(created for _, created in results),
         )
+        return Response(read, status_code=HTTP_201_CREATED)
 
 
 class SearchController(Controller):

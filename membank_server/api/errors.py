@@ -20,9 +20,12 @@ from membank_server.domain.errors import (
     IntegrityError,
     InvalidInput,
     MembankError,
+    ModelOutputInvalid,
+    NotConfigured,
     NotFound,
     PreconditionFailed,
     TooBusy,
+    TooLarge,
     Unavailable,
 )
 
@@ -39,6 +42,8 @@ _log = logging.getLogger("membank.api")
 #: The status of each domain error; the most specific class wins.
 ERROR_STATUS: dict[type[MembankError], int] = {
     InvalidInput: 422,
+    TooLarge: 413,
+    NotConfigured: 400,
     NotFound: 404,
     Conflict: 409,
     PreconditionFailed: 412,
@@ -46,6 +51,7 @@ ERROR_STATUS: dict[type[MembankError], int] = {
     TooBusy: 429,
     IntegrityError: 500,
     BackupError: 500,
+    ModelOutputInvalid: 502,
     Unavailable: 503,
     InsufficientStorage: 507,
 }
@@ -62,6 +68,7 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_input",
     429: "too_many_requests",
+    502: "bad_gateway",
     503: "unavailable",
     507: "insufficient_storage",
 }
@@ -94,7 +101,8 @@ def _domain(_: Request[Any, Any, Any], exc: MembankError) -> Response[ErrorBody]
     status = status_of(exc)
     if status >= 500:
         _log.error("%s: %s", type(exc).__name__, exc.message)
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    retry_after = exc.details.get("retry_after", 1)
+    headers = {"Retry-After": str(retry_after)} if status in (429, 503) else None
     return error_response(status, exc.code, exc.message, exc.details, headers)
 
 
@@ -157,10 +165,11 @@ _DOCUMENTED = {
     "feature this server is not configured with (not_enabled)",
     409: "the id or Idempotency-Key is taken by another request",
     412: "If-Match does not name the current version",
-    413: "request body over the size limit",
+    413: "request body over the size limit, or a job over the item limit",
     415: "the body is not application/json",
     422: "a value is invalid; details name the field (and the index in a batch)",
-    429: "rate limited or locked out; retry after Retry-After seconds",
+    429: "rate limited or locked out, or the job queue is full; retry after Retry-After seconds",
+    502: "the language model answered something that is not the expected JSON",
     503: "storage or embedder not available; retry after Retry-After",
     507: "the store's disk is nearly full: writes are refused until space is freed",
 }

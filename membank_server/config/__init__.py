@@ -20,6 +20,13 @@ from typing import Any
 import msgspec
 
 from membank_server.config._base import SECRET_KEYS, URL_SECRET, MiB, Section, masked_tree
+from membank_server.config._jobs import (
+    BatcherSettings,
+    JobsSettings,
+    LlmSettings,
+    check_jobs,
+    job_backend,
+)
 from membank_server.config._process import (
     CacheSettings,
     EmbedderSettings,
@@ -44,15 +51,19 @@ from membank_server.config._storage import (
     check_storage,
 )
 from membank_server.domain.errors import ConfigError
+from membank_server.domain.storage import StoreKind
 
 __all__ = [
     "AuditSettings",
+    "BatcherSettings",
     "CacheSettings",
     "EdgeSettings",
     "EmbedderSettings",
     "EncryptionSettings",
     "HybridSettings",
+    "JobsSettings",
     "LimitSettings",
+    "LlmSettings",
     "LockoutSettings",
     "MiB",
     "PostgresSettings",
@@ -62,6 +73,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "StorageSettings",
+    "job_backend",
     "load_settings",
     "masked",
     "masked_tree",
@@ -99,6 +111,8 @@ class Settings(Section):
     limits: LimitSettings = msgspec.field(default_factory=LimitSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     security: SecuritySettings = msgspec.field(default_factory=SecuritySettings)
+    jobs: JobsSettings = msgspec.field(default_factory=JobsSettings)
+    llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
@@ -203,6 +217,14 @@ def load_settings(
     check_process(settings.server, settings.limits, settings.cache, settings.embedder)
     check_storage(settings.storage, settings.server)
     check_security(settings)
+    check_jobs(settings.jobs, settings.llm)
+    job_backend(
+        settings.jobs,
+        settings.cache.l3_url,
+        settings.storage.postgres.dsn,
+        StoreKind.PGVECTOR in settings.storage.kinds,
+        settings.server.workers,
+    )
     return settings
 
 

@@ -2,7 +2,9 @@
 
     MembankError
     ├── InvalidInput            a request is well-formed but its values are wrong (422)
-    │   └── DimensionMismatch   a client vector has the wrong number of components
+    │   ├── DimensionMismatch   a client vector has the wrong number of components
+    │   └── TooLarge            a job holds more items than one job may (413)
+    ├── NotConfigured           a request needs a setting this server lacks (the LLM) (400)
     ├── NotFound                no such memory for this user (404)
     │   ├── NotEnabled          a feature this server was not configured with
     │   └── BackupNotFound      no such backup, or no such file on a backup target
@@ -11,6 +13,8 @@
     ├── Forbidden               the key may not do this (403)
     │   └── QuotaExceeded       the user would hold more than a quota allows
     ├── TooBusy                 too many requests of this key at once (429)
+    │   └── QueueFull           the job queue, or a user's share of it, is full (429)
+    ├── ModelOutputInvalid      the language model answered something unusable (502)
     ├── IntegrityError          stored data failed its integrity check: a ciphertext that
     │                           does not belong to its row, or an unknown data key (500)
     ├── ConfigError             a setting is missing or wrong (fails at start)
@@ -24,6 +28,7 @@
         ├── StorageUnavailable  the memory store
         │   └── InsufficientStorage  its disk is nearly full: writes refused (507)
         ├── EmbedderUnavailable the embedding model or provider
+        ├── ModelUnavailable    the language model (fact extraction) cannot answer now
         ├── CacheUnavailable    a cache level (callers fall back, never answer 503 for it)
         └── BackupTargetUnavailable  a backup target (folder, S3) cannot answer now
 
@@ -52,12 +57,17 @@ __all__ = [
     "IntegrityError",
     "InvalidInput",
     "MembankError",
+    "ModelOutputInvalid",
+    "ModelUnavailable",
+    "NotConfigured",
     "NotEnabled",
     "NotFound",
     "PreconditionFailed",
+    "QueueFull",
     "QuotaExceeded",
     "StorageUnavailable",
     "TooBusy",
+    "TooLarge",
     "Unavailable",
 ]
 
@@ -84,6 +94,14 @@ class InvalidInput(MembankError):
 
 class DimensionMismatch(InvalidInput):
     code = "dimension_mismatch"
+
+
+class TooLarge(InvalidInput):
+    code = "too_large"
+
+
+class NotConfigured(MembankError):
+    code = "not_configured"
 
 
 class NotFound(MembankError):
@@ -116,6 +134,16 @@ class QuotaExceeded(Forbidden):
 
 class TooBusy(MembankError):
     code = "too_many_concurrent"
+
+
+class QueueFull(TooBusy):
+    """``details["retry_after"]``: seconds worth waiting before trying again."""
+
+    code = "queue_full"
+
+
+class ModelOutputInvalid(MembankError):
+    code = "model_output_invalid"
 
 
 class IntegrityError(MembankError):
@@ -152,6 +180,10 @@ class InsufficientStorage(StorageUnavailable):
 
 class EmbedderUnavailable(Unavailable):
     code = "embedder_unavailable"
+
+
+class ModelUnavailable(Unavailable):
+    code = "model_unavailable"
 
 
 class CacheUnavailable(Unavailable):

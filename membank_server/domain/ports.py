@@ -9,6 +9,8 @@ from uuid import UUID
 
 from membank_server.domain.backup import BackupTarget
 from membank_server.domain.integrity import IntegrityReport
+from membank_server.domain.jobs import JobQueue
+from membank_server.domain.llm import LanguageModel
 from membank_server.domain.model import (
     CollectionInfo,
     DiskState,
@@ -29,7 +31,9 @@ __all__ = [
     "Embedder",
     "FolderLock",
     "Generations",
+    "JobQueue",
     "KeyStore",
+    "LanguageModel",
     "MemoryStore",
     "PopularQueries",
     "Resealable",

@@ -33,6 +33,22 @@ class Telemetry(Protocol):
         time its cache look-up took."""
         ...
 
+    def job_pool(self, kind: str, workers: int, waiting: int) -> None:
+        """A worker pool's size and its kind's items waiting in the queue, as last seen."""
+        ...
+
+    def job_batch(self, kind: str, items: int, waited: float) -> None:
+        """A worker took ``items`` items; the oldest had waited ``waited`` seconds."""
+        ...
+
+    def job_items(self, kind: str, outcome: str, count: int) -> None:
+        """Items that ended ``done``, ``dead`` or went back to ``retry``."""
+        ...
+
+    def embed_batch(self, lane: str, texts: int, waited: float) -> None:
+        """The batcher ran ``texts`` texts of calls that had waited up to ``waited`` s."""
+        ...
+
 
 class NullTelemetry:
     """Telemetry that records nothing (unit tests, the CLI)."""
@@ -53,4 +69,16 @@ class NullTelemetry:
         return None
 
     def cached_search(self, outcome: str, seconds: float) -> None:
+        return None
+
+    def job_pool(self, kind: str, workers: int, waiting: int) -> None:
+        return None
+
+    def job_batch(self, kind: str, items: int, waited: float) -> None:
+        return None
+
+    def job_items(self, kind: str, outcome: str, count: int) -> None:
+        return None
+
+    def embed_batch(self, lane: str, texts: int, waited: float) -> None:
         return None

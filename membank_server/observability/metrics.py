@@ -9,6 +9,8 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from membank_server.observability.pipeline import PipelineMetrics
+
 __all__ = ["PrometheusTelemetry", "start_metrics_listener"]
 
 _log = logging.getLogger("membank.storage")
@@ -46,8 +48,9 @@ def _metrics() -> dict[str, Any]:
     }
 
 
-class PrometheusTelemetry:
-    """The :class:`~membank_server.domain.telemetry.Telemetry` port on prometheus_client."""
+class PrometheusTelemetry(PipelineMetrics):
+    """The :class:`~membank_server.domain.telemetry.Telemetry` port on prometheus_client
+    (the job pipeline's metrics in :class:`PipelineMetrics`)."""
 
     def __init__(self) -> None:
         self._m = _metrics()

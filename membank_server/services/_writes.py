@@ -107,9 +107,8 @@ def build_record(
         session_id=item.session_id,
         expires_at=item.expires_at,
     )
-    event = HistoryEvent(
-        Event.UPDATE if live else Event.ADD, version, item.content, memory.metadata, now
-    )
+    meta = {**memory.metadata, **item.note} if item.note else memory.metadata
+    event = HistoryEvent(Event.UPDATE if live else Event.ADD, version, item.content, meta, now)
     return MemoryRecord(memory, vector, (event,), None, idempotency)
 
 

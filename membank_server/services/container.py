@@ -14,23 +14,36 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from membank_server.domain.ports import AuditLog, Embedder, FolderLock, Throttle
+from membank_server.domain.ports import (
+    AuditLog,
+    Embedder,
+    FolderLock,
+    JobQueue,
+    LanguageModel,
+    Throttle,
+)
 from membank_server.services.access import AccessService
 from membank_server.services.audit import AuditTrail
 from membank_server.services.cache_admin import CacheAdmin
 from membank_server.services.collection import CollectionService
+from membank_server.services.extraction import ExtractionService
 from membank_server.services.idempotency import IdempotencyIds
+from membank_server.services.jobs import JobService
 from membank_server.services.memories import MemoryService
 from membank_server.services.readiness import Readiness
 from membank_server.services.recall_cache import RecallCache
 from membank_server.services.tasks import Background
 from membank_server.services.upkeep import Upkeep
 from membank_server.services.warmup import WarmupService
+from membank_server.services.workers import Workers
 
 if TYPE_CHECKING:
     from membank_server.services.rotation import DataKeyRotation
 
 __all__ = ["Resources", "Services", "Started"]
+
+#: How often jobs finished longer ago than ``jobs.keep_seconds`` are forgotten.
+_PURGE_JOBS_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,8 @@ class Resources:
     throttle: Throttle | None = None
     #: ``security.admin_key``: restored if revoked, other admin keys untouched.
     configured_admin_key: str | None = field(default=None, repr=False)
+    job_queue: JobQueue | None = None
+    language_model: LanguageModel | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,10 @@ class Services:
     access: AccessService | None = None
     #: Data-key rotation; None without field encryption.
     rotation: DataKeyRotation | None = None
+    #: Asynchronous jobs, their worker pools, and fact extraction.
+    jobs: JobService | None = None
+    workers: Workers | None = None
+    extraction: ExtractionService | None = None
 
     @property
     def throttle(self) -> Throttle | None:
@@ -104,6 +123,12 @@ class Services:
                 stack.push_async_callback(r.throttle.aclose)
             stack.push_async_callback(self.readiness.close_store)
             await self.readiness.open_store()
+            if r.job_queue is not None:
+                await r.job_queue.start()
+                stack.push_async_callback(r.job_queue.aclose)
+            if r.language_model is not None:
+                await r.language_model.start()
+                stack.push_async_callback(r.language_model.aclose)
             if r.recall_cache is not None:
                 stack.push_async_callback(r.recall_cache.aclose)
             stack.push_async_callback(r.embedder.aclose)
@@ -111,4 +136,10 @@ class Services:
             stack.push_async_callback(self.warmup.aclose)
             self.readiness.load_embedder()
             self.upkeep.start()
+            if self.workers is not None:
+                # Closed first: workers stop before the queue, the embedder and the store.
+                await self.workers.start()
+                stack.push_async_callback(self.workers.aclose)
+            if self.jobs is not None:
+                self.tasks.every(_PURGE_JOBS_SECONDS, self.jobs.purge_finished, "purging old jobs")
             yield Started(created)

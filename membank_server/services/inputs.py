@@ -17,8 +17,11 @@ from membank_server.domain.model import SearchFilter
 _VISIBLE = re.compile(r"\S")
 #: The largest vector component accepted (the OpenAPI schema says so too).
 VECTOR_BOUND = 1e6
+#: The history metadata key of a ``NewMemory.note`` (fact extraction's decision and reason).
+NOTE_KEY = "membank_extraction"
 
 __all__ = [
+    "NOTE_KEY",
     "VECTOR_BOUND",
     "Limits",
     "MemoryPatch",
@@ -85,7 +88,11 @@ def check_expiry(expires_at: datetime | None, now: datetime, where: dict[str, An
 
 @dataclass(frozen=True, slots=True)
 class NewMemory:
-    """A memory to store; ``id`` makes it an idempotent upsert, ``vector`` skips embedding."""
+    """A memory to store; ``id`` makes it an idempotent upsert, ``vector`` skips embedding.
+
+    ``note``: keys the history event of this write adds to the memory's metadata (why
+    it was written: fact extraction's decision and reason); the memory keeps its own.
+    """
 
     user_id: str
     content: str
@@ -95,6 +102,7 @@ class NewMemory:
     expires_at: datetime | None = None
     id: UUID | None = None
     vector: list[float] | None = None
+    note: Mapping[str, Any] | None = None
 
 
 def request_digest(item: NewMemory) -> str:
@@ -121,6 +129,7 @@ class MemoryPatch:
     metadata: Mapping[str, Any] | None = None
     expires_at: datetime | None = None
     vector: list[float] | None = None
+    note: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from uuid import UUID
 from membank_server.domain.integrity import Damage, IntegrityReport
 from membank_server.domain.model import Event, HistoryEvent, Memory, MemoryRecord, content_hash
 from membank_server.domain.ports import Embedder, MemoryStore
+from membank_server.services.inputs import NOTE_KEY
 
 __all__ = ["IntegrityService", "RepairReport"]
 
@@ -100,7 +101,8 @@ class IntegrityService:
             id=memory_id,
             user_id=damage.user_id,
             content=content.content,
-            metadata=dict(content.metadata),
+            # An extraction's note belongs to the event, not to the memory.
+            metadata={k: v for k, v in content.metadata.items() if k != NOTE_KEY},
             created_at=events[0].at,
             updated_at=last.at,
             version=last.version,

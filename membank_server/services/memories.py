@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from membank_server.domain.errors import (
@@ -125,6 +126,10 @@ class MemoryService:
             )
         return await self._write(items, None, batch=True)
 
+    def validate(self, items: Sequence[NewMemory]) -> None:
+        """What a batch write checks before it takes a lock (a job is checked so, whole)."""
+        self._validate(items, self._clock(), batch=True)
+
     def _validate(self, items: Sequence[NewMemory], now: datetime, batch: bool) -> None:
         for i, item in enumerate(items):
             where = {"index": i} if batch else {}
@@ -221,6 +226,7 @@ class MemoryService:
                 expires_at=m.expires_at if patch.expires_at is None else patch.expires_at,
                 id=m.id,
                 vector=patch.vector,
+                note=patch.note,
             )
             if same(m, item, content_hash(item.content)) and patch.vector is None:
                 return m
@@ -237,13 +243,17 @@ class MemoryService:
             await self._invalidate([user_id])
             return record.memory
 
-    async def forget(self, user_id: str, memory_id: UUID) -> None:
-        """Delete one memory; its history stays readable until the user is erased."""
+    async def forget(
+        self, user_id: str, memory_id: UUID, note: Mapping[str, Any] | None = None
+    ) -> None:
+        """Delete one memory; its history stays readable until the user is erased.
+        ``note``: what the DELETE event's metadata adds (see ``NewMemory.note``)."""
         now = self._clock()
         async with self.locks.hold([user_id]):
             old = await self._live_record(user_id, memory_id, now)
             m = replace(old.memory, version=old.memory.version + 1, updated_at=now)
-            event = HistoryEvent(Event.DELETE, m.version, m.content, m.metadata, now)
+            meta = {**m.metadata, **note} if note else m.metadata
+            event = HistoryEvent(Event.DELETE, m.version, m.content, meta, now)
             await self.store.upsert([replace(old, memory=m, history=(event,), deleted_at=now)])
             self.usage.record(user_id, -1, -stored_bytes(old.memory))
             await self._invalidate([user_id])

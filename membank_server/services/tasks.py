@@ -41,7 +41,7 @@ class Background:
         return task
 
     def every(
-        self, seconds: float, work: Callable[[], Awaitable[None]], what: str, *, first: float = 0
+        self, seconds: float, work: Callable[[], Awaitable[object]], what: str, *, first: float = 0
     ) -> asyncio.Task[Any]:
         """Run ``work`` every ``seconds`` (after ``first`` seconds), until shutdown; a
         ``MembankError`` of one round is logged and the next round comes anyway."""

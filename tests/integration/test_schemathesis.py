@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.llm import ChatDouble
 from tests.support.server import ADMIN_KEY, ServerProcess
 
 #: Cases per operation and phase; the seed keeps the run the same from one CI to the next.
@@ -37,16 +38,18 @@ MIN_CASES = 1500
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root: Path = tmp_path_factory.mktemp("schemathesis")
-    proc = ServerProcess(
-        root / "data",
-        env={
-            "MEMBANK_SECURITY__LOCKOUT__MAX_FAILURES": "1000000",
-            "MEMBANK_SECURITY__MAX_CONCURRENT_PER_KEY": "1000",
-        },
-    )
-    proc.start()
-    yield proc
-    proc.stop()
+    with ChatDouble() as chat:  # fact extraction talks to a local chat double
+        proc = ServerProcess(
+            root / "data",
+            env={
+                "MEMBANK_SECURITY__LOCKOUT__MAX_FAILURES": "1000000",
+                "MEMBANK_SECURITY__MAX_CONCURRENT_PER_KEY": "1000",
+                "MEMBANK_LLM__BASE_URL": chat.url,
+            },
+        )
+        proc.start()
+        yield proc
+        proc.stop()
 
 
 def _seed(server: ServerProcess) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Job queue adapters: a SQLite file in the data folder, a PostgreSQL table, Redis Streams."""
