@@ -218,13 +218,19 @@ def load_settings(
     check_storage(settings.storage, settings.server)
     check_security(settings)
     check_jobs(settings.jobs, settings.llm)
-    job_backend(
+    jobs = job_backend(
         settings.jobs,
         settings.cache.l3_url,
         settings.storage.postgres.dsn,
         StoreKind.PGVECTOR in settings.storage.kinds,
         settings.server.workers,
     )
+    if jobs == "local" and settings.server.replicas > 1:
+        raise ConfigError(
+            "setting jobs.backend resolves to local, a file in one instance's data folder: "
+            f"with server.replicas={settings.server.replicas} set jobs.backend to redis or "
+            "postgres"
+        )
     return settings
 
 

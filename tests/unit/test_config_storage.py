@@ -147,6 +147,7 @@ _SHARED = {
     "MEMBANK_STORAGE__POSTGRES__DSN": "postgresql://u@postgres/db",
     "MEMBANK_SECURITY__KEYS_BACKEND": "postgres",
     "MEMBANK_SECURITY__AUDIT__SINK": "postgres",
+    "MEMBANK_JOBS__BACKEND": "postgres",
 }
 
 
@@ -174,6 +175,12 @@ _SHARED = {
             {"MEMBANK_SECURITY__AUDIT__SINK": "file"},
             "setting security.audit.sink=file writes one instance's audit log: "
             "with server.replicas=3 set security.audit.sink=postgres",
+        ),
+        (
+            # auto, with neither Redis nor pgvector: the local file.
+            {"MEMBANK_JOBS__BACKEND": "auto"},
+            "setting jobs.backend resolves to local, a file in one instance's data folder: "
+            "with server.replicas=3 set jobs.backend to redis or postgres",
         ),
         ({"MEMBANK_SERVER__REPLICAS": "0"}, "setting server.replicas must be positive, got 0"),
     ],
