@@ -88,6 +88,7 @@ def test_membank_environments_are_accepted_settings(path: Path) -> None:
         env = {k: interpolated(v, values) for k, v in compose_env(svc).items()}
         settings: Settings = accepted({**base, **env})
         assert settings.server.port == 8080, name
+        assert settings.jobs.backend == "postgres", f"{name}: a queue every replica shares"
         replicas = svc.get("deploy", {}).get("replicas", 1)
         assert settings.server.replicas >= replicas, (
             f"{name}: {replicas} replicas but server.replicas={settings.server.replicas}"

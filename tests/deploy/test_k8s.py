@@ -98,6 +98,7 @@ def test_the_environment_is_accepted_settings_even_beside_service_links() -> Non
     env = {**image_env(dockerfile()), **_config(), **_filled_secrets()}
     settings = accepted(env)
     assert settings.security.keys_backend == "postgres"
+    assert settings.jobs.backend == "postgres" and settings.jobs.embed_store.max > 0
     # A pod of the namespace also gets the Service's links (enableServiceLinks is off
     # in ours, but another Service named membank-* would still add its own).
     assert load_settings(environ={**env, **_SERVICE_LINKS}) == settings
