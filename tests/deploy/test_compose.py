@@ -157,6 +157,8 @@ def test_production_topology() -> None:
     # nginx proxies to the served port; its address is the one trusted proxy.
     nginx = services["nginx"]
     assert compose_env(nginx)["NGINX_UPSTREAM"] == f"membank:{env['MEMBANK_SERVER__PORT']}"
+    # The template replaces the image's default.conf (its welcome server on port 80).
+    assert "./nginx/membank.conf:/etc/nginx/templates/default.conf.template:ro" in nginx["volumes"]
     nginx_ip = nginx["networks"]["backend"]["ipv4_address"]
     assert json.loads(env["MEMBANK_SECURITY__TRUSTED_PROXIES"]) == [f"{nginx_ip}/32"]
     # Prometheus scrapes the metrics listener's port.
