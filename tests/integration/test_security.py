@@ -212,6 +212,35 @@ def test_bola_matrix_admin_endpoints(world: World) -> None:
             assert r.json()["error"]["code"] == "forbidden"
 
 
+def test_bola_matrix_jobs(world: World, admin: httpx.Client) -> None:
+    """Bob's async job: Alice's key can neither see, retry, purge nor reindex it."""
+    with world.server.client(key=world.bob_key) as bob:
+        r = bob.post(
+            "/v1/memories", params={"mode": "async"}, json={"user_id": world.bob, "content": "b"}
+        )
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+    with world.server.client(key=world.alice_key) as alice:
+        answers = {
+            "read": alice.get(f"/v1/jobs/{job_id}"),
+            "list bob": alice.get("/v1/jobs", params={"user_id": world.bob}),
+            "dead bob": alice.get("/v1/jobs/dead", params={"user_id": world.bob}),
+            "retry": alice.post(f"/v1/jobs/{job_id}/retry"),
+            "retry item": alice.post(f"/v1/jobs/{job_id}/items/0/retry"),
+            "purge": alice.delete(f"/v1/jobs/{job_id}"),
+            "reindex bob": alice.post("/v1/jobs/reindex", params={"user_id": world.bob}),
+            "dead of all": alice.get("/v1/jobs/dead"),
+            "extract for bob": alice.post(
+                "/v1/memories/extract",
+                json={"user_id": world.bob, "messages": [{"role": "user", "content": "hi"}]},
+            ),
+        }
+    expected = {"dead of all": 403, "extract for bob": 403}
+    for name, r in answers.items():
+        assert r.status_code == expected.get(name, 404), (name, r.status_code, r.text)
+    assert admin.get(f"/v1/jobs/{job_id}").status_code == 200
+
+
 def test_matrix_covers_every_route(admin: httpx.Client) -> None:
     """A new route must join the matrices above (or be public) to pass."""
     paths = admin.get("/schema/openapi.json").json()["paths"]
@@ -241,6 +270,14 @@ def test_matrix_covers_every_route(admin: httpx.Client) -> None:
         ("POST", "/v1/cache/warmup"),
         ("DELETE", "/v1/cache"),
         ("GET", "/v1/collection"),
+        ("GET", "/v1/jobs"),
+        ("GET", "/v1/jobs/{job_id}"),
+        ("GET", "/v1/jobs/dead"),
+        ("POST", "/v1/jobs/{job_id}/retry"),
+        ("POST", "/v1/jobs/{job_id}/items/{index}/retry"),
+        ("DELETE", "/v1/jobs/{job_id}"),
+        ("POST", "/v1/jobs/reindex"),
+        ("POST", "/v1/memories/extract"),
     }
     public = {("GET", "/health"), ("GET", "/ready"), ("GET", "/v1/whoami")}
     assert routes - covered - public == set()
