@@ -31,6 +31,14 @@ def _render(out: Output, report: CompareReport) -> None:
 
     rows = [
         ("ingest (adds/s, one at a time)", m.ingest_per_s, o.ingest_per_s, times(r["ingest_rate"])),
+        ("one add p50 ms", m.ingest_p50_ms, o.ingest_p50_ms, ""),
+        ("one add p99 ms", m.ingest_p99_ms, o.ingest_p99_ms, ""),
+        (
+            f"concurrent ingest (adds/s, {p.threads} threads)",
+            m.concurrent_adds_per_s,
+            o.concurrent_adds_per_s,
+            times(r["concurrent_ingest_rate"]),
+        ),
         ("search p50 ms", m.search_p50_ms, o.search_p50_ms, times(r["search_p50_lower_by"])),
         ("search p99 ms", m.search_p99_ms, o.search_p99_ms, times(r["search_p99_lower_by"], 10)),
         (

@@ -1,10 +1,10 @@
 """The phases both sides go through, in the same order, with the same inputs.
 
-1. ingest: every memory, one add at a time (adds per second);
+1. ingest: every memory, one add at a time (adds per second, p50/p99 of one add);
 2. search: every question, one at a time (p50/p99 latency, hit@1: the memory the
    question was written for ranks first);
 3. concurrent search: the questions again from ``threads`` threads (queries/s);
-4. concurrent ingest: new memories from ``threads`` threads (errors), then every
+4. concurrent ingest: new memories from ``threads`` threads (adds per second, errors), then every
    acknowledged one looked up again by id (lost writes: not found, or the look-up failed).
 """
 
@@ -48,6 +48,9 @@ class SideReport:
     concurrent_adds: int = 0
     concurrent_ingest_errors: int = 0
     lost_writes: int = 0
+    ingest_p50_ms: float = 0.0
+    ingest_p99_ms: float = 0.0
+    concurrent_adds_per_s: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,8 +78,15 @@ def measure(side: Side, name: str, workload: Workload, threads: int) -> SideRepo
     """Run the four phases on ``side``; a failed call counts as an error, never stops it."""
     report = SideReport(name)
     started = time.perf_counter()
-    ids = [side.add(user, text) for user, text in workload.memories]
+    ids: list[str] = []
+    add_latencies: list[float] = []
+    for user, text in workload.memories:
+        t0 = time.perf_counter()
+        ids.append(side.add(user, text))
+        add_latencies.append(time.perf_counter() - t0)
     report.ingest_per_s = round(len(ids) / (time.perf_counter() - started), 1)
+    report.ingest_p50_ms = _percentile(add_latencies, 0.5)
+    report.ingest_p99_ms = _percentile(add_latencies, 0.99)
 
     latencies: list[float] = []
     hits = 0
@@ -100,8 +110,10 @@ def measure(side: Side, name: str, workload: Workload, threads: int) -> SideRepo
     report.concurrent_search_qps = round(len(results) / (time.perf_counter() - started), 1)
     report.concurrent_search_errors = sum(isinstance(r, Exception) for r in results)
 
+    started = time.perf_counter()
     written = _in_threads(threads, workload.concurrent, lambda m: (m[0], side.add(*m)))
     report.concurrent_adds = len(written)
+    report.concurrent_adds_per_s = round(len(written) / (time.perf_counter() - started), 1)
     failures = [r for r in written if isinstance(r, Exception)]
     report.concurrent_ingest_errors = len(failures)
     acknowledged = [r for r in written if not isinstance(r, Exception)]

@@ -52,6 +52,7 @@ class CompareReport:
 
         return {
             "ingest_rate": ratio(m.ingest_per_s, o.ingest_per_s),
+            "concurrent_ingest_rate": ratio(m.concurrent_adds_per_s, o.concurrent_adds_per_s),
             "search_p50_lower_by": ratio(o.search_p50_ms, m.search_p50_ms),
             "search_p99_lower_by": ratio(o.search_p99_ms, m.search_p99_ms),
             "concurrent_search_qps": ratio(m.concurrent_search_qps, o.concurrent_search_qps),

@@ -64,6 +64,7 @@ def _edge(settings: Settings) -> MemoryStore:
         history_limit=settings.limits.history_max_versions or None,
         disk_reserve=s.disk_reserve_bytes,
         check_on_start=e.check_on_start,
+        flush_interval=e.flush_interval,
     )
 
 

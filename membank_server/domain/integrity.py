@@ -15,10 +15,12 @@ they are opened, so their content digest is not checked again here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,14 +71,23 @@ def _weight(i: int) -> float:
     return ((i * 2654435761) % 1000) / 1000 - 0.5
 
 
+@functools.lru_cache(maxsize=8)
+def _weights(dimension: int) -> tuple[float, ...]:
+    return tuple(_weight(i) for i in range(dimension))
+
+
 def vector_figures(vector: Sequence[float]) -> list[float]:
-    """Two weighted sums of the vector's unit-length components, and its length."""
-    norm = math.sqrt(math.fsum(x * x for x in vector))
+    """Two weighted sums of the vector's unit-length components, and its length.
+
+    Plain float64 sums in C (about 25 us for 384 components, a seventh of exact
+    ``fsum`` over generators: this runs for every record written): their rounding
+    error, around 1e-14, is far inside the tolerance a read allows."""
+    norm = math.hypot(*vector)
     if norm == 0 or not math.isfinite(norm):
         return [0.0, 0.0, norm]
     return [
-        math.fsum(vector) / norm,
-        math.fsum(x * _weight(i) for i, x in enumerate(vector)) / norm,
+        sum(vector) / norm,
+        sum(map(operator.mul, vector, _weights(len(vector)))) / norm,
         norm,
     ]
 

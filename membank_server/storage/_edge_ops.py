@@ -20,6 +20,7 @@ from membank_server.domain.integrity import Damage, IntegrityReport
 from membank_server.domain.model import HistoryEvent, Memory, MemoryRecord
 from membank_server.storage._checked import tally
 from membank_server.storage._edge_reads import is_damage, retrieve, scroll
+from membank_server.storage._edge_wal import WalSync
 from membank_server.storage._payload import (
     HISTORY,
     Cond,
@@ -75,10 +76,13 @@ def edge_filter(conds: Sequence[Cond]) -> Any:
     return qe.Filter(must=[condition(c) for c in conds])
 
 
-def apply_group(shard: Any, history: SqliteHistory, ops: list[Op]) -> list[Exception | None]:
-    """Apply a group of writes, then commit history and flush the shard once each: the
-    group is durable when this returns. Each write runs in a savepoint of the history
-    transaction, undone if the write fails, so one failed write does not fail its group."""
+def apply_group(
+    shard: Any, history: SqliteHistory, wal: WalSync, ops: list[Op]
+) -> list[Exception | None]:
+    """Apply a group of writes, then commit history and sync the shard's WAL once each:
+    the group is durable when this returns (``_edge_wal``: the WAL is replayed over
+    segments flushed later). Each write runs in a savepoint of the history transaction,
+    undone if the write fails, so one failed write does not fail its group."""
     outcomes: list[Exception | None] = []
     history.begin()
     try:
@@ -97,7 +101,7 @@ def apply_group(shard: Any, history: SqliteHistory, ops: list[Op]) -> list[Excep
     except BaseException:
         history.rollback()
         raise
-    shard.flush()
+    wal.sync()
     return outcomes
 
 

@@ -2,15 +2,22 @@
 
 Qdrant Edge is synchronous and holds the GIL while it works, so every call runs
 on a private thread and never on the event loop: reads on a small pool, writes on
-one writer thread. The writer commits them in groups: each group is applied, then
-flushed once, and only then are its callers answered, so a 2xx means the write is
-on disk without paying a flush per request. A Rust panic (damaged files) arrives
-as a ``BaseException`` and becomes a failed call, not the end of the process.
+one writer thread. The writer commits them in groups: each group is applied, its
+history committed and the shard's write-ahead log synced once (``_edge_wal``), and
+only then are its callers answered, so a 2xx means the write is on the device
+(it survives kill -9 and a power loss) without paying a flush per request. The
+segments themselves are flushed in the background, at most every
+``flush_interval`` seconds while there are writes, between groups on the same
+writer thread; the WAL covers what they have not persisted yet. A Rust panic
+(damaged files) arrives as a ``BaseException`` and becomes a failed call, not the
+end of the process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,12 +34,14 @@ from membank_server.domain.errors import (
 from membank_server.domain.model import CollectionInfo
 from membank_server.storage._edge_ops import Op, apply_group, disk_full
 from membank_server.storage._edge_reads import is_panic
+from membank_server.storage._edge_wal import WalSync
 from membank_server.storage._payload import INDEXED_KEYWORDS, INDEXED_NUMBERS
 from membank_server.storage._sqlite_history import SqliteHistory
 
 __all__ = ["DISTANCES", "ShardThreads", "describe", "open_shard", "shard_config"]
 
 _T = TypeVar("_T")
+_log = logging.getLogger("membank.storage")
 DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid"}
 
 
@@ -103,11 +112,24 @@ class ShardThreads:
 
     Args:
         history: The history database, written in the same group as the shard.
+        wal: Syncs the shard's WAL at the end of each group.
         read_threads: Threads for reads (Edge holds the GIL: more adds little).
+        flush_interval: Seconds between background flushes of the segments (a longer
+            interval flushes less often but replays a longer WAL after a crash).
     """
 
-    def __init__(self, history: SqliteHistory, read_threads: int = 2) -> None:
+    def __init__(
+        self,
+        history: SqliteHistory,
+        wal: WalSync,
+        read_threads: int = 2,
+        flush_interval: float = 1.0,
+    ) -> None:
         self.history = history
+        self.wal = wal
+        self.flush_interval = flush_interval
+        self._unflushed = False
+        self._flusher: asyncio.Task[None] | None = None
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="edge-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="edge-write")
         self._shard: Any = None
@@ -121,6 +143,23 @@ class ShardThreads:
     async def open(self, opener: Callable[[], Any]) -> None:
         """Open the shard on the writer thread (where every change to it happens)."""
         self._shard = await self.on_writer(opener)
+        self._flusher = asyncio.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            shard = self._shard
+            if not self._unflushed or shard is None:
+                continue
+            # Cleared before the flush is queued: a group applied after it is queued
+            # sets it again, one applied before is covered (the writer runs in order).
+            self._unflushed = False
+            try:
+                await self.on_writer(shard.flush)
+            except StorageUnavailable as exc:
+                # The writes are safe in the WAL; the next round tries again.
+                self._unflushed = True
+                _log.error("background flush of the Qdrant Edge segments failed: %s", exc)
 
     def require(self) -> Any:
         if self._shard is None:
@@ -162,9 +201,10 @@ class ShardThreads:
             group, self._pending = self._pending, []
             ops = [op for op, _ in group]
             shard = self.require()
+            self._unflushed = True
             try:
                 outcomes = await asyncio.get_running_loop().run_in_executor(
-                    self._writer, apply_group, shard, self.history, ops
+                    self._writer, apply_group, shard, self.history, self.wal, ops
                 )
             except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
                 outcomes = [exc] * len(group)
@@ -184,6 +224,11 @@ class ShardThreads:
     async def close_shard(self, *, flush: bool = True) -> None:
         """Wait for the last group, then close the shard (and the history database);
         the threads stay for a shard opened again."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
         if self._committing is not None:
             await self._committing
         if self._shard is not None:

@@ -139,9 +139,11 @@ class SqliteHistory:
             newest: dict[str, int] = {}
             for memory_id, version, *_ in rows:
                 newest[memory_id] = max(version, newest.get(memory_id, 0))
+            # Versions start at 1: a memory at or below the limit has nothing to prune
+            # (every new memory, most of a batch ingest).
             conn.executemany(
                 "DELETE FROM history WHERE memory_id = ? AND version <= ?",
-                [(i, v - self.limit) for i, v in newest.items()],
+                [(i, v - self.limit) for i, v in newest.items() if v > self.limit],
             )
 
     def delete_user(self, user_id: str) -> None:

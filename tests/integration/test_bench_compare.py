@@ -40,6 +40,8 @@ def test_compare_runs_both_sides_on_the_same_workload() -> None:
     membank, mem0 = report["membank"], report["mem0"]
     for side in (membank, mem0):
         assert side["ingest_per_s"] > 0
+        assert 0 < side["ingest_p50_ms"] <= side["ingest_p99_ms"]
+        assert side["concurrent_adds_per_s"] > 0
         assert 0 < side["search_p50_ms"] <= side["search_p99_ms"]
         assert side["concurrent_search_qps"] > 0
         assert side["search_errors"] == 0
@@ -53,6 +55,7 @@ def test_compare_runs_both_sides_on_the_same_workload() -> None:
     assert mem0["notes"]["blocked_connections"] == []
     assert set(report["ratios"]) == {
         "ingest_rate",
+        "concurrent_ingest_rate",
         "search_p50_lower_by",
         "search_p99_lower_by",
         "concurrent_search_qps",

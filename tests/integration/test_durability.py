@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -47,6 +49,15 @@ async def _ingest(
         await asyncio.gather(*(worker() for _ in range(workers)))
 
 
+@contextlib.contextmanager
+def _killed_after(server: ServerProcess) -> Iterator[None]:
+    """kill -9 the server when the block ends, whether it passed or failed."""
+    try:
+        yield
+    finally:
+        server.kill()
+
+
 @pytest.mark.slow
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data").start()
@@ -86,6 +97,45 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
         assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {missing[:3]}"
         assert all(stored[c] == [acked[c]] for c in acked), "an acknowledged write is stored twice"
         assert all(len(ids) == 1 for ids in stored.values())
+    finally:
+        server.stop()
+
+
+def test_single_writes_acknowledged_before_any_flush_survive_kill_9(tmp_path: Path) -> None:
+    # No segment flush while the server runs (an hour between them): what survives
+    # the kill is what the synced write-ahead log holds.
+    server = ServerProcess(
+        tmp_path / "data", env={"MEMBANK_STORAGE__EDGE__FLUSH_INTERVAL": "3600"}
+    ).start()
+    user = "burst"
+    vectors = _vectors(81, 5)
+    acked: dict[str, str] = {}
+    with server.client() as http, _killed_after(server):
+        for i in range(80):
+            body = {"user_id": user, "content": f"burst fact {i}", "vector": vectors[i]}
+            r = http.post("/v1/memories", json=body)
+            assert r.status_code in (200, 201), r.text
+            acked[f"burst fact {i}"] = r.json()["id"]
+        changed = http.patch(
+            f"/v1/memories/{acked.pop('burst fact 0')}",
+            params={"user_id": user},
+            json={"content": "burst fact changed", "vector": vectors[80]},
+        )
+        assert changed.status_code == 200, changed.text
+        acked["burst fact changed"] = changed.json()["id"]
+        gone = http.delete(f"/v1/memories/{acked.pop('burst fact 1')}", params={"user_id": user})
+        assert gone.status_code in (200, 204), gone.text
+
+    server.start()
+    try:
+        with server.client() as http:
+            page = http.get("/v1/memories", params={"user_id": user, "limit": 1000}).json()
+            stored = {m["content"]: m["id"] for m in page["items"]}
+            assert stored == acked
+            history = http.get(
+                f"/v1/memories/{acked['burst fact changed']}/history", params={"user_id": user}
+            )
+            assert [e["event"] for e in history.json()["items"]] == ["ADD", "UPDATE"]
     finally:
         server.stop()
 

@@ -66,6 +66,8 @@ def test_phases_count_errors_and_lost_writes_without_stopping() -> None:
     side.search = search  # type: ignore[method-assign]
     report = measure(side, "flaky", w, threads=4)
     assert report.ingest_per_s > 0 and report.search_p99_ms >= report.search_p50_ms
+    assert 0 <= report.ingest_p50_ms <= report.ingest_p99_ms
+    assert report.concurrent_adds_per_s > 0
     assert report.concurrent_adds == 35
     assert report.concurrent_ingest_errors == 7  # calls 65, 70, ... 95 of the 95
     assert report.lost_writes == 5  # 63, 77, 84, 91 acknowledged, never kept; 92's look-up fails
@@ -75,11 +77,12 @@ def test_phases_count_errors_and_lost_writes_without_stopping() -> None:
 
 
 def test_ratios_favour_membank_above_one() -> None:
-    m = SideReport("membank", 200, 2, 4, 0.9, concurrent_search_qps=900)
-    o = SideReport("mem0", 100, 20, 80, 0.9, concurrent_search_qps=90)
+    m = SideReport("membank", 200, 2, 4, 0.9, concurrent_search_qps=900, concurrent_adds_per_s=30)
+    o = SideReport("mem0", 100, 20, 80, 0.9, concurrent_search_qps=90, concurrent_adds_per_s=10)
     ratios = CompareReport(ComparePlan(), m, o).ratios
     assert ratios == {
         "ingest_rate": 2.0,
+        "concurrent_ingest_rate": 3.0,
         "search_p50_lower_by": 10.0,
         "search_p99_lower_by": 20.0,
         "concurrent_search_qps": 10.0,
