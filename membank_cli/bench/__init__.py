@@ -1,4 +1,4 @@
-"""``membank bench search|cache|compare|fairness|ingest``: figures measured on this machine.
+"""``membank bench search|cache|hotpath|compare|fairness|ingest``: figures measured on this machine.
 
 One module per verb. Each builds a frozen plan from its options (``SearchPlan``,
 ``CachePlan``, ``ComparePlan``) and runs it against servers it starts on loopback
@@ -13,13 +13,14 @@ import typer
 from membank_cli.bench.cache import cache
 from membank_cli.bench.compare import compare
 from membank_cli.bench.fairness import fairness
+from membank_cli.bench.hotpath import hotpath
 from membank_cli.bench.ingest import ingest
 from membank_cli.bench.search import search
 
 __all__ = ["cli"]
 
 cli = typer.Typer(
-    help="Measure membank on this machine: search, cache, compare, fairness, ingest.",
+    help="Measure membank on this machine: search, cache, hotpath, compare, fairness, ingest.",
     no_args_is_help=True,
 )
 cli.command(name="search")(search)
@@ -27,3 +28,4 @@ cli.command(name="cache")(cache)
 cli.command(name="compare")(compare)
 cli.command(name="fairness")(fairness)
 cli.command(name="ingest")(ingest)
+cli.command(name="hotpath")(hotpath)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,15 +21,10 @@ import httpx
 import numpy as np
 
 from membank_cli._local_server import bench_auth, bench_security, free_port, local_server
+from membank_cli.bench._load import Load, wrk_load
 from membank_server.domain.errors import MembankError
 
 __all__ = ["CachePlan", "CachedRun", "run_cached"]
-
-_LUA = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "%s"
-wrk.body = [[%s]]
-"""
 
 
 @dataclass(frozen=True)
@@ -57,34 +51,9 @@ class CachedRun:
 
 
 def _wrk(url: str, body: bytes, plan: CachePlan) -> tuple[float, float, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(_LUA % (bench_auth()["Authorization"], body.decode()))
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{plan.connections}",
-            f"-d{plan.seconds}s",
-            "--latency",
-            "-s",
-            fh.name,
-            f"{url}/v1/search",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    os.unlink(fh.name)
-    if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        raise MembankError(f"wrk saw error answers:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-    def pct(p: str) -> float:
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
-        assert m is not None, out
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    return rps, pct("50"), pct("99")
+    load = Load(url, "/v1/search", body, bench_auth(), plan.seconds, plan.connections)
+    result = wrk_load(load)
+    return result.requests_per_second, result.p50_ms, result.p99_ms
 
 
 def _ingest(http: httpx.Client, users: int) -> None:

@@ -10,11 +10,11 @@ from typing import Any
 from litestar import Litestar, Request, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 
 from membank_server.api.admin import AdminController, whoami
 from membank_server.api.cache import CacheController
@@ -27,6 +27,7 @@ from membank_server.api.controllers import (
 )
 from membank_server.api.edge import EdgeMiddleware
 from membank_server.api.errors import exception_handlers
+from membank_server.api.http_metrics import HttpMetrics
 from membank_server.api.job_schemas import state_extraction_rules
 from membank_server.api.jobs import ExtractController, JobController
 from membank_server.api.openapi import state_server_rules
@@ -110,7 +111,10 @@ def _enabled(value: object, off: str) -> Provide:
 def dependencies(services: Services) -> dict[str, Provide]:
     """What handlers receive, by parameter name: services, never the container."""
 
-    def tenancy(request: Request[Any, Any, Any]) -> Tenancy:
+    def tenancy(request: Request[Any, Any, Any], service: NamedDependency[object]) -> Tenancy:
+        # ``service`` is not used: depending on it puts the two in separate batches.
+        # Litestar resolves the dependencies of one batch in an anyio task group, two
+        # tasks per request on every search: more than both providers cost together.
         return Tenancy(services.access, principal_of(request), audit_note(request.scope))
 
     return {
@@ -172,9 +176,7 @@ def create_app(services: Services, settings: Settings) -> Litestar:
         after_request=mark_backend,
         security=[{"apiKey": []}],
     )
-    prometheus = PrometheusConfig(
-        app_name="membank", prefix="membank", group_path=True, exclude=["/metrics"]
-    )
+    prometheus = HttpMetrics(app_name="membank", prefix="membank", exclude=("/metrics",))
     sec = settings.security
     security = SecurityMiddleware(sec, services.access, services.throttle, services.audit)
     metrics = _PublicMetrics if sec.metrics_public else _Metrics
@@ -191,7 +193,7 @@ def create_app(services: Services, settings: Settings) -> Litestar:
             }
         ),
         exception_handlers=exception_handlers,
-        middleware=[edge, prometheus.middleware, security],
+        middleware=[edge, prometheus, security],
         cors_config=cors,
         openapi_config=OpenAPIConfig(
             title="membank",

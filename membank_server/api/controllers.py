@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import quote
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from msgspec import Struct
 
 from membank_server.api.body import BodyProblem, check_json_body, check_types
 from membank_server.api.errors import error_response, responses
@@ -36,6 +38,7 @@ from membank_server.api.tenancy import Tenancy
 from membank_server.domain.model import USER_ID_PATTERN, Memory
 from membank_server.domain.routing import answered_by, note_backend
 from membank_server.services.memories import MemoryService
+from membank_server.services.recall_cache import CachedHits
 
 __all__ = [
     "BatchController",
@@ -303,14 +306,45 @@ class SearchController(Controller):
         await tenancy.read(data.user_id)
         started = time.perf_counter()
         hits, cache = await service.recall(data.to_domain())
-        return Response(
-            SearchResponse(
-                results=[SearchResult(MemoryRead.of(h.memory), h.score) for h in hits],
-                took_ms=round((time.perf_counter() - started) * 1000, 3),
-                cache=cache,
-            ),
-            headers={"X-Membank-Cache": cache},
-        )
+        took_ms = round((time.perf_counter() - started) * 1000, 3)
+        headers = {"X-Membank-Cache": cache}
+        if isinstance(hits, CachedHits):
+            # A cache hit: the same bytes in the cache are the same results out.
+            encoded = _EncodedSearch(_ENCODED.of(hits), took_ms, cache)
+            return Response(cast(SearchResponse, encoded), headers=headers)
+        results = [SearchResult(MemoryRead.of(h.memory), h.score) for h in hits]
+        return Response(SearchResponse(results, took_ms, cache), headers=headers)
+
+
+class _EncodedSearch(Struct):
+    """``SearchResponse`` with its results already encoded (same fields, same order)."""
+
+    results: msgspec.Raw
+    took_ms: float
+    cache: str
+
+
+class _EncodedResults:
+    """The encoded ``results`` of recent cache hits, keyed by the cached bytes; at most
+    ``entries`` of blobs under ``max_blob`` bytes (a process-local copy of L1 entries)."""
+
+    def __init__(self, entries: int = 512, max_blob: int = 256 * 1024) -> None:
+        self.entries, self.max_blob = entries, max_blob
+        self._done: dict[bytes, msgspec.Raw] = {}
+
+    def of(self, hits: CachedHits) -> msgspec.Raw:
+        found = self._done.get(hits.blob)
+        if found is None:
+            results = [SearchResult(MemoryRead.of(h.memory), h.score) for h in hits]
+            found = msgspec.Raw(msgspec.json.encode(results))
+            if len(hits.blob) <= self.max_blob:
+                if len(self._done) >= self.entries:
+                    self._done.pop(next(iter(self._done)))
+                self._done[hits.blob] = found
+        return found
+
+
+_ENCODED = _EncodedResults()
 
 
 async def before_memory_request(request: Request[Any, Any, Any]) -> Response[Any] | None:

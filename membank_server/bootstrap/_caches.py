@@ -32,10 +32,10 @@ def build_recall_cache(
     from membank_server.cache.counters import (
         LocalGenerations,
         LocalPopularQueries,
-        RedisGenerations,
         RedisPopularQueries,
     )
     from membank_server.cache.local import LocalCache
+    from membank_server.cache.subscribed import SubscribedGenerations
     from membank_server.cache.tiered import TieredCache
 
     levels: list[Cache] = []
@@ -78,7 +78,9 @@ def build_recall_cache(
 
             shared = [EncryptedCache(level, ring) for level in shared]
         levels.extend(shared)
-        generations = RedisGenerations(l2)
+        generations = SubscribedGenerations(
+            l2, c.redis_url, connect_timeout=c.redis_timeout, remember=c.generations_from_memory
+        )
         popular = RedisPopularQueries(l2, window_seconds=c.popular_window_seconds)
         lock: LockFactory = l2.lock
     else:

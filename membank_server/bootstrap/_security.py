@@ -44,7 +44,11 @@ def build_throttle(settings: Settings) -> Throttle:
     )
     url = settings.security.redis_url or settings.cache.redis_url
     if url:
-        return RedisThrottle(url, policy, timeout=settings.cache.redis_timeout)
+        rate = settings.security.rate_limit
+        return RedisThrottle(
+            url, policy, timeout=settings.cache.redis_timeout,
+            lease_fraction=rate.lease_fraction, lease_seconds=rate.lease_seconds,
+        )  # fmt: skip
     return LocalThrottle(policy)
 
 

@@ -1,8 +1,9 @@
 """Generation counters and popular-query counts, in Redis (shared) or in process.
 
-``RedisGenerations`` and ``RedisPopularQueries`` implement the ``Generations`` and
-``PopularQueries`` ports over a :class:`RedisCache` (so they share its circuit
-breaker); the ``Local*`` ones serve a single instance without Redis.
+``RedisPopularQueries`` implements the ``PopularQueries`` port over a
+:class:`RedisCache` (so it shares its circuit breaker); the shared generations are
+``cache.subscribed.SubscribedGenerations``; the ``Local*`` ones serve a single
+instance without Redis.
 """
 
 from __future__ import annotations
@@ -17,24 +18,10 @@ from collections.abc import Sequence
 from membank_server.cache.redis import RedisCache
 from membank_server.domain.errors import CacheUnavailable
 
-__all__ = ["LocalGenerations", "LocalPopularQueries", "RedisGenerations", "RedisPopularQueries"]
+__all__ = ["LocalGenerations", "LocalPopularQueries", "RedisPopularQueries"]
 
 _log = logging.getLogger("membank.cache")
 _SEP = b"\x1f"
-
-
-class RedisGenerations:
-    """Per-user counters bumped with INCR; read several with one MGET."""
-
-    def __init__(self, redis: RedisCache, prefix: str = "gen:") -> None:
-        self._redis = redis
-        self._prefix = prefix
-
-    async def current(self, keys: Sequence[str]) -> list[int]:
-        return await self._redis.get_int([self._prefix + k for k in keys])
-
-    async def bump(self, key: str) -> int:
-        return await self._redis.incr(self._prefix + key)
 
 
 class LocalGenerations:
@@ -49,6 +36,9 @@ class LocalGenerations:
     async def bump(self, key: str) -> int:
         self._values[key] = self._values.get(key, 0) + 1
         return self._values[key]
+
+    async def aclose(self) -> None:
+        return None
 
 
 def _window(window_seconds: int, now: float, back: int = 0) -> str:

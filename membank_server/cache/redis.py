@@ -47,6 +47,12 @@ end
 return 0
 """
 
+_INCR_ANNOUNCED = """
+local value = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return value
+"""
+
 
 class RedisCache:
     """The cache port over ``redis.asyncio``, plus counters, sorted sets and a lock.
@@ -104,6 +110,7 @@ class RedisCache:
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL for cache level {name}: {exc}") from exc
         self._release = self._redis.register_script(_RELEASE)
+        self._announced = self._redis.register_script(_INCR_ANNOUNCED)
         self._closed = False
 
     @property
@@ -170,11 +177,17 @@ class RedisCache:
 
     # -- shared state between instances --------------------------------------
 
-    async def incr(self, key: str) -> int:
-        """Atomically add one to a counter (created at 0, never expiring); the new value."""
+    async def incr(self, key: str, announce: str | None = None) -> int:
+        """Atomically add one to a counter (created at 0, never expiring); the new value.
+
+        With ``announce`` (a channel, not prefixed), ``key`` is published there in the
+        same step: a subscriber hears of the new value before the caller has it.
+        """
 
         async def op() -> int:
-            return await self._redis.incr(self._key(key))
+            if announce is None:
+                return int(await self._redis.incr(self._key(key)))
+            return int(await self._announced(keys=[self._key(key)], args=[announce, key]))
 
         return await self._run("INCR", op)
 

@@ -73,6 +73,11 @@ class CacheSettings(Section):
     search_ttl: float = 300.0
     embedding_ttl: float = 86_400.0
     redis_timeout: float = 0.25
+    #: Answer users' generations from memory while subscribed to bump announcements
+    #: (no Redis round trip per cached search). Off: read from Redis every time, so no
+    #: instance ever serves a result from before another's acknowledged write; on, one
+    #: may for a search it handles before reading the announcement (README, Cache).
+    generations_from_memory: bool = False
     popular_window_seconds: int = 3600
     warmup_strategy: Literal["eager", "lazy", "scheduled"] | None = None
     warmup_cron: str = "*/15 * * * *"

@@ -30,6 +30,14 @@ class RateLimitSettings(Section):
     enabled: bool = True
     requests_per_second: float = 200.0
     burst: int = 400
+    #: With a shared Redis, an instance takes up to this share of a key's burst at once
+    #: and spends it without a round trip; 0 asks Redis on every request (exact). The
+    #: error bound (``security.redis_rates``), for N instances and lease = burst * this:
+    #: at most N * (lease - 1) more than the limit per window, and at most that many
+    #: fewer per ``lease_seconds``.
+    lease_fraction: float = 0.05
+    #: A lease's leftover is dropped at this age.
+    lease_seconds: float = 1.0
 
 
 class LockoutSettings(Section):
@@ -126,8 +134,11 @@ def check_security(settings: Settings) -> None:
         "security.lockout.max_seconds": sec.lockout.max_seconds,
         "security.max_concurrent_per_key": sec.max_concurrent_per_key,
         "security.max_concurrent_batches_per_key": sec.max_concurrent_batches_per_key,
+        "security.rate_limit.lease_seconds": sec.rate_limit.lease_seconds,
     }
     check_positive(positive)
+    if not 0 <= sec.rate_limit.lease_fraction <= 0.5:
+        raise ConfigError("setting security.rate_limit.lease_fraction must be between 0 and 0.5")
     if sec.admin_key is not None and len(sec.admin_key) < 32:
         raise ConfigError("setting security.admin_key must be at least 32 characters")
     if not sec.auth and not _loopback(settings.server.host):

@@ -232,6 +232,8 @@ class Generations(Protocol):
 
     async def bump(self, key: str) -> int: ...
 
+    async def aclose(self) -> None: ...
+
 
 class PopularQueries(Protocol):
     """Counts searches per (user, query) in time windows, for cache warmup."""

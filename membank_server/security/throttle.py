@@ -2,10 +2,12 @@
 
 ``RedisThrottle`` keeps the state in Redis so every instance sees the same
 lockouts and counts (a Lua script makes a failure and the lockout it may start
-one step); ``LocalThrottle`` keeps it in the process. Rate limits use the
-``limits`` package (sliding window counter): a key with ``per_second`` and
-``burst`` may make ``burst`` requests in any window of ``burst / per_second``
-seconds (rounded to whole seconds), which is a token bucket's promise.
+one step); ``LocalThrottle`` keeps it in the process. Rate limits are the
+sliding window counter of the ``limits`` package (in process), or the same
+arithmetic in Redis (``redis_rates``, with leases of tokens spent locally): a key
+with ``per_second`` and ``burst`` may make ``burst`` requests in any window of
+``burst / per_second`` seconds (rounded to whole seconds), a token bucket's promise
+(with leases, within the bound ``redis_rates`` states).
 
 When Redis does not answer, ``RedisThrottle`` falls back to its local state and
 logs it: protection degrades to per instance, requests are not refused for it.
@@ -21,12 +23,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 from membank_server.domain.security import RateDecision
+from membank_server.security.redis_rates import RedisRates
 
 __all__ = ["LocalThrottle", "LockoutPolicy", "RedisThrottle"]
 
@@ -174,6 +176,8 @@ class RedisThrottle:
         timeout: float = 0.25,
         check_seconds: float = 1.0,
         prefix: str = "membank:sec:",
+        lease_fraction: float = 0.0,
+        lease_seconds: float = 1.0,
     ) -> None:
         self.policy = policy
         self._redis: Any = aioredis.Redis.from_url(
@@ -184,17 +188,8 @@ class RedisThrottle:
         self._check = check_seconds
         self._seen: dict[str, tuple[float | None, float]] = {}
         self._local = LocalThrottle(policy)
-        storage_url = url.replace("redis://", "async+redis://", 1)
-        self._rates = _Rates(
-            RedisStorage(
-                storage_url,
-                implementation="redispy",
-                wrap_exceptions=True,
-                key_prefix=f"{prefix}rate",
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-            )
-        )
+        lease = {"lease_fraction": lease_fraction, "lease_seconds": lease_seconds}
+        self._rates = RedisRates(self._redis, f"{prefix}rate:", **lease)
 
     def _degraded(self, what: str, exc: Exception) -> None:
         _log.warning("security state in Redis unavailable (%s), using local state: %s", what, exc)
@@ -244,7 +239,7 @@ class RedisThrottle:
     async def hit(self, key_id: str, per_second: float, burst: int) -> RateDecision:
         try:
             return await self._rates.hit(key_id, per_second, burst)
-        except StorageError as exc:
+        except (RedisError, OSError) as exc:
             self._degraded("rate limit", exc)
             return await self._local.hit(key_id, per_second, burst)
 

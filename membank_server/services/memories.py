@@ -348,9 +348,11 @@ class MemoryService:
             q, self.embedder.model, lambda: self._search(q)
         )
         if outcome == "hit":
-            # A cached answer may hold a memory that has expired since.
+            # A cached answer may hold a memory that has expired since (if none has,
+            # the hits stay as the cache gave them: ``CachedHits``, reusable encodings).
             now = self._clock()
-            hits = [h for h in hits if not h.memory.is_expired(now)]
+            if any(h.memory.is_expired(now) for h in hits):
+                hits = [h for h in hits if not h.memory.is_expired(now)]
         return hits, outcome
 
     async def _search(self, q: RecallQuery) -> list[SearchHit]:

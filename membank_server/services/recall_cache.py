@@ -41,6 +41,7 @@ __all__ = [
     "EPOCH_KEY",
     "CacheCounts",
     "CacheStats",
+    "CachedHits",
     "LevelCounts",
     "RecallCache",
     "embedding_prefix",
@@ -109,6 +110,17 @@ def replayable(user_id: str, query: bytes) -> RecallQuery:
     """The search a counted query stands for (warmup replays it)."""
     spec = msgspec.json.decode(query, type=_Spec)
     return RecallQuery(user_id, spec.text, spec.vector, spec.limit, spec.min_score, spec.filters)
+
+
+class CachedHits(list[SearchHit]):
+    """Hits served from the result cache, with the bytes they were decoded from: equal
+    bytes are equal hits, so a caller may keep its own encoding of them keyed by ``blob``."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, hits: list[SearchHit], blob: bytes) -> None:
+        super().__init__(hits)
+        self.blob = blob
 
 
 class CacheStats:
@@ -212,7 +224,7 @@ class RecallCache:
         cached = await self.cache.get(key)
         if cached is not None:
             self.stats.search("hit", time.perf_counter() - started)
-            return _hits.decode(cached), "hit"
+            return CachedHits(_hits.decode(cached), cached), "hit"
         self.stats.search("miss", time.perf_counter() - started)
         hits = await compute()
         await self.cache.set(key, msgspec.json.encode(hits), self.search_ttl)
@@ -254,6 +266,7 @@ class RecallCache:
     async def aclose(self) -> None:
         if self.popular is not None:
             await self.popular.aclose()
+        await self.generations.aclose()
         await self.cache.aclose()
 
     async def _search_key(self, user_id: str, digest: str) -> str:

@@ -61,6 +61,19 @@ def test_fairness_measures_both_tenants_on_a_server_it_starts() -> None:
     assert report["rss_before_batch_mib"] > 0 and report["rss_after_load_mib"] > 0
 
 
+def test_hotpath_drives_membank_and_the_ceiling_alike(redis_url: str) -> None:
+    """The Python generator (what runs without wrk): both servers measured, the ratio."""
+    report = _bench("hotpath", "--redis-url", redis_url, "--seconds", "1", "--generator", "python")
+    assert report["generator"] == "python (asyncio)" and report["connections"] == 32
+    ceiling, membank = report["runs"]
+    assert (ceiling["server"], membank["server"]) == ("ceiling", "membank")
+    for run in (ceiling, membank):
+        assert run["requests_per_second"] > 0 and 0 < run["p50_ms"] <= run["p99_ms"]
+        assert run["server_cpu"] > 0 and run["generator_cpu"] > 0
+    ratio = membank["requests_per_second"] / ceiling["requests_per_second"]
+    assert report["of_ceiling"] == round(ratio, 3)
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -68,6 +81,9 @@ def test_fairness_measures_both_tenants_on_a_server_it_starts() -> None:
         (["search", "--backend", "mongo"], "unknown backend 'mongo'"),
         (["cache"], "--redis-url"),
         (["cache", "--redis-url", "redis://10.1.2.3:6379/0"], "on this machine"),
+        (["hotpath"], "--redis-url"),
+        (["hotpath", "--redis-url", "redis://10.1.2.3:6379/0"], "on this machine"),
+        (["hotpath", "--redis-url", "redis://127.0.0.1:1/0", "--generator", "ab"], "--generator"),
     ],
 )
 def test_refusals_are_one_line_before_anything_starts(args: list[str], needle: str) -> None:

@@ -165,6 +165,43 @@ def test_rate_limit_per_key_across_instances(pair: tuple[ServerProcess, ServerPr
         assert fresh.get("/v1/whoami").status_code == 200, "limits are per key"
 
 
+def test_leased_rate_limit_stays_within_its_bound_across_instances(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """Burst 200 in a one-hour window; each instance leases 10 tokens at a time (the
+    default lease_fraction 0.05): admitted within 2 * (10 - 1) of 200, and never more
+    than 200 in the key's first window (every token spent was granted in it)."""
+    a, b = pair
+    with a.client() as admin:
+        _, key = _new_key(admin, scope="own", user_id="lease", rate_per_second=200 / 3600,
+                          burst=200)  # fmt: skip
+    with a.client(key=key) as on_a, b.client(key=key) as on_b:
+        # Uneven: three on A for each on B, then B alone while A holds what it leased.
+        plan = [on_a, on_a, on_a, on_b] * 60 + [on_b] * 60
+        codes = [http.get("/v1/whoami").status_code for http in plan]
+    assert set(codes) <= {200, 429}
+    admitted = codes.count(200)
+    assert 200 - 2 * 9 <= admitted <= 200, admitted
+    assert codes[-1] == 429
+
+
+def test_concurrent_requests_of_a_key_share_one_lease(
+    pair: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """Sixteen at once on one instance: one lease request at a time, so no lease is
+    taken from Redis and dropped here (which would refuse far below the limit)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, _ = pair
+    with a.client() as admin:
+        _, key = _new_key(admin, scope="own", user_id="lease2", rate_per_second=200 / 3600,
+                          burst=200)  # fmt: skip
+    with a.client(key=key) as http, ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda _: http.get("/v1/whoami").status_code, range(260)))
+    assert set(codes) <= {200, 429}
+    assert 200 - 9 <= codes.count(200) <= 200, codes.count(200)
+
+
 def test_rate_limited_requests_do_nothing(pair: tuple[ServerProcess, ServerProcess]) -> None:
     a, _ = pair
     user = f"rl-{uuid.uuid4().hex[:6]}"

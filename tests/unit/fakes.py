@@ -277,6 +277,9 @@ class DictGenerations:
         self.values[key] = self.values.get(key, 0) + 1
         return self.values[key]
 
+    async def aclose(self) -> None:
+        return None
+
 
 class ListPopular:
     def __init__(self) -> None:

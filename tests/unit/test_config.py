@@ -33,6 +33,14 @@ def test_toml_then_env(tmp_path: Path) -> None:
         ({"MEMBANK_SERVER__WORKERS": "2"}, "server.workers"),
         ({"MEMBANK_STORAGE__BACKEND": "qdrant"}, "storage.qdrant.url"),
         ({"MEMBANK_LIMITS__BATCH_MAX_ITEMS": "-1"}, "limits.batch_max_items"),
+        (
+            {"MEMBANK_SECURITY__RATE_LIMIT__LEASE_FRACTION": "0.9"},
+            "security.rate_limit.lease_fraction",
+        ),
+        (
+            {"MEMBANK_SECURITY__RATE_LIMIT__LEASE_SECONDS": "0"},
+            "security.rate_limit.lease_seconds",
+        ),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], needle: str) -> None:
