@@ -226,19 +226,25 @@ def load_settings(
     except msgspec.ValidationError as exc:
         raise ConfigError(_explained(str(exc))) from exc
     check_process(settings.server, settings.limits, settings.cache, settings.embedder)
-    check_storage(settings.storage, settings.server.workers)
+    check_storage(settings.storage, settings.server)
     check_security(settings)
     check_search(settings.search)
     check_observe(settings.observe, settings.storage.postgres.dsn)
     check_backup(settings.backup)
     check_jobs(settings.jobs, settings.llm)
-    job_backend(
+    jobs = job_backend(
         settings.jobs,
         settings.cache.l3_url,
         settings.storage.postgres.dsn,
         StoreKind.PGVECTOR in settings.storage.kinds,
         settings.server.workers,
     )
+    if jobs == "local" and settings.server.replicas > 1:
+        raise ConfigError(
+            "setting jobs.backend resolves to local, a file in one instance's data folder: "
+            f"with server.replicas={settings.server.replicas} set jobs.backend to redis or "
+            "postgres"
+        )
     return settings
 
 

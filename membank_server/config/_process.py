@@ -22,6 +22,11 @@ class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
+    #: How many instances of ``membank serve`` share this deployment's data: the
+    #: orchestrator's replica count (with an autoscaler, its maximum). Above 1, what
+    #: one instance would keep to itself is refused: the embedded store, the SQLite
+    #: key store, the audit file.
+    replicas: int = 1
     max_body_bytes: int = 1 * MiB
     batch_max_body_bytes: int = 16 * MiB
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -107,6 +112,7 @@ def check_process(
         {
             "server.port": server.port,
             "server.workers": server.workers,
+            "server.replicas": server.replicas,
             "server.max_body_bytes": server.max_body_bytes,
             "server.batch_max_body_bytes": server.batch_max_body_bytes,
             "server.shutdown_timeout": server.shutdown_timeout,

@@ -155,6 +155,17 @@ def check_security(settings: Settings) -> None:
         raise ConfigError(
             "security.audit.sink=postgres needs security.audit.dsn or storage.postgres.dsn"
         )
+    replicas = settings.server.replicas
+    if replicas > 1 and sec.keys_backend == "sqlite":
+        raise ConfigError(
+            "setting security.keys_backend=sqlite keeps API keys in one instance's folder: "
+            f"with server.replicas={replicas} set security.keys_backend=postgres"
+        )
+    if replicas > 1 and sec.audit.sink == "file":
+        raise ConfigError(
+            "setting security.audit.sink=file writes one instance's audit log: "
+            f"with server.replicas={replicas} set security.audit.sink=postgres"
+        )
     for cidr in sec.trusted_proxies:
         try:
             ipaddress.ip_network(cidr, strict=False)

@@ -8,6 +8,7 @@ from typing import Literal
 import msgspec
 
 from membank_server.config._base import MiB, Section
+from membank_server.config._process import ServerSettings
 from membank_server.domain.errors import ConfigError
 from membank_server.domain.storage import (
     Consistency,
@@ -115,7 +116,7 @@ class StorageSettings(Section):
         return frozenset((self.backend,))
 
 
-def check_storage(storage: StorageSettings, workers: int) -> None:
+def check_storage(storage: StorageSettings, server: ServerSettings) -> None:
     """The storage rules, all in one place (each error one line naming the setting)."""
     if storage.disk_reserve_bytes <= 0:
         raise ConfigError(
@@ -146,11 +147,17 @@ def check_storage(storage: StorageSettings, workers: int) -> None:
             raise ConfigError(
                 f"setting storage.hybrid.outbox_batch must be positive, got {h.outbox_batch}"
             )
-    if StoreKind.EDGE in used and workers > 1:
+    if StoreKind.EDGE in used and server.workers > 1:
         raise ConfigError(
             "setting server.workers must be 1 with storage.backend=edge: an embedded "
             "Qdrant Edge folder is opened by one process only (use storage.backend=qdrant "
             "to run several workers)"
+        )
+    if any(kind.embedded for kind in used) and server.replicas > 1:
+        raise ConfigError(
+            f"setting server.replicas={server.replicas} needs a shared store: the embedded "
+            "store (edge) keeps its data in one instance's folder (use storage.backend="
+            "qdrant, pgvector or hybrid of those)"
         )
     if StoreKind.PGVECTOR in used and not storage.postgres.dsn:
         raise ConfigError("storage.postgres.dsn is required to use the pgvector store")

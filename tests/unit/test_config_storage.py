@@ -139,3 +139,58 @@ def test_the_store_registry_refuses_what_is_not_a_single_store() -> None:
     for kind in ("hybrid", "mongo"):
         with pytest.raises(ConfigError, match=rf"no single store of kind '{kind}'"):
             build_single_store(settings, kind)
+
+
+_SHARED = {
+    "MEMBANK_STORAGE__BACKEND": "qdrant",
+    "MEMBANK_STORAGE__QDRANT__URL": "http://qdrant:6333",
+    "MEMBANK_STORAGE__POSTGRES__DSN": "postgresql://u@postgres/db",
+    "MEMBANK_SECURITY__KEYS_BACKEND": "postgres",
+    "MEMBANK_SECURITY__AUDIT__SINK": "postgres",
+    "MEMBANK_JOBS__BACKEND": "postgres",
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"MEMBANK_STORAGE__BACKEND": "edge"},
+            "setting server.replicas=3 needs a shared store: the embedded store (edge) keeps "
+            "its data in one instance's folder (use storage.backend=qdrant, pgvector or "
+            "hybrid of those)",
+        ),
+        (
+            {**_HYBRID, "MEMBANK_STORAGE__HYBRID__SECONDARY": "edge"},
+            "setting server.replicas=3 needs a shared store: the embedded store (edge) keeps "
+            "its data in one instance's folder (use storage.backend=qdrant, pgvector or "
+            "hybrid of those)",
+        ),
+        (
+            {"MEMBANK_SECURITY__KEYS_BACKEND": "sqlite"},
+            "setting security.keys_backend=sqlite keeps API keys in one instance's folder: "
+            "with server.replicas=3 set security.keys_backend=postgres",
+        ),
+        (
+            {"MEMBANK_SECURITY__AUDIT__SINK": "file"},
+            "setting security.audit.sink=file writes one instance's audit log: "
+            "with server.replicas=3 set security.audit.sink=postgres",
+        ),
+        (
+            # auto, with neither Redis nor pgvector: the local file.
+            {"MEMBANK_JOBS__BACKEND": "auto"},
+            "setting jobs.backend resolves to local, a file in one instance's data folder: "
+            "with server.replicas=3 set jobs.backend to redis or postgres",
+        ),
+        ({"MEMBANK_SERVER__REPLICAS": "0"}, "setting server.replicas must be positive, got 0"),
+    ],
+)
+def test_several_replicas_refuse_what_one_instance_keeps(env: dict[str, str], line: str) -> None:
+    assert _refused({**_SHARED, "MEMBANK_SERVER__REPLICAS": "3", **env}) == line
+
+
+def test_several_replicas_on_shared_stores_start() -> None:
+    s = load_settings(environ={**_SHARED, "MEMBANK_SERVER__REPLICAS": "3"})
+    assert s.server.replicas == 3
+    # One replica (the default) keeps every single-instance choice.
+    assert load_settings(environ={}).server.replicas == 1
