@@ -4,6 +4,7 @@ environment real settings, secrets by reference, probes and ports what serve ser
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from pathlib import Path
@@ -62,6 +63,8 @@ def _filled_secrets() -> dict[str, str]:
     fills = {
         "MEMBANK_STORAGE__POSTGRES__DSN": "postgresql://membank:pw@postgres:5432/membank",
         "MEMBANK_CACHE__REDIS_URL": "redis://:pw@redis:6379/0",
+        "MEMBANK_BACKUP__KEY": base64.b64encode(bytes(32)).decode(),
+        "MEMBANK_BACKUP__WEBHOOK_URL": "https://alerts.example.invalid/hook?token=t",
     }
     return {k: fills.get(k, "x" * 40) for k in _secret_template()}
 
