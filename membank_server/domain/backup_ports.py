@@ -207,6 +207,12 @@ class SealedFields(Protocol):
         """Why this server cannot open records sealed as ``described``: empty when it can."""
         ...
 
+    def indexed(self, record: MemoryRecord) -> MemoryRecord:
+        """A stored (sealed) record with its lexical index terms: the keyed terms of its
+        opened content. Stores keep the index, not the terms, so a record read back (a
+        backup's) has none, and a store would otherwise index the sealed text."""
+        ...
+
 
 @runtime_checkable
 class DurableCounts(Protocol):

@@ -347,6 +347,13 @@ class EncryptedStore:
             "metadata_keys": sorted(self.metadata_keys),
         }
 
+    def indexed(self, record: MemoryRecord) -> MemoryRecord:
+        if record.deleted_at is not None or record.terms is not None:
+            return record
+        content = self._open_memory(record.memory).content
+        terms = self._keyed(record.memory.user_id, self.analyzer.terms(content))
+        return replace(record, terms=terms)
+
     def missing(self, described: Mapping[str, Any]) -> list[str]:
         problems = []
         aad = _KEY_CHECK.encode()

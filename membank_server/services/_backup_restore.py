@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from membank_server.domain.backup_ports import BackupManifest, BackupSource
+from membank_server.domain.backup_ports import BackupManifest, BackupSource, SealedFields
 from membank_server.domain.errors import (
     BackupError,
     BackupKeyError,
@@ -187,8 +187,10 @@ async def replay(
     plan: RestorePlan,
     tell: Callable[[int], None],
     seen: Callable[[MemoryRecord], None] | None = None,
+    sealed: SealedFields | None = None,
 ) -> tuple[int, int]:
-    """Write one backup's records, then remove those it lists as erased; (written, erased)."""
+    """Write one backup's records, then remove those it lists as erased; (written, erased).
+    With ``sealed``, sealed records get their keyed lexical terms back first."""
     writes, batch, written = _Writes(into), list[MemoryRecord](), 0
     try:
         async for r in reader.records("memories", MemoryRecord):
@@ -196,7 +198,7 @@ async def replay(
                 continue
             if seen is not None:
                 seen(r)
-            batch.append(r)
+            batch.append(r if sealed is None else sealed.indexed(r))
             if len(batch) >= plan.batch:
                 await writes.add(batch)
                 written += len(batch)
@@ -244,7 +246,7 @@ async def restore_chain(
         tell("memories", written, None if plan.user else total)
 
     for reader in readers:
-        _, gone = await replay(reader, into, plan, step)
+        _, gone = await replay(reader, into, plan, step, sealed=extras.sealed)
         erased += gone
     tell("keys, audit", written, None)
     restored = await restore_extras(readers[-1], extras, plan.user)

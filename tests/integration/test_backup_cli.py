@@ -89,6 +89,18 @@ def _top10(http: httpx.Client) -> list[list[tuple[str, float]]]:
     return found
 
 
+def _lexical(http: httpx.Client) -> list[set[str]]:
+    """Per user, the ids a lexical search for a word only edited memories hold finds."""
+    found = []
+    for user in USERS:
+        hit = http.post(
+            "/v1/search", json={"user_id": user, "query": "edited", "mode": "lexical", "limit": 50}
+        )
+        assert hit.status_code == 200, hit.text
+        found.append({r["memory"]["id"] for r in hit.json()["results"]})
+    return found
+
+
 @pytest.fixture
 def pg_schema_name(pg_dsn: str) -> Any:
     name = f"bk_{uuid.uuid4().hex[:10]}"
@@ -163,6 +175,8 @@ def test_run_through_the_server_verify_and_restore_into_pgvector(
                     assert gone.status_code == 204, gone.text
             before = _everything(http)
             found_before = _top10(http)
+            lexical_before = _lexical(http)
+        assert [len(ids) for ids in lexical_before] == [15] * len(USERS)
         assert len(before) == len(USERS) * 115
 
         ran = _cli(cli_env, "backup", "run", "--json")  # to the server's backup.target
@@ -242,8 +256,11 @@ def test_run_through_the_server_verify_and_restore_into_pgvector(
         with moved.client() as http:
             after = _everything(http)
             found_after = _top10(http)
+            # Sealed content restored: its keyed lexical terms come back with it.
+            lexical_after = _lexical(http)
     finally:
         moved.stop()
+    assert lexical_after == lexical_before
     assert after == before
     # A backup of the PostgreSQL store: one snapshot, and pg_dump's custom format with it.
     on_pg = {
