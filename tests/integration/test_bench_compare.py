@@ -15,7 +15,9 @@ import sys
 
 import pytest
 
-if importlib.util.find_spec("mem0") is None:
+# scripts/test installs the dev extra (which holds compare) and sets MBTEST_SERVICES:
+# there a missing mem0 fails the run; elsewhere the module skips, saying why.
+if importlib.util.find_spec("mem0") is None and not os.environ.get("MBTEST_SERVICES"):
     pytest.skip(
         "mem0 is not installed (the optional extra: pip install -e '.[compare]')",
         allow_module_level=True,
