@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -98,7 +98,10 @@ class RedisCache:
             failures=_DRIVER_ERRORS,
         )
         try:
-            self._redis = Redis.from_url(
+            # A blocking pool: a burst wider than the pool waits (up to ``timeout``) for
+            # a connection instead of failing with "Too many connections", which would
+            # count towards the breaker and shut the level off under plain load.
+            pool = BlockingConnectionPool.from_url(
                 url,
                 socket_connect_timeout=connect_timeout,
                 socket_timeout=timeout,
@@ -106,9 +109,11 @@ class RedisCache:
                 # every timeout while Redis is down; the breaker decides when to retry.
                 retry=Retry(NoBackoff(), 0),
                 max_connections=max_connections,
+                timeout=timeout,
             )
         except ValueError as exc:
             raise ConfigError(f"invalid Redis URL for cache level {name}: {exc}") from exc
+        self._redis = Redis(connection_pool=pool)
         self._release = self._redis.register_script(_RELEASE)
         self._announced = self._redis.register_script(_INCR_ANNOUNCED)
         self._closed = False
@@ -173,7 +178,7 @@ class RedisCache:
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
 
     # -- shared state between instances --------------------------------------
 

@@ -12,6 +12,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
@@ -32,6 +33,16 @@ _SHORT_TTL = 0.3
 _PAST_SHORT_TTL = 0.6
 
 
+def _redis(url: str, **kwargs: Any) -> RedisCache:
+    """A RedisCache with patient timeouts.
+
+    The production ones (0.25 s) fail fast on purpose, and a loaded 2-core CI box
+    opening a hundred connections at once has missed them. These tests are about
+    behaviour; the timeouts have their own tests in test_cache_redis_down.py.
+    """
+    return RedisCache(url, connect_timeout=5.0, timeout=5.0, **kwargs)
+
+
 def _db(url: str, db: int) -> str:
     return urlsplit(url)._replace(path=f"/{db}").geturl()
 
@@ -48,13 +59,13 @@ async def make_cache(request: pytest.FixtureRequest, redis_url: str) -> AsyncIte
         if kind == "local":
             cache = LocalCache(default_ttl=default_ttl)
         elif kind == "redis":
-            cache = RedisCache(redis_url, prefix=ns, default_ttl=default_ttl)
+            cache = _redis(redis_url, prefix=ns, default_ttl=default_ttl)
         else:
             cache = TieredCache(
                 [
                     LocalCache(default_ttl=default_ttl),
-                    RedisCache(redis_url, name="l2", prefix=ns + "l2:", default_ttl=default_ttl),
-                    RedisCache(
+                    _redis(redis_url, name="l2", prefix=ns + "l2:", default_ttl=default_ttl),
+                    _redis(
                         _db(redis_url, 1), name="l3", prefix=ns + "l3:", default_ttl=default_ttl
                     ),
                 ]
@@ -226,7 +237,7 @@ async def test_behaves_like_a_dict_without_ttls(
 async def redis_pair(redis_url: str) -> AsyncIterator[tuple[RedisCache, RedisCache]]:
     """Two RedisCaches on one namespace: two server instances sharing an L2."""
     ns = f"test:{uuid4().hex}:"
-    a, b = RedisCache(redis_url, prefix=ns), RedisCache(redis_url, prefix=ns)
+    a, b = _redis(redis_url, prefix=ns), _redis(redis_url, prefix=ns)
     yield a, b
     await a.clear()
     await a.aclose()
@@ -243,6 +254,19 @@ async def test_counters_are_atomic_across_instances(
     assert await b.incr("g:bob") == 1
     assert await a.get_int(["g:alice", "g:bob", "g:carol"]) == [100, 1, 0]
     assert await a.get_int([]) == []
+
+
+async def test_a_burst_wider_than_the_pool_waits_for_a_connection(redis_url: str) -> None:
+    # It used to fail most of the burst with "Too many connections", and the breaker
+    # then shut the level off under nothing worse than load.
+    cache = _redis(redis_url, prefix=f"test:{uuid4().hex}:", max_connections=4)
+    try:
+        returned = await asyncio.gather(*(cache.incr("burst") for _ in range(200)))
+        assert sorted(returned) == list(range(1, 201))
+        assert cache.breaker.state == "closed"
+    finally:
+        await cache.clear()
+        await cache.aclose()
 
 
 async def test_sorted_sets_rank_and_sum_windows(redis_pair: tuple[RedisCache, RedisCache]) -> None:
