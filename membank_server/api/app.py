@@ -33,7 +33,7 @@ from membank_server.api.job_schemas import state_extraction_rules
 from membank_server.api.jobs import ExtractController, JobController
 from membank_server.api.observe import ObserveController
 from membank_server.api.openapi import state_server_rules
-from membank_server.api.ops import collection, ready
+from membank_server.api.ops import collection, optimize, ready
 from membank_server.api.security import SecurityMiddleware
 from membank_server.api.tenancy import Tenancy, admin_only, audit_note, principal_of
 from membank_server.config import Settings
@@ -195,6 +195,7 @@ def create_app(
             ObserveController,
             BackupController,
             collection,
+            optimize,
             whoami,
         ],
         request_max_body_size=settings.server.max_body_bytes,

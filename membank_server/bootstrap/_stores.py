@@ -67,6 +67,9 @@ def _edge(settings: Settings) -> MemoryStore:
         check_on_start=e.check_on_start,
         lexical=build_lexical(settings),
         flush_interval=e.flush_interval,
+        build_threshold=e.build_threshold,
+        build_check_interval=e.build_check_interval,
+        indexing_threshold_kb=e.indexing_threshold_kb,
     )
 
 

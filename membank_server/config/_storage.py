@@ -43,6 +43,16 @@ class EdgeSettings(Section):
     #: once its WAL entry is synced, before any flush; a longer interval flushes less
     #: often and replays more WAL when the store opens after a crash.
     flush_interval: float = 1.0
+    #: Build the HNSW index in the background (a child process on a copy of the shard,
+    #: swapped in with a short pause: README "Index builds") when about this many points
+    #: wait outside it; 0 builds only when asked (``POST /v1/admin/collection/optimize``,
+    #: ``membank collection optimize``) or at start (``optimize_on_start``).
+    build_threshold: int = 0
+    #: Seconds between two looks at the unindexed count (with ``build_threshold``).
+    build_check_interval: float = 30.0
+    #: Qdrant's optimizer threshold: a segment with more KB of vectors than this gets an
+    #: HNSW graph when the index is built (unset: Qdrant's default, 10,000 KB).
+    indexing_threshold_kb: int | None = None
 
 
 class QdrantSettings(Section):
@@ -126,6 +136,21 @@ def check_storage(storage: StorageSettings, server: ServerSettings) -> None:
         raise ConfigError(
             "setting storage.edge.flush_interval must be positive, "
             f"got {storage.edge.flush_interval}"
+        )
+    e = storage.edge
+    if e.build_threshold < 0:
+        raise ConfigError(
+            f"setting storage.edge.build_threshold must be 0 or more, got {e.build_threshold}"
+        )
+    if e.build_check_interval <= 0:
+        raise ConfigError(
+            "setting storage.edge.build_check_interval must be positive, "
+            f"got {e.build_check_interval}"
+        )
+    if e.indexing_threshold_kb is not None and e.indexing_threshold_kb <= 0:
+        raise ConfigError(
+            "setting storage.edge.indexing_threshold_kb must be positive, "
+            f"got {e.indexing_threshold_kb}"
         )
     used = storage.kinds
     if storage.backend is StoreKind.HYBRID:

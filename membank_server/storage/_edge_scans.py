@@ -12,14 +12,28 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from membank_server.domain.model import HistoryEvent, Memory, Usage
-from membank_server.storage._checked import checked_memory, sound
+from membank_server.domain.model import HistoryEvent, Memory, Page, SearchFilter, Usage
+from membank_server.storage._checked import checked_memory, owned_live, sound
 from membank_server.storage._edge_ops import edge_filter
 from membank_server.storage._edge_reads import scroll
 from membank_server.storage._edge_shard import ShardThreads
-from membank_server.storage._payload import BYTES, HISTORY, Cond, live_conditions
+from membank_server.storage._payload import (
+    BYTES,
+    HISTORY,
+    Cond,
+    live_conditions,
+    search_conditions,
+)
 
-__all__ = ["NO_HISTORY", "expired_ids", "find_by_hash", "histories", "pages", "usage"]
+__all__ = [
+    "NO_HISTORY",
+    "expired_ids",
+    "find_by_hash",
+    "histories",
+    "list_page",
+    "pages",
+    "usage",
+]
 
 # Points of earlier versions may still carry a history field until moved at open.
 NO_HISTORY = qe.PayloadSelector.Exclude([HISTORY])
@@ -29,6 +43,29 @@ _BYTES_ONLY = qe.PayloadSelector.Include([BYTES])
 async def pages(threads: ShardThreads, **request: Any) -> tuple[list[Any], Any]:
     """One page of a scroll (its points, and the offset of the next or None)."""
     return await threads.read(lambda shard: scroll(shard, **request))
+
+
+async def list_page(
+    threads: ShardThreads,
+    user_id: str,
+    now: datetime,
+    limit: int,
+    cursor: str | None,
+    agent_id: str | None,
+    session_id: str | None,
+) -> Page:
+    """One page of the user's live memories, by agent or session when given."""
+    by = SearchFilter(agent_id=agent_id, session_id=session_id)
+    conds = search_conditions(user_id, now, by)
+    records, next_offset = await pages(
+        threads, offset=cursor, limit=limit, filter=edge_filter(conds), with_payload=NO_HISTORY
+    )
+    return Page(
+        items=tuple(
+            sound(records, lambda r: owned_live(checked_memory(r.id, r.payload), user_id, now))
+        ),
+        next_cursor=str(next_offset) if next_offset is not None else None,
+    )
 
 
 async def usage(threads: ShardThreads, user_id: str) -> Usage:

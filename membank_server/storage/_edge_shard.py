@@ -8,7 +8,11 @@ only then are its callers answered, so a 2xx means the write is on the device
 (it survives kill -9 and a power loss) without paying a flush per request. The
 segments themselves are flushed in the background, at most every
 ``flush_interval`` seconds while there are writes, between groups on the same
-writer thread; the WAL covers what they have not persisted yet. A Rust panic
+writer thread; the WAL covers what they have not persisted yet. An index build
+(``_edge_build``) swaps the shard for a new generation on the writer thread, between
+groups (:meth:`ShardThreads.swap`); while it runs, each group notes what it touched
+in the build's journal, on the writer thread too, so the journal holds every write
+applied after the copy in the order it was applied. A Rust panic
 (damaged files) arrives as a ``BaseException`` and becomes a failed call, not the
 end of the process.
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,16 +43,29 @@ from membank_server.storage._lexical import LEXICAL
 from membank_server.storage._payload import INDEXED_KEYWORDS, INDEXED_NUMBERS
 from membank_server.storage._sqlite_history import SqliteHistory
 
-__all__ = ["DISTANCES", "ShardThreads", "describe", "open_shard", "shard_config"]
+__all__ = ["DISTANCES", "ShardThreads", "Touched", "describe", "open_shard", "shard_config"]
 
 _T = TypeVar("_T")
+#: What a write touched, for a build's journal: a point id, or a filter it deleted by.
+Touched = Any
 _log = logging.getLogger("membank.storage")
 DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid"}
 
 
 def shard_config(
-    dimension: int, distance: str, m: int, ef_construction: int, full_scan_threshold: int
+    dimension: int,
+    distance: str,
+    m: int,
+    ef_construction: int,
+    full_scan_threshold: int,
+    *,
+    indexing_threshold: int | None = None,
 ) -> Any:
+    optimizers = (
+        None
+        if indexing_threshold is None
+        else qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold)
+    )
     return qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(
             size=dimension, distance=getattr(qe.Distance, DISTANCES[distance])
@@ -57,6 +74,7 @@ def shard_config(
         hnsw_config=qe.HnswIndexConfig(
             m=m, ef_construct=ef_construction, full_scan_threshold=full_scan_threshold
         ),
+        optimizers=optimizers,
     )
 
 
@@ -135,7 +153,12 @@ class ShardThreads:
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="edge-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="edge-write")
         self._shard: Any = None
-        self._pending: list[tuple[Op, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Op, Sequence[Touched], asyncio.Future[None]]] = []
+        #: Set by an index build while it runs; read and written on the writer thread only.
+        self.journal: list[Touched] | None = None
+        #: Reads running on each open shard (by ``id``), so a retired one closes after them.
+        self._reading: dict[int, int] = {}
+        self._drained: dict[int, asyncio.Event] = {}
         self._committing: asyncio.Task[None] | None = None
 
     @property
@@ -150,14 +173,14 @@ class ShardThreads:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval)
-            shard = self._shard
-            if not self._unflushed or shard is None:
+            if not self._unflushed or self._shard is None:
                 continue
             # Cleared before the flush is queued: a group applied after it is queued
             # sets it again, one applied before is covered (the writer runs in order).
             self._unflushed = False
             try:
-                await self.on_writer(shard.flush)
+                # The shard is looked up on the writer: a build may have swapped it.
+                await self.on_writer(lambda: self.require().flush())
             except StorageUnavailable as exc:
                 # The writes are safe in the WAL; the next round tries again.
                 self._unflushed = True
@@ -187,13 +210,29 @@ class ShardThreads:
     async def read(self, fn: Callable[[Any], _T]) -> _T:
         """Run ``fn(shard)`` on a reader thread."""
         shard = self.require()
-        return await self._run(self._readers, lambda: fn(shard))
+        key = id(shard)
+        self._reading[key] = self._reading.get(key, 0) + 1
+        try:
+            return await self._run(self._readers, lambda: fn(shard))
+        finally:
+            self._reading[key] -= 1
+            if not self._reading[key]:
+                del self._reading[key]
+                drained = self._drained.pop(key, None)
+                if drained is not None:
+                    drained.set()
 
-    async def write(self, op: Op) -> None:
-        """Queue a write and wait until the group that carries it is flushed."""
+    async def write(self, op: Op, touched: Sequence[Touched] = ()) -> None:
+        """Queue a write and wait until the group that carries it is flushed.
+
+        Args:
+            op: The write, run on the writer thread.
+            touched: The point ids it may change, or the filters it deletes by (for a
+                build's journal: ``_edge_build``).
+        """
         self.require()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
+        self._pending.append((op, touched, future))
         if self._committing is None or self._committing.done():
             self._committing = asyncio.create_task(self._commit_loop())
         await future
@@ -201,16 +240,17 @@ class ShardThreads:
     async def _commit_loop(self) -> None:
         while self._pending:
             group, self._pending = self._pending, []
-            ops = [op for op, _ in group]
-            shard = self.require()
+            ops = [op for op, _, _ in group]
+            touched = [t for _, ts, _ in group for t in ts]
+            self.require()
             self._unflushed = True
             try:
                 outcomes = await asyncio.get_running_loop().run_in_executor(
-                    self._writer, apply_group, shard, self.history, self.wal, ops
+                    self._writer, self._apply, ops, touched
                 )
             except Exception as exc:  # noqa: BLE001 - qdrant_edge raises bare Exception
                 outcomes = [exc] * len(group)
-            for (_, future), error in zip(group, outcomes, strict=True):
+            for (_, _, future), error in zip(group, outcomes, strict=True):
                 if future.done():
                     continue
                 if error is None:
@@ -222,6 +262,29 @@ class ShardThreads:
                     failure = kind(f"Qdrant Edge write failed: {error}")
                     failure.__cause__ = error
                     future.set_exception(failure)
+
+    def _apply(self, ops: list[Op], touched: list[Touched]) -> list[Exception | None]:
+        # On the writer thread: the shard, the WAL and the journal are the ones current
+        # when the group runs, not when it was queued (a build may swap them between).
+        try:
+            return apply_group(self.require(), self.history, self.wal, ops)
+        finally:
+            if self.journal is not None:
+                # A failed write is noted too: replaying an untouched id copies nothing new.
+                self.journal.extend(touched)
+
+    def swap(self, shard: Any, wal: WalSync) -> Any:
+        """Serve from ``shard`` from now on, its WAL synced by ``wal``; the shard it
+        replaces (on the writer thread, between groups: see :meth:`retire`)."""
+        old, self._shard, self.wal = self._shard, shard, wal
+        return old
+
+    async def retire(self, shard: Any) -> None:
+        """Close a shard swapped out, once the reads that started on it are done."""
+        if self._reading.get(id(shard)):
+            drained = self._drained[id(shard)] = asyncio.Event()
+            await drained.wait()
+        await self.on_writer(shard.close)
 
     async def close_shard(self, *, flush: bool = True) -> None:
         """Wait for the last group, then close the shard (and the history database);

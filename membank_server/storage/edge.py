@@ -6,13 +6,12 @@ synced (``fdatasync``, ``_edge_wal``) before its callers are answered, so a 2xx
 means the write survives kill -9 and a power loss; the segments are flushed in the
 background and the WAL is replayed over them when the shard loads.
 
-HNSW: ``optimize()`` builds it, but it holds the GIL for its whole run
-(about 6 s for 20k points, a minute for 100k on 2 cores), which would freeze
-the server. Searches are always filtered by the ``is_tenant`` user index, so
-Qdrant scans a tenant's own points exactly below ``full_scan_threshold`` and
-needs HNSW only for very large tenants: the index is built by
-``membank collection optimize`` (server stopped) or, when configured, when the
-server starts (:attr:`EdgeStore.optimize_on_start`).
+HNSW: Qdrant Edge's ``optimize()`` holds the GIL for its whole run (a minute for
+100k points on 2 cores), so it runs in a child process on a copy of the shard that
+is then caught up and swapped in (``_edge_build``; generations: ``_edge_generations``):
+:meth:`EdgeStore.optimize`, by itself past ``build_threshold`` unindexed points, or
+at start (``optimize_on_start``). Searches are filtered by the ``is_tenant`` user
+index, so a tenant below ``full_scan_threshold`` is scanned exactly anyway.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from uuid import UUID
 
 import qdrant_edge as qe
 
-from membank_server.domain.errors import ConfigError, InsufficientStorage, StorageUnavailable
+from membank_server.domain.errors import ConfigError, InsufficientStorage
 from membank_server.domain.integrity import IntegrityReport
 from membank_server.domain.model import (
     CollectionInfo,
@@ -43,8 +42,9 @@ from membank_server.domain.model import (
     VectorQuery,
 )
 from membank_server.lexical import LexicalIndex
-from membank_server.storage._checked import checked_memory, checked_record, owned_live, sound
-from membank_server.storage._edge_lexical import migrate_to_lexical
+from membank_server.storage._checked import checked_record, sound
+from membank_server.storage._edge_build import BuildReport, IndexBuilder
+from membank_server.storage._edge_open import open_history, prepare_live
 from membank_server.storage._edge_ops import (
     edge_filter,
     move_legacy_history,
@@ -52,7 +52,6 @@ from membank_server.storage._edge_ops import (
     record_size,
     verify_shard,
 )
-from membank_server.storage._edge_probe import probe_shard
 from membank_server.storage._edge_reads import query as resilient_query
 from membank_server.storage._edge_reads import retrieve
 from membank_server.storage._edge_scans import (
@@ -60,6 +59,7 @@ from membank_server.storage._edge_scans import (
     expired_ids,
     find_by_hash,
     histories,
+    list_page,
     pages,
     usage,
 )
@@ -90,7 +90,7 @@ class EdgeStore:
     """A :class:`~membank_server.domain.ports.MemoryStore` on an embedded Qdrant Edge shard.
 
     Args:
-        path: The shard's folder (one process may open it at a time).
+        path: The collection's folder (its shard generations: ``_edge_generations``).
         dimension: Vector size; must match an existing shard.
         distance: ``cosine``, ``dot`` or ``euclid``.
         hnsw_m: HNSW graph degree.
@@ -106,6 +106,8 @@ class EdgeStore:
             so damaged files cannot crash the server or exhaust its memory.
         lexical: How records are indexed for lexical search (``_lexical``).
         flush_interval: Seconds between background flushes of the segments.
+        build_threshold, build_check_interval: Background index builds (``IndexBuilder``).
+        indexing_threshold_kb: KB of vectors past which a segment gets HNSW (Qdrant's).
     """
 
     backend = "edge"
@@ -127,6 +129,9 @@ class EdgeStore:
         check_on_start: bool = True,
         lexical: LexicalIndex | None = None,
         flush_interval: float = 1.0,
+        build_threshold: int = 0,
+        build_check_interval: float = 30.0,
+        indexing_threshold_kb: int | None = None,
     ) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"storage distance must be one of {sorted(DISTANCES)}")
@@ -134,7 +139,12 @@ class EdgeStore:
         self.dimension = dimension
         self.distance = distance
         self._config = shard_config(
-            dimension, distance, hnsw_m, hnsw_ef_construction, full_scan_threshold
+            dimension,
+            distance,
+            hnsw_m,
+            hnsw_ef_construction,
+            full_scan_threshold,
+            indexing_threshold=indexing_threshold_kb,
         )
         self._params = qe.SearchParams(hnsw_ef=hnsw_ef_search)
         self.optimize_on_start = optimize_on_start
@@ -143,6 +153,9 @@ class EdgeStore:
         self._history = SqliteHistory(path / "history.db", history_limit)
         self._threads = ShardThreads(self._history, WalSync(path), search_threads, flush_interval)
         self.guard = DiskGuard(path, disk_reserve)
+        self.builder = IndexBuilder(
+            path, self._threads, self._config, self.guard, build_threshold, build_check_interval
+        )
         # What a read checks a vector against: its size, and unit length for cosine
         # (Qdrant keeps cosine vectors normalised).
         self._shape: dict[str, Any] = {"dimension": dimension, "unit": distance == "cosine"}
@@ -157,25 +170,15 @@ class EdgeStore:
                 f"({free // 2**20} MiB free, {OPEN_BYTES // 2**20} MiB needed): free some space",
                 {"free_bytes": free},
             )
-        if self.check_on_start and (self.path / "edge_config.json").exists():
-            await asyncio.to_thread(probe_shard, self.path)
         config = self._config
-        copied = await asyncio.to_thread(migrate_to_lexical, self.path, config, self.lexical)
-        if copied:
-            _log.info(
-                "indexed %d points for lexical search (a shard of an earlier version)", copied
-            )
-        await self._threads.open(
-            lambda: open_shard(self.path, config, dimension=self.dimension, distance=self.distance)
+        live = await asyncio.to_thread(
+            prepare_live, self.path, config, self.lexical, probe=self.check_on_start
         )
-        try:
-            await self._threads.on_writer(self._history.open)
-        except StorageUnavailable as exc:
-            raise StorageUnavailable(
-                f"the history database {self._history.path} could not be opened "
-                f"({exc.message.removeprefix('Qdrant Edge failed: ')}): restore the folder from "
-                "a backup, or move that file aside to keep the memories without their history"
-            ) from exc
+        self._threads.wal = WalSync(live)
+        await self._threads.open(
+            lambda: open_shard(live, config, dimension=self.dimension, distance=self.distance)
+        )
+        await open_history(self._threads)
         shard, history = self._threads.require(), self._history
         index = self.lexical
         moved = await self._threads.on_writer(lambda: move_legacy_history(shard, history, index))
@@ -183,8 +186,10 @@ class EdgeStore:
             _log.info("moved the history of %d memories out of their payloads", moved)
         if self.optimize_on_start:
             await self.optimize()
+        self.builder.start()
 
     async def aclose(self) -> None:
+        await self.builder.close()
         await self._threads.close()
 
     def disk_state(self) -> DiskState:
@@ -192,9 +197,13 @@ class EdgeStore:
         return self.guard.state()
 
     async def optimize(self) -> bool:
-        """Build HNSW for unindexed segments; blocks the process while it runs."""
-        shard = self._threads.require()
-        return bool(await self._threads.on_writer(shard.optimize))
+        """Build HNSW for unindexed segments in a child process, serving meanwhile
+        (``_edge_build``); waits for a build already under way instead of starting one."""
+        return (await self.build_index()).changed
+
+    async def build_index(self) -> BuildReport:
+        """:meth:`optimize`, with what the build did and how long writes waited."""
+        return await self.builder.build()
 
     # -- writes ------------------------------------------------------------
 
@@ -223,7 +232,7 @@ class EdgeStore:
             history.add(events)
             shard.update(upsert)
 
-        await self._threads.write(op)
+        await self._threads.write(op, [str(r.memory.id) for r in records])
 
     async def delete_user(self, user_id: str) -> int:
         live = await self.count(user_id)
@@ -234,7 +243,7 @@ class EdgeStore:
             history.delete_user(user_id)
             shard.update(qe.UpdateOperation.delete_points_by_filter(user))
 
-        await self._threads.write(op)
+        await self._threads.write(op, [user])
         return live
 
     async def purge_expired(self, now: datetime) -> int:
@@ -246,7 +255,7 @@ class EdgeStore:
                 history.delete_memories(ids)
                 shard.update(qe.UpdateOperation.delete_points(ids))
 
-            await self._threads.write(op)
+            await self._threads.write(op, ids)
         return len(ids)
 
     # -- reads -------------------------------------------------------------
@@ -312,7 +321,7 @@ class EdgeStore:
             history.delete_memories(ids)
             shard.update(qe.UpdateOperation.delete_points(ids))
 
-        await self._threads.write(op)
+        await self._threads.write(op, ids)
 
     async def owners(self, memory_ids: Sequence[UUID]) -> dict[UUID, str]:
         if not memory_ids:
@@ -340,20 +349,7 @@ class EdgeStore:
         agent_id: str | None = None,
         session_id: str | None = None,
     ) -> Page:
-        conds = live_conditions(user_id, now)
-        if agent_id is not None:
-            conds.append(Cond("eq", "agent_id", agent_id))
-        if session_id is not None:
-            conds.append(Cond("eq", "session_id", session_id))
-        records, next_offset = await self._scroll(
-            offset=cursor, limit=limit, filter=edge_filter(conds), with_payload=NO_HISTORY
-        )
-        return Page(
-            items=tuple(
-                sound(records, lambda r: owned_live(checked_memory(r.id, r.payload), user_id, now))
-            ),
-            next_cursor=str(next_offset) if next_offset is not None else None,
-        )
+        return await list_page(self._threads, user_id, now, limit, cursor, agent_id, session_id)
 
     async def search(self, query: VectorQuery) -> list[SearchHit]:
         request = dense_request(query, self._params)
@@ -393,5 +389,6 @@ class EdgeStore:
         return describe(shard_info, self.path, self.dimension, self.distance)
 
     async def drop(self) -> None:
+        await self.builder.close()
         await self._threads.close_shard(flush=False)
         await asyncio.to_thread(shutil.rmtree, self.path, True)

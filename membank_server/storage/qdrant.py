@@ -30,6 +30,7 @@ from membank_server.domain.model import (
     Memory,
     MemoryRecord,
     Page,
+    SearchFilter,
     SearchHit,
     Usage,
     VectorQuery,
@@ -37,7 +38,12 @@ from membank_server.domain.model import (
 from membank_server.lexical import LexicalIndex
 from membank_server.storage._checked import checked_record
 from membank_server.storage._lexical import point_vectors
-from membank_server.storage._payload import Cond, live_conditions, record_to_payload
+from membank_server.storage._payload import (
+    Cond,
+    live_conditions,
+    record_to_payload,
+    search_conditions,
+)
 from membank_server.storage._qdrant_client import QdrantConnection
 from membank_server.storage._qdrant_collection import (
     DISTANCES,
@@ -331,11 +337,8 @@ class QdrantStore:
         agent_id: str | None = None,
         session_id: str | None = None,
     ) -> Page:
-        conds = live_conditions(user_id, now)
-        if agent_id is not None:
-            conds.append(Cond("eq", "agent_id", agent_id))
-        if session_id is not None:
-            conds.append(Cond("eq", "session_id", session_id))
+        by = SearchFilter(agent_id=agent_id, session_id=session_id)
+        conds = search_conditions(user_id, now, by)
         memories, next_cursor = await self._scroll("list", qdrant_filter(conds), limit, cursor)
         memories = [m for m in memories if m.user_id == user_id and not m.is_expired(now)]
         return Page(items=tuple(memories), next_cursor=next_cursor)

@@ -16,7 +16,7 @@ import qdrant_edge as qe
 import membank_server.storage.edge as edge_module
 from membank_server.domain.model import MemoryRecord, VectorQuery
 from membank_server.lexical import LexicalIndex, SnowballAnalyzer
-from membank_server.storage import _edge_lexical
+from membank_server.storage import _edge_lexical, _edge_open
 from membank_server.storage._edge_shard import DISTANCES
 from membank_server.storage.edge import EdgeStore
 
@@ -26,7 +26,7 @@ Records = Callable[..., MemoryRecord]
 DIM = 8
 
 
-def _old_config(dimension: int, distance: str, m: int, ef: int, threshold: int) -> Any:
+def _old_config(dimension: int, distance: str, m: int, ef: int, threshold: int, **_: Any) -> Any:
     """The shard config of membank before lexical search (edge_config.json of then)."""
     return qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(
@@ -43,7 +43,7 @@ async def _old_folder(
     with monkeypatch.context() as m:
         m.setattr(edge_module, "shard_config", _old_config)
         m.setattr(edge_module, "point_vectors", lambda r, _i, _s: list(r.vector))
-        m.setattr(edge_module, "migrate_to_lexical", lambda *_: 0)
+        m.setattr(_edge_open, "migrate_to_lexical", lambda *_: 0)
         old = EdgeStore(path, dimension=DIM)
         await old.start()
         await old.upsert(records)
