@@ -76,7 +76,8 @@ def info(
 
 @cli.command()
 def optimize(ctx: typer.Context, config: Path | None = ConfigOption) -> None:
-    """Build the HNSW index of the embedded store now (stop the server first)."""
+    """Build the HNSW index of the embedded store now (stop the server first; a running
+    server builds it with POST /v1/collection/optimize, serving meanwhile)."""
     app = Application.of(ctx)
     if app.settings.storage.backend != "edge":
         app.abort("optimize is for the embedded store; a Qdrant server indexes by itself")

@@ -136,7 +136,7 @@ class MemoryModel:
     content_bytes: float = 118.0
     metadata_bytes: float = 52.0
     hnsw_m: int = 16
-    #: Edge builds no graph while serving (``membank collection optimize`` does).
+    #: Edge builds its graph only when asked or past ``storage.edge.build_threshold``.
     hnsw_built: bool = field(default=False)
 
     def __post_init__(self) -> None:

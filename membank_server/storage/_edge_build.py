@@ -95,10 +95,16 @@ class BuildReport:
     changed: bool
     points: int
     indexed_vectors: int
+    #: From the start to the switch, and each step (``copy``: writes wait meanwhile,
+    #: ``pause``: the final step, writes wait meanwhile).
     build_seconds: float
+    copy_seconds: float
+    child_seconds: float
+    load_seconds: float
+    pause_seconds: float
+    #: Journal entries replayed in all, and in the final step.
     replayed: int
     final_replayed: int
-    pause_seconds: float
 
 
 def replay(live: Any, new: Any, entries: list[Touched]) -> None:
@@ -236,12 +242,15 @@ class IndexBuilder:
         live = live_folder(root)
         self._check_space(live)
         state = _Build(next_folder(root))
-        started = time.perf_counter()
+        marks = [time.perf_counter()]
         try:
             await threads.on_writer(lambda: self._copy(live, state.target))
+            marks.append(time.perf_counter())
             outcome = await self._child(state.target)
+            marks.append(time.perf_counter())
             await asyncio.to_thread(sync_tree, state.target)
             state.new = await asyncio.to_thread(qe.EdgeShard.load, str(state.target), self.config)
+            marks.append(time.perf_counter())
             for _ in range(_ROUNDS):
                 journal = threads.journal or []
                 if len(journal) - state.replayed <= _FINAL:
@@ -251,24 +260,30 @@ class IndexBuilder:
             # writer thread changes it, and it is done with it until the switch).
             await asyncio.to_thread(state.new.flush)
             final_from = state.replayed
-            paused = time.perf_counter()
+            marks.append(time.perf_counter())
             old = await asyncio.shield(threads.on_writer(lambda: self._switch(state)))
-            pause = time.perf_counter() - paused
+            marks.append(time.perf_counter())
         except BaseException:
             await asyncio.shield(threads.on_writer(lambda: self._abandon(state)))
             raise
         await threads.retire(old)
         removed = await asyncio.to_thread(tidy, root)
-        _log.info("index build: generation %s live, removed %s", state.target.name, removed)
         self.last = BuildReport(
             changed=bool(outcome["changed"]),
             points=int(outcome["points"]),
             indexed_vectors=int(outcome["indexed"]),
-            build_seconds=time.perf_counter() - started,
+            build_seconds=marks[5] - marks[0],
+            copy_seconds=marks[1] - marks[0],
+            child_seconds=marks[2] - marks[1],
+            load_seconds=marks[3] - marks[2],
+            pause_seconds=marks[5] - marks[4],
             replayed=state.replayed,
             final_replayed=state.replayed - final_from,
-            pause_seconds=pause,
         )
+        _log.info(
+            "index build: generation %s live (removed %s): %s",
+            state.target.name, ", ".join(removed), self.last,
+        )  # fmt: skip
         return self.last
 
     # -- on the writer thread ---------------------------------------------

@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from membank_server.domain.errors import StorageUnavailable
@@ -73,12 +75,18 @@ def copy_shard(source: Path, target: Path) -> None:
     """Copy the shard files at ``source`` into a new folder ``target`` (the shard must be
     flushed, and no write may reach it during the copy)."""
     target.mkdir()
-    for name in SHARD_ENTRIES:
-        src = source / name
+    sources = [source / name for name in SHARD_ENTRIES if (source / name).exists()]
+    cp = shutil.which("cp") if sys.platform.startswith("linux") else None
+    if cp is not None:
+        # GNU cp keeps the holes of Qdrant's sparse files (32 MiB WAL segments, paged
+        # storage): half the bytes and half the time of a plain copy, which writes wait for.
+        subprocess.run([cp, "-a", "--reflink=auto", *map(str, sources), str(target)], check=True)
+        return
+    for src in sources:
         if src.is_dir():
-            shutil.copytree(src, target / name)
-        elif src.exists():
-            shutil.copy2(src, target / name)
+            shutil.copytree(src, target / src.name)
+        else:
+            shutil.copy2(src, target / src.name)
 
 
 def sync_tree(folder: Path) -> None:

@@ -1,4 +1,4 @@
-"""``membank bench search|cache|fairness``: tiny benches end to end, and what is refused."""
+"""``membank bench search|cache|fairness|index``: tiny benches end to end, and what is refused."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ def test_search_measures_every_phase_on_a_server_it_starts() -> None:
     assert [phases[p]["count"] for p in phases] == [1500, 50, 60, 10, 10, 10]
     for name in phases.keys() - {"ingest, vectors", "ingest, embed"}:
         assert 0 < phases[name]["p50_ms"] <= phases[name]["p99_ms"]
+
+
+def test_index_probes_searches_through_a_build_on_a_server_it_starts() -> None:
+    report = _bench("index", *("--n", "1500", "--idle", "0.5", "--write-every", "0.02"))
+    assert (report["memories"], report["big_tenant"]) == (1500, 300)
+    assert report["build_error"] is None and report["writes_missing_after"] == 0
+    assert report["writes_during_build"] > 0
+    phases = [p["phase"] for p in report["probes"]]
+    assert phases == ["before the build", "during the build", "after the build"]
+    assert all(0 < p["p50_ms"] <= p["max_ms"] for p in report["probes"] if p["count"] > 1)
 
 
 def test_fairness_measures_both_tenants_on_a_server_it_starts() -> None:
