@@ -140,7 +140,7 @@ def check_storage(storage: StorageSettings, server: ServerSettings) -> None:
     e = storage.edge
     if e.build_threshold < 0:
         raise ConfigError(
-            f"setting storage.edge.build_threshold must be 0 or more, got {e.build_threshold}"
+            f"setting storage.edge.build_threshold must be at least 0, got {e.build_threshold}"
         )
     if e.build_check_interval <= 0:
         raise ConfigError(

@@ -202,3 +202,33 @@ async def test_what_a_build_left_is_removed_and_the_pointer_decides(
         await lost.start()
     await lost.aclose()
     assert (root / "edge_config.json").exists(), "nothing is removed when the pointer is wrong"
+
+
+async def test_a_build_starts_by_itself_past_the_threshold(
+    tmp_path: Path, new_record: Records
+) -> None:
+    rng = random.Random(5)
+    store = EdgeStore(
+        tmp_path / "memories",
+        dimension=DIM,
+        full_scan_threshold=20,
+        indexing_threshold_kb=50,
+        build_threshold=2000,
+        build_check_interval=0.1,
+    )
+    await store.start()
+    try:
+        records = [new_record("big", _unit(rng)) for _ in range(BIG)]
+        await store.upsert(records[:1000])
+        await asyncio.sleep(0.5)
+        assert store.builder.last is None, "1,000 unindexed points: below the threshold"
+        await store.upsert(records[1000:])
+        for _ in range(1200):  # a bounded wait for the watcher, not a timing figure
+            if store.builder.last is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert store.builder.last is not None and store.builder.last.changed
+        assert live_folder(store.path).name == "gen-000001"
+        assert await store.count("big") == BIG
+    finally:
+        await store.aclose()

@@ -95,6 +95,18 @@ def test_an_invalid_hybrid_value_names_the_setting(name: str, value: str) -> Non
             "setting storage.hybrid.route_threshold must be at least 0, got -1",
         ),
         (
+            {"MEMBANK_STORAGE__EDGE__BUILD_THRESHOLD": "-1"},
+            "setting storage.edge.build_threshold must be at least 0, got -1",
+        ),
+        (
+            {"MEMBANK_STORAGE__EDGE__BUILD_CHECK_INTERVAL": "0"},
+            "setting storage.edge.build_check_interval must be positive, got 0.0",
+        ),
+        (
+            {"MEMBANK_STORAGE__EDGE__INDEXING_THRESHOLD_KB": "0"},
+            "setting storage.edge.indexing_threshold_kb must be positive, got 0",
+        ),
+        (
             {"MEMBANK_STORAGE__HYBRID__OUTBOX_BATCH": "0"},
             "setting storage.hybrid.outbox_batch must be positive, got 0",
         ),
