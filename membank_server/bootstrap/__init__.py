@@ -208,7 +208,7 @@ def build_services(
     )  # fmt: skip
     return Services(
         memories=memories,
-        collection=CollectionService(memories),
+        collection=CollectionService(memories, tasks),
         cache=CacheAdmin(recall_cache, warmup, tasks),
         warmup=warmup,
         readiness=Readiness(store, embedder, warmup, tasks),

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from membank_server.domain.errors import MembankError
 from membank_server.domain.model import CollectionInfo
 from membank_server.services.memories import MemoryService
+from membank_server.services.tasks import Background
 
 __all__ = ["CollectionReport", "CollectionService", "IndexBuildStatus"]
 
@@ -41,10 +42,12 @@ class CollectionService:
 
     Args:
         memories: The memory service (its store, embedder and live count).
+        tasks: Where an index build runs (cancelled at shutdown).
     """
 
-    def __init__(self, memories: MemoryService) -> None:
+    def __init__(self, memories: MemoryService, tasks: Background) -> None:
         self._memories = memories
+        self._tasks = tasks
         self._build: asyncio.Task[None] | None = None
         self.build_status = IndexBuildStatus()
 
@@ -64,7 +67,7 @@ class CollectionService:
         asked for here is running; its status either way."""
         if self._build is None or self._build.done():
             self.build_status = IndexBuildStatus(running=True, started_at=datetime.now(UTC))
-            self._build = asyncio.create_task(self._optimize())
+            self._build = self._tasks.spawn(self._optimize(), "index build")
         return self.build_status
 
     async def _optimize(self) -> None:

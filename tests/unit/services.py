@@ -23,7 +23,7 @@ def services_over(store: MemoryStore, embedder: Embedder) -> Services:
     warmup = WarmupService(None, WarmupPlan(), tasks)
     return Services(
         memories=memories,
-        collection=CollectionService(memories),
+        collection=CollectionService(memories, tasks),
         cache=CacheAdmin(None, warmup, tasks),
         warmup=warmup,
         readiness=Readiness(store, embedder, warmup, tasks),
