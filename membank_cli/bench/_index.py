@@ -65,6 +65,9 @@ class IndexReport:
     writes_missing_after: int
     build_error: str | None
     probes: list[ProbePhase] = field(default_factory=list)
+    #: The latency of each write made during the build (the copy and the switch hold
+    #: writes, not searches).
+    writes: ProbePhase | None = None
     load_average: list[float] = field(default_factory=list)
 
 
@@ -122,14 +125,20 @@ class _Probe:
 
 
 async def _write_during(
-    client: httpx.AsyncClient, plan: IndexPlan, done: asyncio.Event, acked: list[str]
+    client: httpx.AsyncClient,
+    plan: IndexPlan,
+    done: asyncio.Event,
+    acked: list[str],
+    latencies: list[float],
 ) -> None:
     rng = np.random.default_rng(plan.seed + 2)
     while not done.is_set():
         vector = np.round(_unit(rng, 1, plan.dimension)[0], 6).tolist()
         item = {"user_id": "writer", "content": f"written during the build {len(acked)}"}
         body = msgspec.json.encode({**item, "vector": vector})
+        started = time.perf_counter()
         r = await client.post("/v1/memories", content=body)
+        latencies.append(time.perf_counter() - started)
         if r.status_code != 201:
             raise RuntimeError(f"write answered {r.status_code}: {r.text[:300]}")
         acked.append(str(r.json()["id"]))
@@ -166,8 +175,8 @@ async def measure_index_build(url: str, plan: IndexPlan, progress: Progress) -> 
         r = await client.post("/v1/collection/optimize")
         if r.status_code != 202:
             raise RuntimeError(f"optimize answered {r.status_code}: {r.text[:300]}")
-        done, acked = asyncio.Event(), list[str]()
-        writing = asyncio.create_task(_write_during(client, plan, done, acked))
+        done, acked, waits = asyncio.Event(), list[str](), list[float]()
+        writing = asyncio.create_task(_write_during(client, plan, done, acked, waits))
         task = progress.add_task("index build", total=None)
         while True:
             await asyncio.sleep(0.25)
@@ -199,5 +208,12 @@ async def measure_index_build(url: str, plan: IndexPlan, progress: Progress) -> 
             probe.phase("during the build", t1, t2),
             probe.phase("after the build", t2, t3),
         ],
+        writes=ProbePhase(
+            "writes during the build",
+            len(waits),
+            pct(waits or [0.0], 0.5),
+            pct(waits or [0.0], 0.99),
+            round(max(waits or [0.0]) * 1000, 3),
+        ),
         load_average=[round(x, 2) for x in os.getloadavg()],
     )

@@ -53,10 +53,10 @@ def _render(app: Application, r: IndexReport) -> None:
     app.table(
         f"membank bench index: {r.memories:,} memories (probed tenant {r.big_tenant:,}), "
         f"build {r.build_seconds:.1f} s, load average {r.load_average}",
-        ["search probe", "count", "p50 ms", "p99 ms", "max ms (longest pause)"],
+        ["requests", "count", "p50 ms", "p99 ms", "max ms (longest pause)"],
         [
             (p.phase, f"{p.count:,}", f"{p.p50_ms:.2f}", f"{p.p99_ms:.2f}", f"{p.max_ms:.1f}")
-            for p in r.probes
+            for p in [*r.probes, *([r.writes] if r.writes else [])]
         ],
     )
     line = (

@@ -49,6 +49,7 @@ import qdrant_edge as qe
 
 from membank_server.domain.errors import InsufficientStorage, MembankError, StorageUnavailable
 from membank_server.storage._edge_generations import (
+    SHARD_ENTRIES,
     copy_shard,
     live_folder,
     next_folder,
@@ -223,10 +224,11 @@ class IndexBuilder:
 
     def _check_space(self, live: Path) -> None:
         size = 0
-        for dirpath, _, files in os.walk(live):
-            for name in files:
-                with contextlib.suppress(FileNotFoundError):
-                    size += os.stat(Path(dirpath) / name).st_blocks * 512
+        for entry in SHARD_ENTRIES:
+            for dirpath, _, files in os.walk(live / entry):
+                for name in files:
+                    with contextlib.suppress(FileNotFoundError):
+                        size += os.stat(Path(dirpath) / name).st_blocks * 512
         free = self.guard.state().free
         # The copy, and the built segments beside the copied ones until they go.
         if free < self.guard.reserve + 2 * size:

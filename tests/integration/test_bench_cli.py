@@ -58,6 +58,7 @@ def test_index_probes_searches_through_a_build_on_a_server_it_starts() -> None:
     assert report["build_error"] is None and report["writes_missing_after"] == 0
     assert report["writes_during_build"] > 0
     phases = [p["phase"] for p in report["probes"]]
+    assert report["writes"]["count"] == report["writes_during_build"]
     assert phases == ["before the build", "during the build", "after the build"]
     assert all(0 < p["p50_ms"] <= p["max_ms"] for p in report["probes"] if p["count"] > 1)
 
