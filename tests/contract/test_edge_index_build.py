@@ -10,6 +10,7 @@ delete came back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 from collections.abc import Callable
@@ -87,6 +88,10 @@ async def test_searches_and_writes_during_an_index_build(
                 del acked[gone]
             if n == 10:
                 await store.delete_user("doomed")
+            if n == 12:  # a soft delete (a tombstone) of an earlier write
+                gone = next(iter(acked))
+                tombstone = dataclasses.replace(acked.pop(gone), deleted_at=datetime.now(UTC))
+                await store.upsert([tombstone])
             n += 1
             await asyncio.sleep(0.01)  # room for the build's own steps
 
