@@ -23,6 +23,7 @@ import pytest
 from membank_server.domain.errors import StorageUnavailable
 from membank_server.domain.model import MemoryRecord, VectorQuery
 from membank_server.lexical import SnowballAnalyzer
+from membank_server.storage import _edge_build
 from membank_server.storage._edge_build import BuildReport
 from membank_server.storage._edge_generations import POINTER, live_folder
 from membank_server.storage.edge import EdgeStore
@@ -237,3 +238,43 @@ async def test_a_build_starts_by_itself_past_the_threshold(
         assert await store.count("big") == BIG
     finally:
         await store.aclose()
+
+
+async def test_a_build_that_fails_while_catching_up_leaves_the_live_shard_as_it_was(
+    tmp_path: Path, new_record: Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(11)
+    store = _store(tmp_path / "memories")
+    await store.start()
+    try:
+        records = [new_record("big", _unit(rng)) for _ in range(BIG)]
+        await store.upsert(records)
+        written: list[MemoryRecord] = []
+
+        def broken(live: object, new: object, entries: list[object]) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(_edge_build, "replay", broken)
+        build = asyncio.create_task(store.build_index())
+        while not build.done():
+            record = new_record("writer", _unit(rng))
+            await store.upsert([record])
+            written.append(record)
+            await asyncio.sleep(0.01)
+        with pytest.raises(StorageUnavailable, match="No space left"):
+            await build
+        assert not (store.path / POINTER).exists()
+        assert not [p for p in store.path.iterdir() if p.name.startswith("gen-")]
+        after = new_record("writer", _unit(rng))
+        await store.upsert([after])
+        written.append(after)
+        assert await store.count("writer") == len(written)
+        assert await store.count("big") == BIG
+    finally:
+        await store.aclose()
+    reopened = _store(tmp_path / "memories")
+    await reopened.start()
+    try:
+        assert await reopened.count("writer") == len(written)
+    finally:
+        await reopened.aclose()
