@@ -50,7 +50,7 @@ def embedding_dimension(settings: Settings) -> int:
 
 
 def _edge(settings: Settings) -> MemoryStore:
-    from membank_server.storage.edge import EdgeStore
+    from membank_server.storage.edge import EdgeStore, VectorLayout
 
     s, e = settings.storage, settings.storage.edge
     return EdgeStore(
@@ -67,6 +67,7 @@ def _edge(settings: Settings) -> MemoryStore:
         check_on_start=e.check_on_start,
         lexical=build_lexical(settings),
         flush_interval=e.flush_interval,
+        vectors=VectorLayout(e.quantization, e.quantization_oversampling, e.vectors_on_disk),
     )
 
 

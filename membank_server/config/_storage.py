@@ -43,6 +43,15 @@ class EdgeSettings(Section):
     #: once its WAL entry is synced, before any flush; a longer interval flushes less
     #: often and replays more WAL when the store opens after a crash.
     flush_interval: float = 1.0
+    #: ``scalar``: an int8 copy of each vector in RAM is searched and the best
+    #: ``quantization_oversampling`` x limit candidates are rescored from the float32
+    #: vectors; ``none``: the float32 vectors only. Applies to optimized segments; a
+    #: change is applied to an existing collection at its next optimize.
+    quantization: Literal["scalar", "none"] = "scalar"
+    quantization_oversampling: float = 2.0
+    #: Keep the float32 vectors on disk (memory-mapped, read on demand) instead of
+    #: cached in RAM; with quantization on only rescoring reads them.
+    vectors_on_disk: bool = False
 
 
 class QdrantSettings(Section):
@@ -126,6 +135,11 @@ def check_storage(storage: StorageSettings, server: ServerSettings) -> None:
         raise ConfigError(
             "setting storage.edge.flush_interval must be positive, "
             f"got {storage.edge.flush_interval}"
+        )
+    if not 1 <= storage.edge.quantization_oversampling <= 16:
+        raise ConfigError(
+            "setting storage.edge.quantization_oversampling must be between 1 and 16, "
+            f"got {storage.edge.quantization_oversampling}"
         )
     used = storage.kinds
     if storage.backend is StoreKind.HYBRID:

@@ -34,6 +34,7 @@ from membank_server.domain.errors import (
 from membank_server.domain.model import CollectionInfo
 from membank_server.storage._edge_ops import Op, apply_group, disk_full
 from membank_server.storage._edge_reads import is_panic
+from membank_server.storage._edge_vectors import VectorLayout, note_change, stored_quantization
 from membank_server.storage._edge_wal import WalSync
 from membank_server.storage._lexical import LEXICAL
 from membank_server.storage._payload import INDEXED_KEYWORDS, INDEXED_NUMBERS
@@ -47,12 +48,16 @@ DISTANCES = {"cosine": "Cosine", "dot": "Dot", "euclid": "Euclid"}
 
 
 def shard_config(
-    dimension: int, distance: str, m: int, ef_construction: int, full_scan_threshold: int
+    dimension: int,
+    distance: str,
+    m: int,
+    ef_construction: int,
+    full_scan_threshold: int,
+    layout: VectorLayout | None = None,
 ) -> Any:
+    layout = layout or VectorLayout()
     return qe.EdgeConfig(
-        vectors=qe.EdgeVectorParams(
-            size=dimension, distance=getattr(qe.Distance, DISTANCES[distance])
-        ),
+        vectors=layout.vector_params(dimension, getattr(qe.Distance, DISTANCES[distance])),
         sparse_vectors={LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         hnsw_config=qe.HnswIndexConfig(
             m=m, ef_construct=ef_construction, full_scan_threshold=full_scan_threshold
@@ -72,6 +77,7 @@ def describe(info: Any, path: Path, dimension: int, distance: str) -> Collection
         segments=int(info.segments_count),
         extra={
             "path": str(path),
+            "quantization": stored_quantization(path),
             "payload_indexes": {
                 k: str(v.data_type).rsplit(".", 1)[-1] for k, v in info.payload_schema.items()
             },
@@ -84,6 +90,7 @@ def open_shard(path: Path, config: Any, *, dimension: int, distance: str) -> Any
     or create it with the payload indexes membank filters on."""
     try:
         if (path / "edge_config.json").exists():
+            note_change(path, config)
             return qe.EdgeShard.load(str(path), config)
         path.mkdir(parents=True, exist_ok=True)
         shard = qe.EdgeShard.create(str(path), config)

@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import qdrant_edge as qe
@@ -71,15 +71,15 @@ from membank_server.storage._edge_shard import (
     open_shard,
     shard_config,
 )
+from membank_server.storage._edge_vectors import VectorLayout
 from membank_server.storage._edge_wal import WalSync
 from membank_server.storage._lexical import point_vectors
 from membank_server.storage._payload import Cond, live_conditions, record_to_payload
 from membank_server.storage._sqlite_history import SqliteHistory
 from membank_server.storage.folder import OPEN_BYTES, DiskGuard
 
-__all__ = ["EdgeStore"]
+__all__ = ["EdgeStore", "VectorLayout"]
 
-_T = TypeVar("_T")
 _log = logging.getLogger("membank.storage")
 _VERSION_ONLY = qe.PayloadSelector.Include(["user_id", "version"])
 #: "Every version" for a history read.
@@ -106,6 +106,7 @@ class EdgeStore:
             so damaged files cannot crash the server or exhaust its memory.
         lexical: How records are indexed for lexical search (``_lexical``).
         flush_interval: Seconds between background flushes of the segments.
+        vectors: Quantization and placement of the dense vectors (``_edge_vectors``).
     """
 
     backend = "edge"
@@ -127,16 +128,18 @@ class EdgeStore:
         check_on_start: bool = True,
         lexical: LexicalIndex | None = None,
         flush_interval: float = 1.0,
+        vectors: VectorLayout | None = None,
     ) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"storage distance must be one of {sorted(DISTANCES)}")
         self.path = path
         self.dimension = dimension
         self.distance = distance
+        self.vectors = vectors or VectorLayout()
         self._config = shard_config(
-            dimension, distance, hnsw_m, hnsw_ef_construction, full_scan_threshold
+            dimension, distance, hnsw_m, hnsw_ef_construction, full_scan_threshold, self.vectors
         )
-        self._params = qe.SearchParams(hnsw_ef=hnsw_ef_search)
+        self._params = self.vectors.search_params(hnsw_ef_search)
         self.optimize_on_start = optimize_on_start
         self.check_on_start = check_on_start
         self.lexical = lexical or LexicalIndex()
