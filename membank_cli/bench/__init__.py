@@ -1,4 +1,5 @@
-"""``membank bench search|cache|hotpath|compare|fairness|ingest``: figures measured on this machine.
+"""``membank bench search|cache|hotpath|compare|fairness|ingest|memory``: figures measured
+on this machine.
 
 One module per verb. Each builds a frozen plan from its options (``SearchPlan``,
 ``CachePlan``, ``ComparePlan``) and runs it against servers it starts on loopback
@@ -16,12 +17,13 @@ from membank_cli.bench.compare import compare
 from membank_cli.bench.fairness import fairness
 from membank_cli.bench.hotpath import hotpath
 from membank_cli.bench.ingest import ingest
+from membank_cli.bench.memory import memory
 from membank_cli.bench.search import search
 
 __all__ = ["cli"]
 
 cli = typer.Typer(
-    help="Measure membank here: search, cache, hotpath, compare, fairness, ingest, backup.",
+    help="Measure membank here: search, cache, hotpath, compare, fairness, ingest, backup, memory.",
     no_args_is_help=True,
 )
 cli.command(name="search")(search)
@@ -31,3 +33,4 @@ cli.command(name="backup")(backup)
 cli.command(name="fairness")(fairness)
 cli.command(name="ingest")(ingest)
 cli.command(name="hotpath")(hotpath)
+cli.command(name="memory")(memory)
