@@ -1,7 +1,7 @@
 """What ``membank bench memory`` does for one vector layout of the embedded store.
 
 A server of our own on a fresh folder, with the layout's settings
-(``storage.edge.quantization``, ``vectors_on_disk``): its RSS empty, then after ``n``
+(``storage.edge.quantization``, ``original_vectors``): its RSS empty, then after ``n``
 memories with client vectors (``capacity.calibrate.load``); the server stopped and
 ``membank collection optimize`` run (what builds HNSW and the int8 vectors); the
 server started again on the optimized folder, its RSS and disk, then searches by
@@ -34,12 +34,12 @@ from membank_server.domain.errors import MembankError
 
 __all__ = ["LAYOUTS", "LayoutReport", "MemoryPlan", "Sample", "measure_layout"]
 
-#: The layouts compared: storage.edge.quantization and storage.edge.vectors_on_disk.
+#: The layouts compared: storage.edge.quantization and storage.edge.original_vectors.
 LAYOUTS: dict[str, dict[str, str]] = {
-    "float32": {"QUANTIZATION": "none", "VECTORS_ON_DISK": "false"},
-    "int8": {"QUANTIZATION": "scalar", "VECTORS_ON_DISK": "false"},
-    "int8-disk": {"QUANTIZATION": "scalar", "VECTORS_ON_DISK": "true"},
-    "float32-disk": {"QUANTIZATION": "none", "VECTORS_ON_DISK": "true"},
+    "float32": {"QUANTIZATION": "none", "ORIGINAL_VECTORS": "ram"},
+    "int8": {"QUANTIZATION": "scalar", "ORIGINAL_VECTORS": "ram"},
+    "int8-disk": {"QUANTIZATION": "scalar", "ORIGINAL_VECTORS": "disk"},
+    "float32-disk": {"QUANTIZATION": "none", "ORIGINAL_VECTORS": "disk"},
 }
 
 

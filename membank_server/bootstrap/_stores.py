@@ -67,7 +67,7 @@ def _edge(settings: Settings) -> MemoryStore:
         check_on_start=e.check_on_start,
         lexical=build_lexical(settings),
         flush_interval=e.flush_interval,
-        vectors=VectorLayout(e.quantization, e.quantization_oversampling, e.vectors_on_disk),
+        vectors=VectorLayout.of(e.quantization, e.quantization_oversampling, e.original_vectors),
     )
 
 

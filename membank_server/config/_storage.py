@@ -49,9 +49,10 @@ class EdgeSettings(Section):
     #: change is applied to an existing collection at its next optimize.
     quantization: Literal["scalar", "none"] = "scalar"
     quantization_oversampling: float = 2.0
-    #: Keep the float32 vectors on disk (memory-mapped, read on demand) instead of
-    #: cached in RAM; with quantization on only rescoring reads them.
-    vectors_on_disk: bool = False
+    #: Where the float32 vectors live: ``ram`` (memory-mapped and kept cached) or ``disk``
+    #: (memory-mapped, read on demand); ``auto``: disk with quantization on (only
+    #: rescoring reads them), ram without (every search reads them).
+    original_vectors: Literal["auto", "ram", "disk"] = "auto"
 
 
 class QdrantSettings(Section):

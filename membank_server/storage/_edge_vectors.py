@@ -35,7 +35,7 @@ QUANTILE = 0.99
 @dataclass(frozen=True)
 class VectorLayout:
     """The vectors' layout (``storage.edge.quantization``, ``quantization_oversampling``,
-    ``vectors_on_disk``).
+    ``original_vectors``).
 
     Args:
         quantization: ``scalar`` keeps an int8 copy of every vector in RAM and searches
@@ -50,8 +50,16 @@ class VectorLayout:
 
     quantization: Literal["scalar", "none"] = "scalar"
     oversampling: float = 2.0
-    on_disk: bool = False
+    on_disk: bool = True
     rescore: bool = True
+
+    @classmethod
+    def of(
+        cls, quantization: Literal["scalar", "none"], oversampling: float, originals: str
+    ) -> VectorLayout:
+        """From the settings; ``originals`` ``auto`` is on disk exactly when quantized."""
+        on_disk = quantization == "scalar" if originals == "auto" else originals == "disk"
+        return cls(quantization, oversampling, on_disk)
 
     def vector_params(self, dimension: int, distance: Any) -> Any:
         quantization = None

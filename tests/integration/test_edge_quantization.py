@@ -180,7 +180,8 @@ async def test_quantization_changes_on_an_existing_folder_at_the_next_optimize(
 ) -> None:
     path = tmp_path / "shard"
     records = corpus.records
-    plain = EdgeStore(path, dimension=_DIM, check_on_start=False, vectors=VectorLayout("none"))
+    float32 = VectorLayout("none", on_disk=False)
+    plain = EdgeStore(path, dimension=_DIM, check_on_start=False, vectors=float32)
     await plain.start()
     try:
         await plain.upsert(records)
