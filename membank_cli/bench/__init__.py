@@ -1,5 +1,5 @@
-"""``membank bench search|cache|hotpath|compare|fairness|ingest|index|backup``: figures
-measured on this machine.
+"""``membank bench search|cache|hotpath|compare|fairness|ingest|index|memory|backup``:
+figures measured on this machine.
 
 One module per verb. Each builds a frozen plan from its options (``SearchPlan``,
 ``CachePlan``, ``ComparePlan``) and runs it against servers it starts on loopback
@@ -18,12 +18,16 @@ from membank_cli.bench.fairness import fairness
 from membank_cli.bench.hotpath import hotpath
 from membank_cli.bench.index import index
 from membank_cli.bench.ingest import ingest
+from membank_cli.bench.memory import memory
 from membank_cli.bench.search import search
 
 __all__ = ["cli"]
 
 cli = typer.Typer(
-    help="Measure membank here: search, cache, hotpath, compare, fairness, ingest, index, backup.",
+    help=(
+        "Measure membank here: search, cache, hotpath, compare, fairness, ingest, index, "
+        "backup, memory."
+    ),
     no_args_is_help=True,
 )
 cli.command(name="search")(search)
@@ -34,3 +38,4 @@ cli.command(name="fairness")(fairness)
 cli.command(name="ingest")(ingest)
 cli.command(name="hotpath")(hotpath)
 cli.command(name="index")(index)
+cli.command(name="memory")(memory)

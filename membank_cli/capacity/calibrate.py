@@ -16,7 +16,7 @@ import asyncio
 import os
 import random
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,15 @@ import numpy as np
 from membank_cli._local_server import bench_auth, bench_security, local_server, rss_bytes
 from membank_server.domain.errors import MembankError
 
-__all__ = ["Point", "as_rows", "calibrate_run", "data_dir_bytes", "load", "memory_body"]
+__all__ = [
+    "Point",
+    "as_rows",
+    "calibrate_run",
+    "data_dir_bytes",
+    "load",
+    "memory_body",
+    "rss_file_bytes",
+]
 
 _TOPICS = ["food", "travel", "family", "work", "health", "music", "sport", "money", "books"]
 _PHRASES = [
@@ -86,8 +94,10 @@ async def load(
     dim: int = 384,
     seed: int = 7,
     batch: int = 1000,
+    sink: Callable[[int, list[str], list[list[float]]], None] | None = None,
 ) -> None:
-    """POST ``count`` memories numbered from ``start`` to ``/v1/memories/batch``, two at a time."""
+    """POST ``count`` memories numbered from ``start`` to ``/v1/memories/batch``, two at a
+    time; ``sink`` sees each batch's first number, users and vectors (to score searches)."""
     rng = random.Random(seed + start)
     vrng = np.random.default_rng(seed + start)
     enc = msgspec.json.encode
@@ -96,7 +106,10 @@ async def load(
         v = vrng.standard_normal((n, dim)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         vectors = np.round(v, 6).tolist()
-        return enc({"memories": [memory_body(rng, first + j, users, vectors[j]) for j in range(n)]})
+        memories = [memory_body(rng, first + j, users, vectors[j]) for j in range(n)]
+        if sink is not None:
+            sink(first, [m["user_id"] for m in memories], vectors)
+        return enc({"memories": memories})
 
     # Made as the workers ask for them: 100k memories of bodies would be half a GiB.
     bodies = (
@@ -116,7 +129,8 @@ async def load(
         await asyncio.gather(worker(), worker())
 
 
-def _rss_file(pid: int) -> int:
+def rss_file_bytes(pid: int) -> int:
+    """The file-backed part of a process's RSS (``RssFile``: mapped pages of files)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("RssFile:"):
             return int(line.split()[1]) * 1024
@@ -202,7 +216,7 @@ async def calibrate_run(
                 done = target
             # Let the writer's last group flush and the allocator settle before reading.
             await asyncio.sleep(settle_seconds)
-            rss, rss_file = rss_bytes(server.pid) or 0, _rss_file(server.pid)
+            rss, rss_file = rss_bytes(server.pid) or 0, rss_file_bytes(server.pid)
             if backend == "pgvector" and pg_dsn:
                 disk, index = await _pg_sizes(pg_dsn, schema)
                 points.append(Point(target, rss, disk, rss_file, index))

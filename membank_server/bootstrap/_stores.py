@@ -50,7 +50,7 @@ def embedding_dimension(settings: Settings) -> int:
 
 
 def _edge(settings: Settings) -> MemoryStore:
-    from membank_server.storage.edge import EdgeStore
+    from membank_server.storage.edge import EdgeStore, VectorLayout
 
     s, e = settings.storage, settings.storage.edge
     return EdgeStore(
@@ -70,6 +70,7 @@ def _edge(settings: Settings) -> MemoryStore:
         build_threshold=e.build_threshold,
         build_check_interval=e.build_check_interval,
         indexing_threshold_kb=e.indexing_threshold_kb,
+        vectors=VectorLayout.of(e.quantization, e.quantization_oversampling, e.original_vectors),
     )
 
 

@@ -190,7 +190,9 @@ def _explained(error: str) -> str:
         kind: Any = msgspec.inspect.type_info(Settings)
         for part in path.split("."):
             kind = next(f.type for f in kind.fields if f.name == part)
-        allowed = ", ".join(str(v.value) for v in kind.cls)
+        # An enum, or a Literal (storage.distance, storage.edge.quantization).
+        values = kind.values if isinstance(kind, msgspec.inspect.LiteralType) else kind.cls
+        allowed = ", ".join(str(getattr(v, "value", v)) for v in values)
         return f"setting {path} must be one of {allowed}, not {found['value']}"
     where = error.replace("$.", "setting ").replace("`", "")
     return f"bad setting: {where}"

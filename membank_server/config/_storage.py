@@ -45,7 +45,7 @@ class EdgeSettings(Section):
     flush_interval: float = 1.0
     #: Build the HNSW index in the background (a child process on a copy of the shard,
     #: swapped in with a short pause: README "Index builds") when about this many points
-    #: wait outside it; 0 builds only when asked (``POST /v1/admin/collection/optimize``,
+    #: wait outside it; 0 builds only when asked (``POST /v1/collection/optimize``,
     #: ``membank collection optimize``) or at start (``optimize_on_start``).
     build_threshold: int = 0
     #: Seconds between two looks at the unindexed count (with ``build_threshold``).
@@ -53,6 +53,16 @@ class EdgeSettings(Section):
     #: Qdrant's optimizer threshold: a segment with more KB of vectors than this gets an
     #: HNSW graph when the index is built (unset: Qdrant's default, 10,000 KB).
     indexing_threshold_kb: int | None = None
+    #: ``scalar``: an int8 copy of each vector in RAM is searched and the best
+    #: ``quantization_oversampling`` x limit candidates are rescored from the float32
+    #: vectors; ``none``: the float32 vectors only. Applies to optimized segments; a
+    #: change is applied to an existing collection at its next optimize.
+    quantization: Literal["scalar", "none"] = "scalar"
+    quantization_oversampling: float = 2.0
+    #: Where the float32 vectors live: ``ram`` (memory-mapped and kept cached) or ``disk``
+    #: (memory-mapped, read on demand); ``auto``: disk with quantization on (only
+    #: rescoring reads them), ram without (every search reads them).
+    original_vectors: Literal["auto", "ram", "disk"] = "auto"
 
 
 class QdrantSettings(Section):
@@ -151,6 +161,11 @@ def check_storage(storage: StorageSettings, server: ServerSettings) -> None:
         raise ConfigError(
             "setting storage.edge.indexing_threshold_kb must be positive, "
             f"got {e.indexing_threshold_kb}"
+        )
+    if not 1 <= storage.edge.quantization_oversampling <= 16:
+        raise ConfigError(
+            "setting storage.edge.quantization_oversampling must be between 1 and 16, "
+            f"got {storage.edge.quantization_oversampling}"
         )
     used = storage.kinds
     if storage.backend is StoreKind.HYBRID:

@@ -38,6 +38,7 @@ from membank_server.domain.errors import (
 from membank_server.domain.model import CollectionInfo
 from membank_server.storage._edge_ops import Op, apply_group, disk_full
 from membank_server.storage._edge_reads import is_panic
+from membank_server.storage._edge_vectors import VectorLayout, note_change, stored_quantization
 from membank_server.storage._edge_wal import WalSync
 from membank_server.storage._lexical import LEXICAL
 from membank_server.storage._payload import INDEXED_KEYWORDS, INDEXED_NUMBERS
@@ -58,18 +59,18 @@ def shard_config(
     m: int,
     ef_construction: int,
     full_scan_threshold: int,
+    layout: VectorLayout | None = None,
     *,
     indexing_threshold: int | None = None,
 ) -> Any:
+    layout = layout or VectorLayout()
     optimizers = (
         None
         if indexing_threshold is None
         else qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold)
     )
     return qe.EdgeConfig(
-        vectors=qe.EdgeVectorParams(
-            size=dimension, distance=getattr(qe.Distance, DISTANCES[distance])
-        ),
+        vectors=layout.vector_params(dimension, getattr(qe.Distance, DISTANCES[distance])),
         sparse_vectors={LEXICAL: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         hnsw_config=qe.HnswIndexConfig(
             m=m, ef_construct=ef_construction, full_scan_threshold=full_scan_threshold
@@ -90,6 +91,7 @@ def describe(info: Any, path: Path, dimension: int, distance: str) -> Collection
         segments=int(info.segments_count),
         extra={
             "path": str(path),
+            "quantization": stored_quantization(path),
             "payload_indexes": {
                 k: str(v.data_type).rsplit(".", 1)[-1] for k, v in info.payload_schema.items()
             },
@@ -102,6 +104,7 @@ def open_shard(path: Path, config: Any, *, dimension: int, distance: str) -> Any
     or create it with the payload indexes membank filters on."""
     try:
         if (path / "edge_config.json").exists():
+            note_change(path, config)
             return qe.EdgeShard.load(str(path), config)
         path.mkdir(parents=True, exist_ok=True)
         shard = qe.EdgeShard.create(str(path), config)

@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import qdrant_edge as qe
@@ -71,15 +71,15 @@ from membank_server.storage._edge_shard import (
     open_shard,
     shard_config,
 )
+from membank_server.storage._edge_vectors import VectorLayout
 from membank_server.storage._edge_wal import WalSync
 from membank_server.storage._lexical import point_vectors
 from membank_server.storage._payload import Cond, live_conditions, record_to_payload
 from membank_server.storage._sqlite_history import SqliteHistory
 from membank_server.storage.folder import OPEN_BYTES, DiskGuard
 
-__all__ = ["EdgeStore"]
+__all__ = ["EdgeStore", "VectorLayout"]
 
-_T = TypeVar("_T")
 _log = logging.getLogger("membank.storage")
 _VERSION_ONLY = qe.PayloadSelector.Include(["user_id", "version"])
 #: "Every version" for a history read.
@@ -108,6 +108,7 @@ class EdgeStore:
         flush_interval: Seconds between background flushes of the segments.
         build_threshold, build_check_interval: Background index builds (``IndexBuilder``).
         indexing_threshold_kb: KB of vectors past which a segment gets HNSW (Qdrant's).
+        vectors: Quantization and placement of the dense vectors (``_edge_vectors``).
     """
 
     backend = "edge"
@@ -132,21 +133,24 @@ class EdgeStore:
         build_threshold: int = 0,
         build_check_interval: float = 30.0,
         indexing_threshold_kb: int | None = None,
+        vectors: VectorLayout | None = None,
     ) -> None:
         if distance not in DISTANCES:
             raise ConfigError(f"storage distance must be one of {sorted(DISTANCES)}")
         self.path = path
         self.dimension = dimension
         self.distance = distance
+        self.vectors = vectors or VectorLayout()
         self._config = shard_config(
             dimension,
             distance,
             hnsw_m,
             hnsw_ef_construction,
             full_scan_threshold,
+            self.vectors,
             indexing_threshold=indexing_threshold_kb,
         )
-        self._params = qe.SearchParams(hnsw_ef=hnsw_ef_search)
+        self._params = self.vectors.search_params(hnsw_ef_search)
         self.optimize_on_start = optimize_on_start
         self.check_on_start = check_on_start
         self.lexical = lexical or LexicalIndex()

@@ -26,8 +26,11 @@ Records = Callable[..., MemoryRecord]
 DIM = 8
 
 
-def _old_config(dimension: int, distance: str, m: int, ef: int, threshold: int, **_: Any) -> Any:
-    """The shard config of membank before lexical search (edge_config.json of then)."""
+def _old_config(
+    dimension: int, distance: str, m: int, ef: int, threshold: int, _vectors: Any = None, **_: Any
+) -> Any:
+    """The shard config of membank before lexical search (edge_config.json of then: no
+    quantization either)."""
     return qe.EdgeConfig(
         vectors=qe.EdgeVectorParams(
             size=dimension, distance=getattr(qe.Distance, DISTANCES[distance])

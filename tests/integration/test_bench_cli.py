@@ -88,12 +88,32 @@ def test_hotpath_drives_membank_and_the_ceiling_alike(redis_url: str) -> None:
     assert report["of_ceiling"] == round(ratio, 3)
 
 
+def test_memory_measures_a_layout_before_and_after_optimize() -> None:
+    report = _bench(
+        "memory",
+        *("--n", "1500", "--users", "20", "--queries", "30", "--recall-users", "5"),
+        *("--layout", "int8"),
+    )
+    assert (report["n"], report["users"], report["dimension"]) == (1500, 20, 384)
+    [run] = report["layouts"]
+    assert run["layout"] == "int8" and run["memories"] == 1500
+    assert set(run["samples"]) == {"empty", "loaded", "optimized", "searched"}
+    assert set(run["per_memory_bytes"]) == {"loaded", "optimized", "searched"}
+    assert run["samples"]["loaded"]["disk_bytes"] > run["samples"]["empty"]["disk_bytes"]
+    # 1,500 vectors are below Edge's indexing threshold: no int8 segment, exact scans, so
+    # every search finds the brute-force top 10 (this checks how hits are scored).
+    assert run["quantized_segments"] == 0
+    assert run["recall_at_10"] == 1.0
+    assert 0 < run["search_p50_ms"] <= run["search_p99_ms"]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["search", "--url", "http://10.1.2.3:8080"], "on this machine"),
         (["search", "--backend", "mongo"], "unknown backend 'mongo'"),
         (["search", "--mode", "fuzzy"], "--mode takes dense, lexical or hybrid"),
+        (["memory", "--layout", "int4"], "unknown layout 'int4'"),
         (["cache"], "--redis-url"),
         (["cache", "--redis-url", "redis://10.1.2.3:6379/0"], "on this machine"),
         (["hotpath"], "--redis-url"),

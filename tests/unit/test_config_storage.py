@@ -16,6 +16,7 @@ from membank_server.domain.storage import (
     StoreKind,
     WriteMode,
 )
+from membank_server.storage.edge import VectorLayout
 
 _HYBRID = {
     "MEMBANK_STORAGE__BACKEND": "hybrid",
@@ -206,3 +207,29 @@ def test_several_replicas_on_shared_stores_start() -> None:
     assert s.server.replicas == 3
     # One replica (the default) keeps every single-instance choice.
     assert load_settings(environ={}).server.replicas == 1
+
+
+def test_edge_quantization_is_scalar_by_default_and_its_rules_are_one_line() -> None:
+    edge = load_settings(environ={}).storage.edge
+    assert (edge.quantization, edge.quantization_oversampling, edge.original_vectors) == (
+        "scalar",
+        2.0,
+        "auto",
+    )
+    off = load_settings(environ={"MEMBANK_STORAGE__EDGE__QUANTIZATION": "none"})
+    assert off.storage.edge.quantization == "none"
+    # auto: the float32 vectors on disk exactly when only rescoring reads them.
+    assert VectorLayout.of("scalar", 2.0, "auto") == VectorLayout("scalar", 2.0, on_disk=True)
+    assert VectorLayout.of("none", 2.0, "auto") == VectorLayout("none", 2.0, on_disk=False)
+    assert VectorLayout.of("scalar", 3.0, "ram") == VectorLayout("scalar", 3.0, on_disk=False)
+    assert _refused({"MEMBANK_STORAGE__EDGE__QUANTIZATION_OVERSAMPLING": "0.5"}) == (
+        "setting storage.edge.quantization_oversampling must be between 1 and 16, got 0.5"
+    )
+    message = _refused({"MEMBANK_STORAGE__EDGE__QUANTIZATION": "binary"})
+    assert message.startswith("setting storage.edge.quantization must be one of ")
+
+
+def test_a_literal_choice_names_the_setting_and_the_choices() -> None:
+    assert _refused({"MEMBANK_STORAGE__DISTANCE": "manhattan"}) == (
+        "setting storage.distance must be one of cosine, dot, euclid, not 'manhattan'"
+    )
