@@ -79,8 +79,11 @@ def shard_config(
     )
 
 
-def describe(info: Any, path: Path, dimension: int, distance: str) -> CollectionInfo:
-    """The collection's description from the shard's ``info()``."""
+def describe(
+    info: Any, path: Path, dimension: int, distance: str, shard: Path | None = None
+) -> CollectionInfo:
+    """The collection's description from the shard's ``info()`` (``shard``: the live
+    shard's folder when it is a generation under ``path``)."""
     return CollectionInfo(
         backend="edge",
         name=path.name,
@@ -91,7 +94,7 @@ def describe(info: Any, path: Path, dimension: int, distance: str) -> Collection
         segments=int(info.segments_count),
         extra={
             "path": str(path),
-            "quantization": stored_quantization(path),
+            "quantization": stored_quantization(shard or path),
             "payload_indexes": {
                 k: str(v.data_type).rsplit(".", 1)[-1] for k, v in info.payload_schema.items()
             },

@@ -44,6 +44,7 @@ from membank_server.domain.model import (
 from membank_server.lexical import LexicalIndex
 from membank_server.storage._checked import checked_record, sound
 from membank_server.storage._edge_build import BuildReport, IndexBuilder
+from membank_server.storage._edge_generations import live_folder
 from membank_server.storage._edge_open import open_history, prepare_live
 from membank_server.storage._edge_ops import (
     edge_filter,
@@ -390,7 +391,8 @@ class EdgeStore:
 
     async def info(self) -> CollectionInfo:
         shard_info = await self._threads.read(lambda shard: shard.info())
-        return describe(shard_info, self.path, self.dimension, self.distance)
+        live = live_folder(self.path)  # the shard's own config: quantization
+        return describe(shard_info, self.path, self.dimension, self.distance, live)
 
     async def drop(self) -> None:
         await self.builder.close()
