@@ -28,7 +28,17 @@ import numpy as np
 from membank_cli._local_server import bench_auth, bench_security, local_server, rss_bytes
 from membank_server.domain.errors import MembankError
 
-__all__ = ["Point", "as_rows", "calibrate_run", "data_dir_bytes", "load", "memory_body"]
+__all__ = [
+    "Point",
+    "as_rows",
+    "calibrate_run",
+    "data_dir_bytes",
+    "load",
+    "memory_body",
+    "pg_drop",
+    "pg_sizes",
+    "rss_file_bytes",
+]
 
 _TOPICS = ["food", "travel", "family", "work", "health", "music", "sport", "money", "books"]
 _PHRASES = [
@@ -116,7 +126,7 @@ async def load(
         await asyncio.gather(worker(), worker())
 
 
-def _rss_file(pid: int) -> int:
+def rss_file_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("RssFile:"):
             return int(line.split()[1]) * 1024
@@ -135,7 +145,7 @@ def data_dir_bytes(path: Path) -> int:
     return total
 
 
-async def _pg_sizes(dsn: str, schema: str) -> tuple[int, int]:
+async def pg_sizes(dsn: str, schema: str) -> tuple[int, int]:
     import asyncpg  # type: ignore[import-untyped]
 
     conn = await asyncpg.connect(dsn)
@@ -157,7 +167,7 @@ async def _pg_sizes(dsn: str, schema: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def _pg_drop(dsn: str, schema: str) -> None:
+async def pg_drop(dsn: str, schema: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
@@ -202,14 +212,14 @@ async def calibrate_run(
                 done = target
             # Let the writer's last group flush and the allocator settle before reading.
             await asyncio.sleep(settle_seconds)
-            rss, rss_file = rss_bytes(server.pid) or 0, _rss_file(server.pid)
+            rss, rss_file = rss_bytes(server.pid) or 0, rss_file_bytes(server.pid)
             if backend == "pgvector" and pg_dsn:
-                disk, index = await _pg_sizes(pg_dsn, schema)
+                disk, index = await pg_sizes(pg_dsn, schema)
                 points.append(Point(target, rss, disk, rss_file, index))
             else:
                 points.append(Point(target, rss, data_dir_bytes(Path(tmp)), rss_file))
     if backend == "pgvector" and pg_dsn:
-        await _pg_drop(pg_dsn, schema)
+        await pg_drop(pg_dsn, schema)
     return points
 
 
