@@ -5,6 +5,7 @@ RSS after the searches and the data's disk are kept beside the phases.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,6 +104,10 @@ def _load(
     phases = kept_load(tmp, name, plan.key()) if plan.data else None
     dsn, schema = plan.pg_dsn or "", schema_for(plan.data, name)
     if phases is None:
+        if plan.data:  # what an unfinished load left: the bench's own folder and schema
+            shutil.rmtree(tmp / "edge", ignore_errors=True)
+            if dsn:
+                app.run(lambda: pg_drop(dsn, schema))
         bulk = name == "pgvector" and plan.pg_index_after is not None
         with local_server(tmp, env, timeout=_START) as server:
             ddl = app.run(lambda: drop_pg_index(dsn, schema)) if bulk else ""
