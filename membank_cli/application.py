@@ -31,6 +31,7 @@ import typer
 from membank_cli.output import Output
 from membank_server import bootstrap
 from membank_server.config import Settings, load_settings
+from membank_server.domain.backup_ports import SealedFields
 from membank_server.domain.errors import ConfigError, MembankError, StorageUnavailable
 from membank_server.domain.ports import AuditLog, Embedder, KeyStore, MemoryStore
 from membank_server.domain.storage import StoreKind
@@ -162,6 +163,10 @@ class Application(Output):
     async def single_store(self, kind: str) -> MemoryStore:
         """One of the configured stores by kind (``edge``, ``qdrant``, ``pgvector``), started."""
         return await self.started(bootstrap.build_single_store(self.settings, kind))
+
+    def sealing(self, store: MemoryStore) -> SealedFields | None:
+        """Field encryption's view of ``store`` (None when encryption is off)."""
+        return bootstrap.build_sealing(self.settings, store)
 
     def embedder(self) -> Embedder:
         """The configured embedder, not started (``started()`` loads it when needed)."""

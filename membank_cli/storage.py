@@ -126,7 +126,13 @@ def reindex(
         total = await a.count()
         with Progress(console=app.console) as progress:
             task = progress.add_task(f"{a.backend} → {b.backend}", total=total or None)
-            done = await copy_store(a, b, batch=batch, progress=lambda n: progress.advance(task, n))
+            done = await copy_store(
+                a,
+                b,
+                batch=batch,
+                progress=lambda n: progress.advance(task, n),
+                sealed=app.sealing(b),
+            )
         return dict(done)
 
     done = app.run(work)

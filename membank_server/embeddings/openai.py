@@ -16,28 +16,12 @@ from typing import Any
 
 import httpx
 import numpy as np
-import stamina
 
 from membank_server.domain.errors import ConfigError, EmbedderUnavailable
 from membank_server.embeddings._texts import checked_texts
+from membank_server.openai_http import OpenAIHttp
 
 __all__ = ["OpenAIEmbedder"]
-
-_RETRYABLE_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
-    httpx.TimeoutException,
-    httpx.NetworkError,
-    httpx.RemoteProtocolError,
-)
-_EXCERPT_CHARS = 200
-
-
-class _RetryableStatus(Exception):
-    """A 429 or 5xx answer: worth another try after a backoff."""
-
-    def __init__(self, status: int, excerpt: str) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.excerpt = excerpt
 
 
 class OpenAIEmbedder:
@@ -76,35 +60,27 @@ class OpenAIEmbedder:
         batch_size: int = 256,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        try:
-            url = httpx.URL(base_url)
-        except httpx.InvalidURL as exc:
-            raise ConfigError(f"embedding base_url is not a valid URL: {exc}") from exc
-        if url.scheme not in {"http", "https"} or not url.host:
-            raise ConfigError("embedding base_url must be an http(s) URL with a host")
         if not model:
             raise ConfigError("embedding model name must not be empty")
         if dimensions < 1:
             raise ConfigError(f"embedding dimensions must be at least 1, got {dimensions}")
-        if timeout <= 0:
-            raise ConfigError(f"embedding timeout must be positive, got {timeout}")
-        if retries < 0:
-            raise ConfigError(f"embedding retries must not be negative, got {retries}")
         if batch_size < 1:
             raise ConfigError(f"embedding batch_size must be at least 1, got {batch_size}")
-        self._base_url = url
-        # Credentials in the URL must not reach error messages or logs.
-        shown = url.copy_with(username=None, password=None, query=None, fragment=None)
-        self._endpoint = str(shown).rstrip("/") + "/embeddings"
+        self._http = OpenAIHttp(
+            base_url,
+            "embeddings",
+            setting="embedding base_url",
+            api_key=api_key,
+            timeout=timeout,
+            retries=retries,
+            transport=transport,
+            fail=self._unavailable,
+            quote_retried=True,
+        )
         self._model = model
         self._dimensions = dimensions
-        self._api_key = api_key
         self._send_dimensions = send_dimensions
-        self._timeout = timeout
-        self._attempts = retries + 1
         self._batch_size = batch_size
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
 
     @property
     def model(self) -> str:
@@ -119,17 +95,7 @@ class OpenAIEmbedder:
 
     async def start(self) -> None:
         """Open the HTTP client; no request is made."""
-        if self._client is not None:
-            return
-        headers = {"Accept": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=self._base_url,
-            headers=headers,
-            timeout=self._timeout,
-            transport=self._transport,
-        )
+        await self._http.start()
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed texts into unit-length vectors, in the order given.
@@ -142,55 +108,21 @@ class OpenAIEmbedder:
         items = checked_texts(texts)
         if not items:
             return []
-        client = self._client
-        if client is None:
+        if not self._http.is_open:
             raise EmbedderUnavailable("the embedding client is not open; call start() first")
         vectors: list[list[float]] = []
         for start in range(0, len(items), self._batch_size):
-            vectors.extend(await self._embed_batch(client, items[start : start + self._batch_size]))
+            vectors.extend(await self._embed_batch(items[start : start + self._batch_size]))
         return vectors
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        await self._http.aclose()
 
-    async def _embed_batch(self, client: httpx.AsyncClient, batch: list[str]) -> list[list[float]]:
+    async def _embed_batch(self, batch: list[str]) -> list[list[float]]:
         payload: dict[str, Any] = {"model": self._model, "input": batch}
         if self._send_dimensions:
             payload["dimensions"] = self._dimensions
-        attempts = 0
-        try:
-            async for attempt in stamina.retry_context(
-                on=(_RetryableStatus, *_RETRYABLE_TRANSPORT_ERRORS),
-                attempts=self._attempts,
-                timeout=None,
-            ):
-                with attempt:
-                    attempts = attempt.num
-                    response = await client.post("embeddings", json=payload)
-                    if response.status_code == 429 or response.status_code >= 500:
-                        raise _RetryableStatus(response.status_code, self._excerpt(response))
-        except _RetryableStatus as exc:
-            raise self._unavailable(
-                f"answered HTTP {exc.status} after {attempts} attempt(s): {exc.excerpt}",
-                status=exc.status,
-                attempts=attempts,
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise self._unavailable(
-                f"timed out after {attempts} attempt(s) ({type(exc).__name__})", attempts=attempts
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise self._unavailable(
-                f"failed after {attempts} attempt(s): {type(exc).__name__}: {self._scrub(exc)}",
-                attempts=attempts,
-            ) from exc
-        if response.status_code != 200:
-            raise self._unavailable(
-                f"refused the request with HTTP {response.status_code}: {self._excerpt(response)}",
-                status=response.status_code,
-            )
+        response = await self._http.post(payload)
         # Decoding thousands of floats takes tens of milliseconds: off the loop.
         try:
             return await asyncio.to_thread(_parse, response.content, len(batch), self._dimensions)
@@ -198,28 +130,11 @@ class OpenAIEmbedder:
             raise self._unavailable(str(exc), status=response.status_code) from exc
 
     def _unavailable(self, problem: str, **details: Any) -> EmbedderUnavailable:
+        endpoint = self._http.endpoint
         return EmbedderUnavailable(
-            f"embedding provider {self._endpoint} {problem}",
-            {"provider": self._endpoint, "model": self._model, **details},
+            f"embedding provider {endpoint} {problem}",
+            {"provider": endpoint, "model": self._model, **details},
         )
-
-    def _excerpt(self, response: httpx.Response) -> str:
-        try:
-            body = response.json()
-            message = body["error"]["message"] if isinstance(body, dict) else body
-        except (ValueError, KeyError, TypeError):
-            message = response.text
-        # Scrub before cutting, or a secret cut in half would survive.
-        text = " ".join(self._scrub(message).split())[:_EXCERPT_CHARS]
-        return text or response.reason_phrase
-
-    def _scrub(self, message: object) -> str:
-        # Some servers echo the credentials they rejected.
-        text = str(message)
-        for secret in (self._api_key, self._base_url.password):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
 
 
 class _MalformedResponse(Exception):

@@ -16,25 +16,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import stamina
 
 from membank_server.domain.errors import ConfigError, ModelOutputInvalid, ModelUnavailable
 from membank_server.domain.llm import ModelAnswer
+from membank_server.openai_http import OpenAIHttp
 
 __all__ = ["OpenAIChat"]
-
-_RETRYABLE: tuple[type[Exception], ...] = (
-    httpx.TimeoutException,
-    httpx.NetworkError,
-    httpx.RemoteProtocolError,
-)
-_EXCERPT = 200
-
-
-class _RetryableStatus(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
 
 
 class OpenAIChat:
@@ -66,25 +53,24 @@ class OpenAIChat:
         temperature: float = 0.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        try:
-            url = httpx.URL(base_url)
-        except httpx.InvalidURL as exc:
-            raise ConfigError(f"llm.base_url is not a valid URL: {exc}") from exc
-        if url.scheme not in {"http", "https"} or not url.host:
-            raise ConfigError("llm.base_url must be an http(s) URL with a host")
         if not model:
             raise ConfigError("llm.model must not be empty")
-        self._base_url = url
-        shown = url.copy_with(username=None, password=None, query=None, fragment=None)
-        self._endpoint = str(shown).rstrip("/") + "/chat/completions"
+        self._http = OpenAIHttp(
+            base_url,
+            "chat/completions",
+            setting="llm.base_url",
+            api_key=api_key,
+            timeout=timeout,
+            retries=retries,
+            transport=transport,
+            fail=self._unavailable,
+            # A 5xx text may repeat the conversation: only the status is told.
+            quote_retried=False,
+        )
+        self._endpoint = self._http.endpoint
         self._model = model
-        self._api_key = api_key
-        self._timeout = timeout
-        self._attempts = retries + 1
         self._max_tokens = max_tokens
         self._temperature = temperature
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
 
     def __repr__(self) -> str:
         return f"<OpenAIChat {self._model} at {self._endpoint}>"
@@ -94,26 +80,15 @@ class OpenAIChat:
         return self._model
 
     async def start(self) -> None:
-        if self._client is not None:
-            return
-        headers = {"Accept": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=self._base_url, headers=headers, timeout=self._timeout,
-            transport=self._transport,
-        )  # fmt: skip
+        await self._http.start()
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        await self._http.aclose()
 
     async def complete_json(
         self, system: str, user: str, schema_name: str, schema: Mapping[str, Any]
     ) -> ModelAnswer:
-        client = self._client
-        if client is None:
+        if not self._http.is_open:
             raise ModelUnavailable("the language model client is not open")
         payload = {
             "model": self._model,
@@ -125,7 +100,7 @@ class OpenAIChat:
             "max_tokens": self._max_tokens,
             "temperature": self._temperature,
         }
-        response = await self._post(client, payload)
+        response = await self._http.post(payload)
         try:
             body = response.json()
             content = body["choices"][0]["message"]["content"]
@@ -150,49 +125,8 @@ class OpenAIChat:
             ) from exc
         return ModelAnswer(data, tokens)
 
-    async def _post(self, client: httpx.AsyncClient, payload: dict[str, Any]) -> httpx.Response:
-        attempts = 0
-        try:
-            async for attempt in stamina.retry_context(
-                on=(_RetryableStatus, *_RETRYABLE), attempts=self._attempts, timeout=None
-            ):
-                with attempt:
-                    attempts = attempt.num
-                    response = await client.post("chat/completions", json=payload)
-                    if response.status_code == 429 or response.status_code >= 500:
-                        raise _RetryableStatus(response.status_code)
-        except _RetryableStatus as exc:
-            raise self._unavailable(
-                f"answered HTTP {exc.status} after {attempts} attempt(s)", status=exc.status
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise self._unavailable(f"timed out after {attempts} attempt(s)") from exc
-        except httpx.HTTPError as exc:
-            raise self._unavailable(
-                f"failed after {attempts} attempt(s): {type(exc).__name__}"
-            ) from exc
-        if response.status_code != 200:
-            raise self._unavailable(
-                f"refused the request with HTTP {response.status_code}: {self._excerpt(response)}",
-                status=response.status_code,
-            )
-        return response
-
     def _unavailable(self, problem: str, **details: Any) -> ModelUnavailable:
         return ModelUnavailable(
             f"language model {self._endpoint} {problem}",
             {"provider": self._endpoint, "model": self._model, **details},
         )
-
-    def _excerpt(self, response: httpx.Response) -> str:
-        try:
-            body = response.json()
-            message = body["error"]["message"] if isinstance(body, dict) else body
-        except (ValueError, KeyError, TypeError):
-            message = response.text
-        text = str(message)
-        # Some servers echo the credentials they rejected: scrubbed before cutting.
-        for secret in (self._api_key, self._base_url.password):
-            if secret:
-                text = text.replace(secret, "***")
-        return " ".join(text.split())[:_EXCERPT] or response.reason_phrase

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from membank_server.domain.backup_ports import SealedFields
 from membank_server.domain.model import MemoryRecord
 from membank_server.domain.ports import MemoryStore
 
@@ -106,10 +107,18 @@ async def copy_store(
     *,
     batch: int = 500,
     progress: Callable[[int], None] | None = None,
+    sealed: SealedFields | None = None,
 ) -> Counter[str]:
-    """Write every record of ``source`` into ``target`` (idempotent: whole records by id)."""
+    """Write every record of ``source`` into ``target`` (idempotent: whole records by id).
+
+    With field encryption on, ``sealed`` gives each sealed record its keyed lexical
+    terms first: stores keep the index, not the terms, so the target would otherwise
+    index the ciphertext and lexical search would find nothing there.
+    """
     done: Counter[str] = Counter()
     async for records in scan_all(source, batch):
+        if sealed is not None:
+            records = [sealed.indexed(r) for r in records]
         await target.upsert(records)
         done["records"] += len(records)
         done["deleted"] += sum(r.deleted_at is not None for r in records)

@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.security_world import World
 from tests.support.server import ServerProcess
 
 
@@ -23,3 +24,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
     with server.client() as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def admin(server: ServerProcess) -> Iterator[httpx.Client]:
+    """A client of the module's server with the admin key."""
+    with server.client() as client:
+        yield client
+
+
+@pytest.fixture
+def world(server: ServerProcess, admin: httpx.Client) -> World:
+    """Alice and Bob, their memories and a key each, on the module's server."""
+    return World(server, admin)

@@ -58,6 +58,15 @@ def _counter(text: str, name: str) -> float:
     return 0.0
 
 
+def _batch_in_progress(text: str) -> bool:
+    return any(
+        line.startswith("membank_requests_in_progress{")
+        and 'path="/v1/memories/batch"' in line
+        and float(line.rsplit(" ", 1)[1]) >= 1
+        for line in text.splitlines()
+    )
+
+
 def test_quotas_refuse_what_a_user_may_not_hold(server: ServerProcess) -> None:
     user = f"q-{uuid.uuid4().hex[:6]}"
     with server.client() as http:
@@ -116,7 +125,9 @@ def test_one_keys_batches_beyond_its_limit_wait_their_turn_not_others(
 
     first = threading.Thread(target=bulk)
     first.start()
-    time.sleep(0.5)  # the first batch is embedding now
+    with server.client() as admin:  # wait until the first batch is in the server
+        while first.is_alive() and not _batch_in_progress(admin.get("/metrics").text):
+            time.sleep(0.02)
     with server.client(bulk_key) as http:
         second = http.post("/v1/memories/batch", json=body)
     with server.client(searcher_key) as http:

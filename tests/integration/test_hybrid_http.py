@@ -39,6 +39,15 @@ def _env(pg: PostgresProcess, tmp: Path, **hybrid: str) -> dict[str, str]:
     }
 
 
+def _pgvector_env(pg: PostgresProcess, tmp: Path) -> dict[str, str]:
+    """Served from PostgreSQL alone, with an Edge folder named for a reindex into it."""
+    return {
+        "MEMBANK_STORAGE__BACKEND": "pgvector",
+        "MEMBANK_STORAGE__POSTGRES__DSN": pg.dsn,
+        "MEMBANK_STORAGE__EDGE__PATH": str(tmp / "edge"),
+    }
+
+
 def _vec(seed: int) -> list[float]:
     v = np.random.default_rng(seed).standard_normal(DIM)
     return [float(x) for x in v / np.linalg.norm(v)]
@@ -205,11 +214,7 @@ def test_routed_search_picks_the_store_by_size(
 def test_reindex_rebuilds_the_vector_store_from_postgres(
     pg: PostgresProcess, tmp_path: Path
 ) -> None:
-    env = {
-        "MEMBANK_STORAGE__BACKEND": "pgvector",
-        "MEMBANK_STORAGE__POSTGRES__DSN": pg.dsn,
-        "MEMBANK_STORAGE__EDGE__PATH": str(tmp_path / "edge"),
-    }
+    env = _pgvector_env(pg, tmp_path)
     server = ServerProcess(tmp_path / "data", env).start()
     try:
         with server.client() as http:
@@ -238,3 +243,42 @@ def test_reindex_rebuilds_the_vector_store_from_postgres(
     assert done.exit_code == 0, done.output
     assert "copied 1,200 records" in done.stderr and "1 deleted" in done.stderr
     _verify(hybrid)
+
+
+def test_reindex_under_field_encryption_keeps_lexical_search(
+    pg: PostgresProcess, tmp_path: Path
+) -> None:
+    """The copy carries keyed terms: a store indexing the sealed text finds nothing."""
+    env = {
+        **_pgvector_env(pg, tmp_path),
+        "MEMBANK_SECURITY__ENCRYPTION__ENABLED": "true",
+        "MEMBANK_SECURITY__ENCRYPTION__KEYS_FILE": str(tmp_path / "keys" / "data-keys.json"),
+    }
+    runner = CliRunner()
+    assert runner.invoke(app, ["keys", "generate-data-key"], env=env).exit_code == 0
+    words = ["saxophone", "marathon", "lasagna", "origami", "glacier"]
+    server = ServerProcess(tmp_path / "data", env).start()
+    try:
+        with server.client() as http:
+            batch = [
+                {"user_id": "enc", "content": f"I keep thinking about {w}", "vector": _vec(i)}
+                for i, w in enumerate(words)
+            ]
+            assert http.post("/v1/memories/batch", json={"memories": batch}).status_code == 201
+    finally:
+        server.stop()
+    done = runner.invoke(app, ["storage", "reindex", "--from", "postgres", "--to", "edge"], env=env)
+    assert done.exit_code == 0, done.output
+    edge = ServerProcess(tmp_path / "edge", {**env, "MEMBANK_STORAGE__BACKEND": "edge"}).start()
+    try:
+        with edge.client() as http:
+            for word in words:
+                hits = http.post(
+                    "/v1/search", json={"user_id": "enc", "query": word, "mode": "lexical"}
+                )
+                assert hits.status_code == 200, hits.text
+                assert [h["memory"]["content"] for h in hits.json()["results"]] == [
+                    f"I keep thinking about {word}"
+                ]
+    finally:
+        edge.stop()

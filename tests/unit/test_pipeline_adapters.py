@@ -73,6 +73,8 @@ async def test_5xx_is_retried_then_unavailable_without_the_key() -> None:
     with pytest.raises(ModelUnavailable) as failed:
         await _ask(httpx.MockTransport(handle), retries=1)
     assert calls == 2 and "503" in failed.value.message
+    # A chat model's 5xx text may repeat the conversation: only the status is told.
+    assert "bad key" not in failed.value.message and KEY not in str(failed.value.__dict__)
 
 
 async def test_a_refusal_quoting_the_key_is_scrubbed() -> None:
