@@ -23,6 +23,7 @@ class Phase:
     per_second: float
     p50_ms: float | None = None
     p99_ms: float | None = None
+    max_ms: float | None = None
 
 
 def pct(samples: Sequence[float], q: float) -> float:

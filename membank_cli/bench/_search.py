@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -16,8 +17,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from membank_cli.bench._http import Phase, drive, pct
+from membank_cli.bench._scale import BIG_TENANT, big_count, tenants
 
-__all__ = ["BACKENDS", "SearchPlan", "measure"]
+__all__ = ["BACKENDS", "SearchPlan", "load", "measure", "probe"]
 
 BACKENDS = ("edge", "qdrant", "pgvector", "hybrid")
 
@@ -48,6 +50,22 @@ class SearchPlan:
     #: Search modes whose text searches are compared (``dense``, ``lexical``, ``hybrid``),
     #: in alternating rounds of the same queries, with the server's cache off.
     modes: tuple[str, ...] = ()
+    #: Share of the memories one tenant (``user-big``) holds; its searches are a phase.
+    skew: float = 0.0
+    #: A folder whose data set is kept for later runs of the same plan (else a fresh one).
+    data: Path | None = None
+    #: Build the embedded store's HNSW index (``collection optimize``) before serving.
+    optimize: bool = False
+    #: pgvector: drop the HNSW index before the load, make it after (timed), with
+    #: this ``maintenance_work_mem``; None keeps it maintained on every write.
+    pg_index_after: str | None = None
+
+    def key(self) -> dict[str, object]:
+        """What a kept data set must match to be searched again."""
+        return {
+            "n": self.n, "embed_n": self.embed_n, "users": self.users, "skew": self.skew,
+            "dim": self.dim, "seed": self.seed,
+        }  # fmt: skip
 
 
 _WORDS = [
@@ -101,31 +119,38 @@ def _sentence(rng: random.Random, i: int) -> str:
 
 async def measure(url: str, plan: SearchPlan, console: Console) -> list[Phase]:
     """Ingest with vectors, ingest with embedding, then search by vector and by text."""
+    return await load(url, plan, console) + await probe(url, plan, console)
+
+
+_CHUNK = 50  # request bodies made at a time: 50,000 memories of 384 floats are ~170 MB
+
+
+async def load(url: str, plan: SearchPlan, console: Console) -> list[Phase]:
+    """Ingest ``n`` memories with client vectors in batches of 1,000, then ``embed_n``
+    embedded by the server. Bodies are made a chunk at a time, between timed spans."""
     rng, prng = np.random.default_rng(plan.seed), random.Random(plan.seed)
     n, embed_n, users = plan.n, plan.embed_n, plan.users
+    big = big_count(n, plan.skew)
     enc = msgspec.json.encode
     phases: list[Phase] = []
-    batch = 1000
+    batch, took = 1000, 0.0
     with Progress(console=console, transient=True) as progress:
-        bodies = [
-            enc(
-                {
-                    "memories": [
-                        {
-                            "user_id": f"user-{prng.randrange(users)}",
-                            "content": _sentence(prng, start + j),
-                            "vector": vec,
-                        }
-                        for j, vec in enumerate(_vectors(rng, min(batch, n - start), plan.dim))
-                    ]
-                }
-            )
-            for start in range(0, n, batch)
-        ]
-        took, _ = await drive(
-            url, "POST", "/v1/memories/batch", bodies, 2, progress, f"ingest {n:,} with vectors"
-        )
-        phases.append(Phase("ingest, vectors", n, took, n / took))
+        for chunk in range(0, n, batch * _CHUNK):
+            bodies = []
+            for start in range(chunk, min(n, chunk + batch * _CHUNK), batch):
+                size = min(batch, n - start)
+                who = tenants(start, size, n, users, big, prng)
+                vectors = _vectors(rng, size, plan.dim)
+                items = [
+                    {"user_id": u, "content": _sentence(prng, start + j), "vector": v}
+                    for j, (u, v) in enumerate(zip(who, vectors, strict=True))
+                ]
+                bodies.append(enc({"memories": items}))
+            label = f"ingest {chunk:,}+ of {n:,} with vectors"
+            seconds, _ = await drive(url, "POST", "/v1/memories/batch", bodies, 2, progress, label)
+            took += seconds
+        if n:
+            phases.append(Phase("ingest, vectors", n, took, n / took))
         bodies = [
             enc(
                 {
@@ -151,46 +176,66 @@ async def measure(url: str, plan: SearchPlan, console: Console) -> list[Phase]:
                 f"ingest {embed_n:,} with embedding",
             )
             phases.append(Phase("ingest, embed", embed_n, took, embed_n / took))
-        for label, bodies in (
-            (
-                "search, vector",
-                [
-                    enc({"user_id": f"user-{prng.randrange(users)}", "vector": v, "limit": 10})
-                    for v in _vectors(rng, plan.searches, plan.dim)
-                ],
-            ),
-            (
-                "search, text",
-                [
-                    enc(
-                        {
-                            "user_id": f"user-{prng.randrange(users)}",
-                            "query": " ".join(prng.choices(_WORDS, k=6)),
-                            "limit": 10,
-                        }
-                    )
-                    for _ in range(plan.text_searches)
-                ],
-            ),
-        ):
-            if not bodies:
-                continue
-            took, lat = await drive(
-                url, "POST", "/v1/search", bodies, plan.concurrency, progress, label
+    return phases
+
+
+async def probe(url: str, plan: SearchPlan, console: Console) -> list[Phase]:
+    """Searches by vector on random users (and on the big tenant), then by text; each
+    timed phase follows a few untimed searches of its kind."""
+    rng, prng = np.random.default_rng(plan.seed + 1), random.Random(plan.seed + 1)
+    enc = msgspec.json.encode
+    c = plan.concurrency
+
+    def by_vector(count: int, who: str | None) -> list[bytes]:
+        return [
+            enc({"user_id": who or f"user-{prng.randrange(plan.users)}", "vector": v, "limit": 10})
+            for v in _vectors(rng, count, plan.dim)
+        ]
+
+    def by_text(count: int) -> list[bytes]:
+        return [
+            enc(
+                {
+                    "user_id": f"user-{prng.randrange(plan.users)}",
+                    "query": " ".join(prng.choices(_WORDS, k=6)),
+                    "limit": 10,
+                }
             )
-            phases.append(
-                Phase(
-                    f"{label} (c={plan.concurrency})",
-                    len(bodies),
-                    took,
-                    len(bodies) / took,
-                    pct(lat, 0.5),
-                    pct(lat, 0.99),
-                )
-            )
+            for _ in range(count)
+        ]
+
+    big = big_count(plan.n, plan.skew)
+    runs: list[tuple[str, str | None]] = [("search, vector", None)]
+    if big:
+        runs.append((f"search, vector, {BIG_TENANT} ({big:,})", BIG_TENANT))
+    phases: list[Phase] = []
+    with Progress(console=console, transient=True) as progress:
+        for label, who in runs if plan.searches else []:
+            await drive(url, "POST", "/v1/search", by_vector(20, who), c, progress, "warm up")
+            bodies = by_vector(plan.searches, who)
+            phases.append(await _timed(url, f"{label} (c={c})", bodies, c, progress))
+        if plan.text_searches:
+            await drive(url, "POST", "/v1/search", by_text(20), c, progress, "warm up")
+            bodies = by_text(plan.text_searches)
+            phases.append(await _timed(url, f"search, text (c={c})", bodies, c, progress))
     if plan.modes:
         phases.extend(await _compare_modes(url, plan, prng, console))
     return phases
+
+
+async def _timed(
+    url: str, label: str, bodies: list[bytes], concurrency: int, progress: Progress
+) -> Phase:
+    took, lat = await drive(url, "POST", "/v1/search", bodies, concurrency, progress, label)
+    return Phase(
+        label,
+        len(bodies),
+        took,
+        len(bodies) / took,
+        pct(lat, 0.5),
+        pct(lat, 0.99),
+        round(max(lat) * 1000, 3),
+    )
 
 
 async def _compare_modes(

@@ -1,110 +1,84 @@
 """``membank bench search``: ingest and search figures over HTTP, per backend.
 
 Against a ``membank serve`` it starts on a free loopback port with a fresh data
-folder, once per ``--backend`` (or against ``--url``, a server on this machine).
+folder (or a kept one, ``--data``), once per ``--backend`` (or against ``--url``, a
+server on this machine). Figures: ingest rates, index builds, search p50/p99/max,
+and the server's RSS and the data's disk per stored memory.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from membank_cli._local_server import bench_security, local_server, rss_mib
 from membank_cli.application import Application
-from membank_cli.bench._http import Phase
-from membank_cli.bench._search import BACKENDS, SearchPlan, measure
+from membank_cli.bench._runs import Run, check, runs
+from membank_cli.bench._scale import per_memory
+from membank_cli.bench._search import SearchPlan
 from membank_cli.output import Output
 
 __all__ = ["SearchPlan", "search"]
 
-_Run = tuple[str, float | None, list[Phase]]
+
+def _ms(value: float | None) -> str | float:
+    return value if value is not None else ""
 
 
-def _backend_env(plan: SearchPlan, backend: str, tmp: Path) -> dict[str, str]:
-    """Settings that put a fresh bench server on one backend (own schema / collection)."""
-    run = f"bench_{os.getpid()}_{backend}"
-    env = {"MEMBANK_STORAGE__BACKEND": backend}
-    if backend in ("pgvector", "hybrid"):
-        assert plan.pg_dsn is not None  # checked before the server starts
-        env |= {
-            "MEMBANK_STORAGE__POSTGRES__DSN": plan.pg_dsn,
-            "MEMBANK_STORAGE__POSTGRES__SCHEMA": run,
-        }
-    if backend in ("qdrant", "hybrid"):
-        where = (
-            {"MEMBANK_STORAGE__QDRANT__URL": plan.qdrant_url}
-            if plan.qdrant_url
-            else {"MEMBANK_STORAGE__QDRANT__PATH": str(tmp / "qdrant-local")}
-        )
-        env |= where | {"MEMBANK_STORAGE__QDRANT__COLLECTION": run}
-    if backend == "hybrid":
-        env |= {"MEMBANK_STORAGE__HYBRID__SECONDARY": "qdrant" if plan.qdrant_url else "edge"}
-    return env
-
-
-def _check(app: Application, plan: SearchPlan) -> None:
-    if plan.url and not plan.url.startswith(("http://127.", "http://localhost", "http://[::1]")):
-        app.abort("bench only targets a server on this machine (127.0.0.1/localhost)")
-    unknown = sorted(set(plan.backends) - set(BACKENDS))
-    if unknown:
-        app.abort(f"unknown backend {unknown[0]!r}: choose from {', '.join(BACKENDS)}")
-    if set(plan.modes) - {"dense", "lexical", "hybrid"}:
-        app.abort("--mode takes dense, lexical or hybrid")
-    if "qdrant" in plan.backends and not plan.qdrant_url:
-        app.warning(
-            "no --qdrant-url: the qdrant backend runs on qdrant-client's local mode, which is "
-            "brute force in the server's event loop; its figures say nothing about a Qdrant server"
-        )
-
-
-def _runs(app: Application, plan: SearchPlan) -> list[_Run]:
-    def phases(target: str) -> list[Phase]:
-        return app.run(lambda: measure(target, plan, app.console))
-
-    if plan.url:
-        return [("(running server)", None, phases(plan.url))]
-    runs: list[_Run] = []
-    for name in plan.backends:
-        if name in ("pgvector", "hybrid") and not plan.pg_dsn:
-            app.abort(f"--backend {name} needs --pg-dsn (or MEMBANK_STORAGE__POSTGRES__DSN)")
-        with tempfile.TemporaryDirectory(prefix="membank-bench-") as tmp:
-            env = {**bench_security(), **_backend_env(plan, name, Path(tmp))}
-            if plan.modes:
-                env["MEMBANK_CACHE__ENABLED"] = "false"  # each search embeds its query
-            with local_server(Path(tmp), env) as server:
-                measured = phases(server.url)
-                runs.append((name, rss_mib(server.pid), measured))
-    return runs
-
-
-def _render(out: Output, runs: list[_Run], plan: SearchPlan) -> None:
+def _render(out: Output, done: list[Run], plan: SearchPlan) -> None:
     out.table(
-        f"membank bench search: {plan.n:,} memories, {plan.users:,} users",
-        ["backend", "phase", "count", "seconds", "per second", "p50 ms", "p99 ms", "RSS MiB"],
+        f"membank bench search: {plan.n:,} memories, {plan.users:,} users"
+        + (f", {plan.skew:.0%} in one tenant" if plan.skew else ""),
+        ["backend", "phase", "count", "seconds", "per second", "p50 ms", "p99 ms", "max ms"],
         [
-            (
-                backend,
-                p.phase,
-                f"{p.count:,}",
-                f"{p.seconds:.2f}",
-                f"{p.per_second:,.0f}",
-                p.p50_ms if p.p50_ms is not None else "",
-                p.p99_ms if p.p99_ms is not None else "",
-                f"{rss:,.0f}" if rss and i == 0 else "",
-            )
-            for backend, rss, phases in runs
-            for i, p in enumerate(phases)
+            (run.backend, p.phase, f"{p.count:,}", f"{p.seconds:.2f}", f"{p.per_second:,.0f}",
+             _ms(p.p50_ms), _ms(p.p99_ms), _ms(p.max_ms))
+            for run in done
+            for p in run.phases
         ],
-    )
+    )  # fmt: skip
+    stored = plan.n + plan.embed_n
+    out.table(
+        f"footprint at {stored:,} memories (RSS after the searches)",
+        ["backend", "RSS MiB", "of it file MiB", "RSS B/memory", "disk MiB", "disk B/memory",
+         "HNSW MiB"],
+        [
+            (run.backend, _mib(run.rss_bytes), _mib(run.rss_file_bytes),
+             _num(per_memory(run.rss_bytes, stored)), _mib(run.disk_bytes),
+             _num(per_memory(run.disk_bytes, stored)),
+             _mib(run.index_bytes))
+            for run in done
+        ],
+    )  # fmt: skip
 
 
-def _ratios(out: Output, runs: list[_Run]) -> None:
+def _mib(value: int | None) -> str:
+    return f"{value / 2**20:,.0f}" if value is not None else ""
+
+
+def _num(value: float | None) -> str:
+    return f"{value:,.0f}" if value is not None else ""
+
+
+def _as_json(run: Run, stored: int) -> dict[str, Any]:
+    return {
+        "backend": run.backend,
+        "server_rss_mib": round(run.rss_bytes / 2**20, 1) if run.rss_bytes else None,
+        "server_rss_file_mib": round(run.rss_file_bytes / 2**20, 1) if run.rss_file_bytes else None,
+        "rss_bytes_per_memory": per_memory(run.rss_bytes, stored),
+        "disk_bytes": run.disk_bytes,
+        "disk_bytes_per_memory": per_memory(run.disk_bytes, stored),
+        "hnsw_index_bytes": run.index_bytes,
+        "phases": [asdict(p) for p in run.phases],
+    }
+
+
+def _ratios(out: Output, runs: list[Run]) -> None:
     """Each mode's text-search p50 against dense's, per backend."""
-    for backend, _, phases in runs:
+    for run in runs:
+        backend, phases = run.backend, run.phases
         p50 = {
             p.phase.split(", ")[2].split(" ")[0]: p.p50_ms
             for p in phases
@@ -139,6 +113,20 @@ def search(
     mode: list[str] = typer.Option(
         [], "--mode", "-m", help="Compare text search in these modes (dense, lexical, hybrid)."
     ),
+    skew: float = typer.Option(
+        0.0, help="Share of the memories one tenant (user-big) holds; searched as its own phase."
+    ),
+    data: Path = typer.Option(
+        None, help="Keep the data set here (pgvector: a schema named after it) and reuse it."
+    ),
+    optimize: bool = typer.Option(
+        False, help="Build the embedded store's HNSW index (collection optimize) before serving."
+    ),
+    pg_index_after: str = typer.Option(
+        None,
+        help="pgvector: drop the HNSW index for the load, make it after with this "
+        "maintenance_work_mem (e.g. 2GB), timed.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print figures as JSON."),
 ) -> None:
     """Measure ingest rate and search latency (p50/p99) over HTTP at N memories, per backend."""
@@ -157,20 +145,23 @@ def search(
         qdrant_url=qdrant_url,
         url=url,
         modes=tuple(mode),
+        skew=skew,
+        data=data,
+        optimize=optimize,
+        pg_index_after=pg_index_after,
     )
-    _check(app, plan)
-    runs = _runs(app, plan)
+    check(app, plan)
+    done = runs(app, plan)
     if not as_json:
-        _render(app, runs, plan)
-        _ratios(app, runs)
+        _render(app, done, plan)
+        _ratios(app, done)
         return
+    stored = plan.n + plan.embed_n
     app.json(
         {
             "n": plan.n,
             "users": plan.users,
-            "runs": [
-                {"backend": b, "server_rss_mib": rss, "phases": [asdict(p) for p in ph]}
-                for b, rss, ph in runs
-            ],
+            "skew": plan.skew,
+            "runs": [_as_json(run, stored) for run in done],
         }
     )

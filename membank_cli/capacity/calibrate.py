@@ -35,6 +35,8 @@ __all__ = [
     "data_dir_bytes",
     "load",
     "memory_body",
+    "pg_drop",
+    "pg_sizes",
     "rss_file_bytes",
 ]
 
@@ -149,7 +151,7 @@ def data_dir_bytes(path: Path) -> int:
     return total
 
 
-async def _pg_sizes(dsn: str, schema: str) -> tuple[int, int]:
+async def pg_sizes(dsn: str, schema: str) -> tuple[int, int]:
     import asyncpg  # type: ignore[import-untyped]
 
     conn = await asyncpg.connect(dsn)
@@ -171,7 +173,7 @@ async def _pg_sizes(dsn: str, schema: str) -> tuple[int, int]:
         await conn.close()
 
 
-async def _pg_drop(dsn: str, schema: str) -> None:
+async def pg_drop(dsn: str, schema: str) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
@@ -218,12 +220,12 @@ async def calibrate_run(
             await asyncio.sleep(settle_seconds)
             rss, rss_file = rss_bytes(server.pid) or 0, rss_file_bytes(server.pid)
             if backend == "pgvector" and pg_dsn:
-                disk, index = await _pg_sizes(pg_dsn, schema)
+                disk, index = await pg_sizes(pg_dsn, schema)
                 points.append(Point(target, rss, disk, rss_file, index))
             else:
                 points.append(Point(target, rss, data_dir_bytes(Path(tmp)), rss_file))
     if backend == "pgvector" and pg_dsn:
-        await _pg_drop(pg_dsn, schema)
+        await pg_drop(pg_dsn, schema)
     return points
 
 

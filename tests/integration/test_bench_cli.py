@@ -33,23 +33,29 @@ def test_search_measures_every_phase_on_a_server_it_starts() -> None:
         "search",
         *("--n", "1500", "--users", "20", "--embed-n", "50"),
         *("--searches", "60", "--text-searches", "10", "--concurrency", "2"),
-        *("--mode", "dense", "--mode", "hybrid"),
+        *("--mode", "dense", "--mode", "hybrid", "--skew", "0.2"),
     )
-    assert (report["n"], report["users"]) == (1500, 20)
+    assert (report["n"], report["users"], report["skew"]) == (1500, 20, 0.2)
     [run] = report["runs"]
     assert run["backend"] == "edge" and run["server_rss_mib"] > 0
+    per_memory = run["rss_bytes_per_memory"] * 1550 / 2**20
+    assert per_memory == pytest.approx(run["server_rss_mib"], abs=0.1)
+    assert run["disk_bytes_per_memory"] == round(run["disk_bytes"] / 1550, 1) > 0
     phases = {p["phase"]: p for p in run["phases"]}
     assert set(phases) == {
         "ingest, vectors",
         "ingest, embed",
         "search, vector (c=2)",
+        "search, vector, user-big (300) (c=2)",
         "search, text (c=2)",
         "search, text, dense (c=2)",
         "search, text, hybrid (c=2)",
     }
-    assert [phases[p]["count"] for p in phases] == [1500, 50, 60, 10, 10, 10]
+    assert [phases[p]["count"] for p in phases] == [1500, 50, 60, 60, 10, 10, 10]
     for name in phases.keys() - {"ingest, vectors", "ingest, embed"}:
         assert 0 < phases[name]["p50_ms"] <= phases[name]["p99_ms"]
+    for name in ("search, vector (c=2)", "search, vector, user-big (300) (c=2)"):
+        assert phases[name]["p99_ms"] <= phases[name]["max_ms"]
 
 
 def test_index_probes_searches_through_a_build_on_a_server_it_starts() -> None:
@@ -114,6 +120,8 @@ def test_memory_measures_a_layout_before_and_after_optimize() -> None:
         (["search", "--backend", "mongo"], "unknown backend 'mongo'"),
         (["search", "--mode", "fuzzy"], "--mode takes dense, lexical or hybrid"),
         (["memory", "--layout", "int4"], "unknown layout 'int4'"),
+        (["search", "--skew", "1"], "--skew is a share"),
+        (["search", "--url", "http://127.0.0.1:9", "--data", "d"], "servers the bench starts"),
         (["cache"], "--redis-url"),
         (["cache", "--redis-url", "redis://10.1.2.3:6379/0"], "on this machine"),
         (["hotpath"], "--redis-url"),
